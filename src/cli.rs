@@ -1,0 +1,165 @@
+//! The command line. Every flag has an environment fallback; [`ServeConfig`] can be built directly
+//! by tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tracing::debug;
+
+use crate::admission::Enforcement;
+use crate::offloading::names::rfc1123_label_problem;
+use crate::server::ServeError;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "offloading-webhook",
+    version,
+    about = "Admission webhook and reconcile loop for Liqo namespace offloading"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the validating and mutating webhooks, probes and metrics.
+    Serve(ServeConfig),
+    /// Write a development CA and a serving certificate (ca.crt, tls.crt, tls.key).
+    Certs(CertsArgs),
+    /// Print the CustomResourceDefinitions (what manifests/crds.yaml holds).
+    Crds,
+    /// Print the Validating and Mutating WebhookConfigurations for a webhook reached by URL.
+    WebhookConfig(WebhookConfigArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeConfig {
+    /// Address of the HTTPS webhook server.
+    #[arg(long, env = "WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: SocketAddr,
+    /// Address of the plain-HTTP probe server (/healthz, /readyz, /livez).
+    #[arg(long, env = "PROBE_ADDR", default_value = "0.0.0.0:8081")]
+    pub probe_addr: SocketAddr,
+    /// Address of the plain-HTTP metrics server (/metrics).
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// PEM certificate chain served by the webhook; reloaded when it changes.
+    #[arg(long, env = "TLS_CERT_FILE", default_value = "certs/tls.crt")]
+    pub tls_cert_file: PathBuf,
+    /// PEM private key of that certificate; reloaded when it changes.
+    #[arg(long, env = "TLS_KEY_FILE", default_value = "certs/tls.key")]
+    pub tls_key_file: PathBuf,
+    /// How often, in seconds, the certificate files are checked for changes.
+    #[arg(long, env = "CERT_RELOAD_SECONDS", default_value_t = 10)]
+    pub cert_reload_seconds: u64,
+    /// `deny` refuses broken objects; `warn` lets them in with warnings (audit mode).
+    #[arg(long, env = "ENFORCEMENT", value_enum, default_value_t = Enforcement::Deny)]
+    pub enforcement: Enforcement,
+    /// The local cluster id; without it, read (and followed) from Liqo's ConfigMap.
+    #[arg(long, env = "CLUSTER_ID", value_parser = parse_cluster_id)]
+    pub cluster_id: Option<String>,
+    /// The namespace Liqo runs in (where liqo-clusterid-configmap lives).
+    #[arg(long, env = "LIQO_NAMESPACE", default_value = "liqo")]
+    pub liqo_namespace: String,
+    /// Kubeconfig of the local cluster; without it, in-cluster config or $KUBECONFIG, and no
+    /// cluster at all when neither is there.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Serve the webhooks alone, without reading anything from a cluster.
+    #[arg(long, env = "NO_CLUSTER", default_value_t = false)]
+    pub no_cluster: bool,
+    /// Seconds to let in-flight reviews finish after SIGTERM.
+    #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
+    pub drain_seconds: u64,
+}
+
+impl ServeConfig {
+    pub fn cert_reload_interval(&self) -> Duration {
+        Duration::from_secs(self.cert_reload_seconds.max(1))
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_seconds)
+    }
+}
+
+fn parse_cluster_id(s: &str) -> Result<String, String> {
+    match rfc1123_label_problem(s) {
+        None => Ok(s.to_owned()),
+        Some(p) => Err(format!("a cluster id must be an RFC 1123 label: {p}")),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, ca.key, tls.crt, tls.key into (an existing CA there is reused).
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+    /// DNS name the certificate is valid for (repeatable).
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// IP address the certificate is valid for (repeatable).
+    #[arg(long = "ip")]
+    pub ip: Vec<std::net::IpAddr>,
+    /// Validity of the serving certificate, in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: i64,
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["url", "service"]))]
+pub struct WebhookConfigArgs {
+    /// Base URL of the webhook as the API server reaches it, e.g. https://127.0.0.1:9443.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The webhook's Service, as NAMESPACE/NAME (port 443); its namespace is excluded from the webhooks.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// PEM CA that signed the webhook's certificate (goes into caBundle).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Let cert-manager inject the CA of this Certificate (NAMESPACE/NAME) instead of --ca-file.
+    #[arg(long, conflicts_with = "ca_file")]
+    pub cert_manager_certificate: Option<String>,
+    /// Name of the two configurations.
+    #[arg(long, default_value = "offloading-webhook")]
+    pub name: String,
+}
+
+/// The client of the local cluster, or `None` when none is configured.
+pub async fn kube_client(cfg: &ServeConfig) -> Result<Option<Client>, ServeError> {
+    if cfg.no_cluster {
+        return Ok(None);
+    }
+    let config = match &cfg.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| ServeError::Kubeconfig(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| ServeError::Kubeconfig(format!("{}: {e}", path.display())))?
+        }
+        None => match Config::infer().await {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(error = %e, "no cluster configuration found");
+                return Ok(None);
+            }
+        },
+    };
+    Ok(Some(Client::try_from(config)?))
+}

@@ -1,0 +1,297 @@
+//! The Liqo v0.3 custom resources this project judges and maintains (SPEC §1).
+//!
+//! The strategy enums accept any string on the wire (an `Unsupported` variant that the CRD schema
+//! does not list): the webhook must be able to read an object with a bad value in order to say what
+//! is wrong with it, rather than fail to decode it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::NodeSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use kube::core::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only name a NamespaceOffloading may have (one per namespace).
+pub const OFFLOADING_NAME: &str = "offloading";
+/// Annotation Liqo v0.3 sets on a NamespaceOffloading: `"true"` or the selector's error.
+pub const SCHEDULING_ENABLED: &str = "liqo.io/scheduling-enabled";
+/// Label on a virtual node, and on a NamespaceMap, naming the remote cluster.
+pub const REMOTE_CLUSTER_ID_LABEL: &str = "liqo.io/remote-cluster-id";
+/// Label that marks a Node as a Liqo virtual node.
+pub const NODE_TYPE_LABEL: &str = "liqo.io/type";
+/// Value of [`NODE_TYPE_LABEL`] on virtual nodes.
+pub const VIRTUAL_NODE: &str = "virtual-node";
+/// The operator's escape hatch: objects labelled with it are not sent to the webhooks.
+pub const WEBHOOK_SKIP_LABEL: &str = "liqo.io/webhook-skip";
+
+/// How the remote namespace is named.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub enum NamespaceMappingStrategy {
+    // `<local-namespace>-<local-cluster-id>`.
+    #[default]
+    DefaultName,
+    // The local namespace's own name.
+    EnforceSameName,
+    // `spec.remoteNamespaceName`.
+    SelectedName,
+    // A value outside the enum, kept so that it can be reported.
+    #[serde(untagged)]
+    Unsupported(String),
+}
+
+impl NamespaceMappingStrategy {
+    pub const SUPPORTED: [&'static str; 3] = ["DefaultName", "EnforceSameName", "SelectedName"];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::DefaultName => "DefaultName",
+            Self::EnforceSameName => "EnforceSameName",
+            Self::SelectedName => "SelectedName",
+            Self::Unsupported(s) => s,
+        }
+    }
+}
+
+/// Where the pods of an offloaded namespace may run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub enum PodOffloadingStrategy {
+    // Local and remote clusters.
+    #[default]
+    LocalAndRemote,
+    // Only the local cluster.
+    Local,
+    // Only remote clusters.
+    Remote,
+    // A value outside the enum, kept so that it can be reported.
+    #[serde(untagged)]
+    Unsupported(String),
+}
+
+impl PodOffloadingStrategy {
+    pub const SUPPORTED: [&'static str; 3] = ["LocalAndRemote", "Local", "Remote"];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::LocalAndRemote => "LocalAndRemote",
+            Self::Local => "Local",
+            Self::Remote => "Remote",
+            Self::Unsupported(s) => s,
+        }
+    }
+
+    /// How many places pods may run: a move to a lower rank is more restrictive.
+    pub fn rank(&self) -> Option<u8> {
+        match self {
+            Self::LocalAndRemote => Some(2),
+            Self::Local | Self::Remote => Some(1),
+            Self::Unsupported(_) => None,
+        }
+    }
+
+    /// Whether pods of the namespace may be scheduled on virtual nodes.
+    pub fn allows_remote(&self) -> bool {
+        matches!(self, Self::LocalAndRemote | Self::Remote)
+    }
+}
+
+/// The CRD schema of a strategy: a plain string enum of the supported values (the `Unsupported`
+/// catch-all exists only on the Rust side).
+macro_rules! string_enum_schema {
+    ($ty:ty, $name:literal) => {
+        impl JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "enum": <$ty>::SUPPORTED })
+            }
+        }
+    };
+}
+string_enum_schema!(NamespaceMappingStrategy, "NamespaceMappingStrategy");
+string_enum_schema!(PodOffloadingStrategy, "PodOffloadingStrategy");
+
+/// Desired state of namespace offloading for the namespace the object lives in.
+// clippy reads the repeated `type_ = ...` of separate printcolumn(...) groups as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "offloading.liqo.io",
+    version = "v1alpha1",
+    kind = "NamespaceOffloading",
+    plural = "namespaceoffloadings",
+    namespaced,
+    shortname = "nsof",
+    status = "NamespaceOffloadingStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "NamespaceOffloading asks Liqo to extend its namespace to the selected remote clusters.",
+    printcolumn(
+        name = "NamespaceMappingStrategy",
+        type_ = "string",
+        json_path = ".spec.namespaceMappingStrategy"
+    ),
+    printcolumn(name = "PodOffloadingStrategy", type_ = "string", json_path = ".spec.podOffloadingStrategy"),
+    printcolumn(name = "OffloadingPhase", type_ = "string", json_path = ".status.offloadingPhase"),
+    printcolumn(
+        name = "RemoteNamespaceName",
+        type_ = "string",
+        json_path = ".status.remoteNamespaceName",
+        priority = "10"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceOffloadingSpec {
+    /// How the remote namespace is named.
+    #[serde(default)]
+    pub namespace_mapping_strategy: NamespaceMappingStrategy,
+    /// The remote namespace's name; required with SelectedName, ignored otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_namespace_name: Option<String>,
+    /// Where the namespace's pods may run.
+    #[serde(default)]
+    pub pod_offloading_strategy: PodOffloadingStrategy,
+    /// Which remote clusters (virtual nodes) the namespace is extended to; absent selects all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<NodeSelector>,
+}
+
+/// Offloading phase of the whole namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffloadingPhase {
+    Ready,
+    NoClusterSelected,
+    InProgress,
+    SomeFailed,
+    AllFailed,
+    Terminating,
+}
+
+impl OffloadingPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::NoClusterSelected => "NoClusterSelected",
+            Self::InProgress => "InProgress",
+            Self::SomeFailed => "SomeFailed",
+            Self::AllFailed => "AllFailed",
+            Self::Terminating => "Terminating",
+        }
+    }
+}
+
+/// One condition of a remote namespace, shaped like core/v1 NamespaceCondition.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteNamespaceCondition {
+    /// `Ready` or `OffloadingRequired`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Observed state, written by the reconcile loop.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceOffloadingStatus {
+    /// The remote namespace name the strategy derived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_namespace_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offloading_phase: Option<OffloadingPhase>,
+    /// Remote cluster id -> conditions of the namespace in that cluster.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_namespaces_conditions: BTreeMap<String, Vec<RemoteNamespaceCondition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The namespaces one remote cluster should hold, kept in that cluster's tenant namespace.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "virtualkubelet.liqo.io",
+    version = "v1alpha1",
+    kind = "NamespaceMap",
+    plural = "namespacemaps",
+    namespaced,
+    status = "NamespaceMapStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "NamespaceMap lists the namespaces one remote cluster should hold, and their state."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceMapSpec {
+    /// Local namespace -> remote namespace name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub desired_mapping: BTreeMap<String, String>,
+}
+
+/// State of a remote namespace, as Liqo spells it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappingPhase {
+    Accepted,
+    CreationLoopBackOff,
+    Terminating,
+}
+
+/// The remote namespace of one local namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteNamespaceStatus {
+    pub remote_namespace: String,
+    pub phase: MappingPhase,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceMapStatus {
+    /// Local namespace -> remote namespace and its phase.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub current_mapping: BTreeMap<String, RemoteNamespaceStatus>,
+}
+
+/// Both CRDs as a multi-document YAML stream (what `manifests/crds.yaml` holds).
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::from("# Generated by `offloading-webhook crds`; do not edit.\n");
+    for crd in [NamespaceOffloading::crd(), NamespaceMap::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_strategy_round_trips() {
+        let s: NamespaceOffloadingSpec =
+            serde_json::from_str(r#"{"namespaceMappingStrategy":"Foo"}"#).unwrap();
+        assert_eq!(s.namespace_mapping_strategy, NamespaceMappingStrategy::Unsupported("Foo".into()));
+        assert_eq!(s.pod_offloading_strategy, PodOffloadingStrategy::LocalAndRemote);
+        let back = serde_json::to_value(&s).unwrap();
+        assert_eq!(back["namespaceMappingStrategy"], "Foo");
+    }
+
+    #[test]
+    fn crd_schema_lists_only_the_supported_strategies() {
+        let yaml = crds_yaml().unwrap();
+        assert!(yaml.contains("- EnforceSameName"));
+        assert!(!yaml.contains("Unsupported"));
+        assert!(yaml.contains("nsof"));
+    }
+}

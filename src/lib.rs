@@ -1,0 +1,96 @@
+//! offloading-webhook: admission webhook and reconcile loop for Liqo namespace offloading.
+//!
+//! - [`crd`]: the NamespaceOffloading and NamespaceMap types (and their CRDs).
+//! - [`offloading`]: the pure domain — names, selectors, the verdict on an object.
+//! - [`admission`]: AdmissionReview in, AdmissionResponse out; the HTTP `router()`.
+//! - [`server`]: TLS with certificate reload, listeners, probes, metrics, graceful shutdown.
+//! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
+//! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
+//! - [`metrics`]: the Prometheus registry.
+//! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
+
+pub mod admission;
+pub mod certs;
+pub mod cli;
+pub mod cluster;
+pub mod crd;
+pub mod metrics;
+pub mod offloading;
+pub mod server;
+pub mod webhook_config;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use cli::Command;
+
+/// Runs one command of the binary.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(cfg) => {
+            let stop = CancellationToken::new();
+            tokio::spawn(stop_on_signal(stop.clone()));
+            server::run(cfg, stop).await?;
+        }
+        Command::Certs(args) => {
+            let mut names = args.dns;
+            names.extend(args.ip.iter().map(ToString::to_string));
+            certs::write_dir(&args.out, &names, args.days)?;
+            println!(
+                "wrote {0}/ca.crt, {0}/tls.crt, {0}/tls.key for {1}",
+                args.out.display(),
+                names.join(", ")
+            );
+        }
+        Command::Crds => print!("{}", crd::crds_yaml()?),
+        Command::WebhookConfig(args) => print!("{}", webhook_config_yaml(&args)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The output of `webhook-config`.
+pub fn webhook_config_yaml(args: &cli::WebhookConfigArgs) -> anyhow::Result<String> {
+    let ca = match &args.ca_file {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("could not read the CA file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let service = match &args.service {
+        Some(s) => Some(s.split_once('/').context("--service must be NAMESPACE/NAME")?),
+        None => None,
+    };
+    let target = match (&args.url, service) {
+        (Some(url), _) => webhook_config::Target::Url(url),
+        (None, Some((namespace, name))) => webhook_config::Target::Service { namespace, name, port: 443 },
+        (None, None) => anyhow::bail!("give --url or --service"),
+    };
+    let annotations = args
+        .cert_manager_certificate
+        .as_ref()
+        .map(|c| [("cert-manager.io/inject-ca-from".to_owned(), c.clone())].into_iter().collect());
+    let excluded: Vec<&str> = service.map(|(ns, _)| ns).into_iter().collect();
+    let (v, m) = webhook_config::configurations(&args.name, &target, ca.as_deref(), annotations, &excluded);
+    Ok(webhook_config::to_yaml(&v, &m)?)
+}
+
+/// Cancels `stop` on SIGTERM or Ctrl-C.
+async fn stop_on_signal(stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutdown signal received");
+            stop.cancel();
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    stop.cancel();
+}

@@ -1,0 +1,12 @@
+//! The domain, pure and synchronous: names, selectors, and the verdict on a NamespaceOffloading.
+//! Shared by the webhook (`admission`) and the reconcile loop, so whatever one accepts the other
+//! accepts too. No IO, no async.
+
+pub mod field;
+pub mod names;
+pub mod rules;
+pub mod selector;
+
+pub use field::{FieldError, aggregate};
+pub use names::RemoteNameError;
+pub use rules::{Context, Verdict, VirtualNode, review_create, review_update, scheduling_annotation};

@@ -1,0 +1,237 @@
+//! Name syntax (RFC 1123 labels, qualified names, label values) and the remote namespace name each
+//! mapping strategy derives (SPEC §2).
+
+use crate::crd::NamespaceMappingStrategy;
+
+/// The longest RFC 1123 label, and so the longest namespace name.
+pub const MAX_LABEL_LEN: usize = 63;
+const MAX_SUBDOMAIN_LEN: usize = 253;
+
+/// Why a string is not an RFC 1123 label; `None` when it is one.
+pub fn rfc1123_label_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > MAX_LABEL_LEN {
+        return Some(format!("must be no more than {MAX_LABEL_LEN} characters (it is {})", s.len()));
+    }
+    let ok_inner = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ends_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !ok_inner || !ends_ok(s.as_bytes()[0]) || !ends_ok(s.as_bytes()[s.len() - 1]) {
+        return Some(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
+             and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc')"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Why a string is not a DNS-1123 subdomain (a node name, a label key prefix); `None` when it is one.
+pub fn dns1123_subdomain_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > MAX_SUBDOMAIN_LEN {
+        return Some(format!("must be no more than {MAX_SUBDOMAIN_LEN} characters"));
+    }
+    if s.split('.').any(|part| part.is_empty() || rfc1123_label_problem(part).is_some()) {
+        return Some(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' \
+             or '.', and must start and end with an alphanumeric character (e.g. 'example.com')"
+                .into(),
+        );
+    }
+    None
+}
+
+/// The name-part rule shared by label keys and label values: at most 63 characters of
+/// `[A-Za-z0-9_.-]`, starting and ending alphanumeric.
+fn name_part_problem(s: &str, what: &str) -> Option<String> {
+    if s.len() > MAX_LABEL_LEN {
+        return Some(format!("{what} must be no more than {MAX_LABEL_LEN} characters (it is {})", s.len()));
+    }
+    let ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let bytes = s.as_bytes();
+    if !ok || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+        return Some(format!(
+            "{what} must consist of alphanumeric characters, '-', '_' or '.', and must start and end \
+             with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345')"
+        ));
+    }
+    None
+}
+
+/// Why a string is not a qualified name (a label key): `[prefix/]name`; `None` when it is one.
+pub fn qualified_name_problem(s: &str) -> Option<String> {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            return Some("prefix part must be non-empty".into());
+        }
+        if let Some(p) = dns1123_subdomain_problem(prefix) {
+            return Some(format!("prefix part {p}"));
+        }
+    }
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.contains('/') {
+        return Some(
+            "a qualified name must consist of an optional DNS subdomain prefix, one '/', and a name \
+             (e.g. 'topology.liqo.io/region')"
+                .into(),
+        );
+    }
+    name_part_problem(name, "name part")
+}
+
+/// Why a string is not a valid label value (empty is valid); `None` when it is one.
+pub fn label_value_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return None;
+    }
+    name_part_problem(s, "a valid label value")
+}
+
+/// Why a remote namespace name cannot be derived.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteNameError {
+    #[error(
+        "SelectedName needs spec.remoteNamespaceName, the name of the namespace to create in the remote clusters"
+    )]
+    MissingSelectedName,
+    #[error(
+        "the remote namespace name {name:?} is {len} characters, over the limit of 63 for a \
+         namespace name: with cluster id {cluster_id:?} ({id_len} characters) the DefaultName \
+         strategy fits local namespaces of at most {max_namespace} characters, and {namespace:?} \
+         is {ns_len}; use a shorter namespace, or namespaceMappingStrategy EnforceSameName or \
+         SelectedName",
+        len = name.len(),
+        id_len = cluster_id.len(),
+        ns_len = namespace.len()
+    )]
+    DefaultNameTooLong { name: String, namespace: String, cluster_id: String, max_namespace: usize },
+    #[error("the remote namespace name {name:?} ({len} characters) is not a valid namespace name: {problem}; choose another spec.remoteNamespaceName", len = name.len())]
+    InvalidName { name: String, problem: String },
+    #[error("the local cluster id is not known yet, so the DefaultName remote name cannot be derived")]
+    UnknownClusterId,
+}
+
+/// The remote namespace name a strategy derives for `namespace` (SPEC §2), checked to be a valid
+/// namespace name.
+pub fn remote_namespace_name(
+    strategy: &NamespaceMappingStrategy,
+    namespace: &str,
+    selected: Option<&str>,
+    cluster_id: Option<&str>,
+) -> Result<String, RemoteNameError> {
+    let name = match strategy {
+        NamespaceMappingStrategy::EnforceSameName => namespace.to_owned(),
+        NamespaceMappingStrategy::SelectedName => match selected {
+            Some(s) if !s.is_empty() => s.to_owned(),
+            _ => return Err(RemoteNameError::MissingSelectedName),
+        },
+        // An unsupported strategy is reported on its own; name it as the default would.
+        NamespaceMappingStrategy::DefaultName | NamespaceMappingStrategy::Unsupported(_) => {
+            let id = cluster_id.ok_or(RemoteNameError::UnknownClusterId)?;
+            let name = format!("{namespace}-{id}");
+            if name.len() > MAX_LABEL_LEN && rfc1123_label_problem(namespace).is_none() {
+                return Err(RemoteNameError::DefaultNameTooLong {
+                    max_namespace: max_namespace_len(id),
+                    namespace: namespace.to_owned(),
+                    cluster_id: id.to_owned(),
+                    name,
+                });
+            }
+            name
+        }
+    };
+    match rfc1123_label_problem(&name) {
+        None => Ok(name),
+        Some(problem) => Err(RemoteNameError::InvalidName { name, problem }),
+    }
+}
+
+/// How long a local namespace may be for DefaultName with this cluster id.
+pub fn max_namespace_len(cluster_id: &str) -> usize {
+    MAX_LABEL_LEN.saturating_sub(cluster_id.len() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use NamespaceMappingStrategy::*;
+
+    const UUID: &str = "b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a";
+
+    #[test]
+    fn labels() {
+        assert_eq!(rfc1123_label_problem("abc-1"), None);
+        assert!(rfc1123_label_problem("-abc").is_some());
+        assert!(rfc1123_label_problem("Abc").is_some());
+        assert!(rfc1123_label_problem(&"a".repeat(64)).unwrap().contains("63"));
+        assert_eq!(rfc1123_label_problem(&"a".repeat(63)), None);
+    }
+
+    #[test]
+    fn qualified_names_and_values() {
+        assert_eq!(qualified_name_problem("topology.liqo.io/region"), None);
+        assert_eq!(qualified_name_problem("Region_1"), None);
+        assert!(qualified_name_problem("a/b/c").is_some());
+        assert!(qualified_name_problem("/b").unwrap().contains("prefix"));
+        assert!(qualified_name_problem("Bad_Prefix/x").unwrap().contains("prefix"));
+        assert!(qualified_name_problem("bad key").is_some());
+        assert!(qualified_name_problem(&"k".repeat(64)).unwrap().contains("63"));
+        assert_eq!(label_value_problem(""), None);
+        assert_eq!(label_value_problem("eu-west_1.a"), None);
+        assert!(label_value_problem("eu west").is_some());
+        assert!(label_value_problem("-x").is_some());
+    }
+
+    #[test]
+    fn derived_names() {
+        assert_eq!(
+            remote_namespace_name(&DefaultName, "web", None, Some(UUID)).unwrap(),
+            format!("web-{UUID}")
+        );
+        assert_eq!(remote_namespace_name(&EnforceSameName, "web", None, None).unwrap(), "web");
+        assert_eq!(remote_namespace_name(&SelectedName, "web", Some("x"), None).unwrap(), "x");
+        assert_eq!(
+            remote_namespace_name(&SelectedName, "web", Some(""), None),
+            Err(RemoteNameError::MissingSelectedName)
+        );
+        assert_eq!(
+            remote_namespace_name(&DefaultName, "web", None, None),
+            Err(RemoteNameError::UnknownClusterId)
+        );
+    }
+
+    #[test]
+    fn too_long_default_name_says_how_long_the_namespace_may_be() {
+        let ns = "a-namespace-name-of-27-char";
+        assert_eq!(ns.len(), 27);
+        let err = remote_namespace_name(&DefaultName, ns, None, Some(UUID)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the remote namespace name \"{ns}-{UUID}\" is 64 characters, over the limit of 63 for a \
+                 namespace name: with cluster id \"{UUID}\" (36 characters) the DefaultName strategy \
+                 fits local namespaces of at most 26 characters, and \"{ns}\" is 27; use a shorter \
+                 namespace, or namespaceMappingStrategy EnforceSameName or SelectedName"
+            )
+        );
+        // 26 characters fit exactly.
+        assert!(remote_namespace_name(&DefaultName, &ns[..26], None, Some(UUID)).is_ok());
+    }
+
+    #[test]
+    fn selected_name_must_be_a_label() {
+        let err = remote_namespace_name(&SelectedName, "web", Some("Web_1"), None).unwrap_err();
+        assert!(matches!(err, RemoteNameError::InvalidName { .. }));
+        assert!(err.to_string().starts_with("the remote namespace name \"Web_1\" (5 characters) is not a valid namespace name: a lowercase RFC 1123 label"));
+    }
+}

@@ -1,0 +1,359 @@
+//! The clusterSelector: a core/v1 NodeSelector judged against the labels of virtual nodes.
+//!
+//! Validation is eager and complete (every problem of every term, SPEC §3.3); matching follows
+//! Kubernetes' NodeSelector semantics, except that an absent selector or one with no terms
+//! selects every remote cluster, as Liqo does.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
+
+use super::field::FieldError;
+use super::names::{dns1123_subdomain_problem, label_value_problem, qualified_name_problem};
+
+pub const SELECTOR_PATH: &str = "spec.clusterSelector";
+const OPERATORS: [&str; 6] = ["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"];
+const FIELD_OPERATORS: [&str; 2] = ["In", "NotIn"];
+/// The only field a matchFields requirement may name.
+pub const NODE_NAME_FIELD: &str = "metadata.name";
+
+/// Every syntax problem of the selector, each with its field path.
+pub fn validate(selector: &NodeSelector) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (i, term) in selector.node_selector_terms.iter().enumerate() {
+        let term_path = format!("{SELECTOR_PATH}.nodeSelectorTerms[{i}]");
+        for (j, req) in term.match_expressions.iter().flatten().enumerate() {
+            validate_expression(req, &format!("{term_path}.matchExpressions[{j}]"), &mut errors);
+        }
+        for (j, req) in term.match_fields.iter().flatten().enumerate() {
+            validate_field(req, &format!("{term_path}.matchFields[{j}]"), &mut errors);
+        }
+    }
+    errors
+}
+
+fn validate_expression(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<FieldError>) {
+    if let Some(problem) = qualified_name_problem(&req.key) {
+        errors.push(FieldError::invalid(format!("{path}.key"), &req.key, problem));
+    }
+    let values = req.values.as_deref().unwrap_or_default();
+    let values_path = format!("{path}.values");
+    match req.operator.as_str() {
+        "In" | "NotIn" => {
+            if values.is_empty() {
+                errors.push(FieldError::required(
+                    &values_path,
+                    format!(
+                        "must be specified when `operator` is {:?}: list the label values to match",
+                        req.operator
+                    ),
+                ));
+            }
+        }
+        "Exists" | "DoesNotExist" => {
+            if !values.is_empty() {
+                errors.push(FieldError::forbidden(
+                    &values_path,
+                    format!("may not be specified when `operator` is {:?}: remove the values", req.operator),
+                ));
+            }
+        }
+        "Gt" | "Lt" => {
+            if values.len() != 1 {
+                errors.push(FieldError::required(
+                    &values_path,
+                    format!(
+                        "must be specified single value when `operator` is {:?} (got {})",
+                        req.operator,
+                        values.len()
+                    ),
+                ));
+            } else if values[0].parse::<i64>().is_err() {
+                errors.push(FieldError::invalid(
+                    format!("{values_path}[0]"),
+                    &values[0],
+                    format!("must be an integer when `operator` is {:?}", req.operator),
+                ));
+            }
+        }
+        other => errors.push(FieldError::unsupported(format!("{path}.operator"), other, &OPERATORS)),
+    }
+    for (k, v) in values.iter().enumerate() {
+        if let Some(problem) = label_value_problem(v) {
+            errors.push(FieldError::invalid(format!("{values_path}[{k}]"), v, problem));
+        }
+    }
+}
+
+fn validate_field(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<FieldError>) {
+    if req.key != NODE_NAME_FIELD {
+        errors.push(FieldError::unsupported(format!("{path}.key"), &req.key, &[NODE_NAME_FIELD]));
+    }
+    let values = req.values.as_deref().unwrap_or_default();
+    if FIELD_OPERATORS.contains(&req.operator.as_str()) {
+        if values.len() != 1 {
+            errors.push(FieldError::required(
+                format!("{path}.values"),
+                format!(
+                    "must be only one value when `operator` is {:?} for a node field selector (got {})",
+                    req.operator,
+                    values.len()
+                ),
+            ));
+        } else if let Some(problem) = dns1123_subdomain_problem(&values[0]) {
+            errors.push(FieldError::invalid(format!("{path}.values[0]"), &values[0], problem));
+        }
+    } else {
+        errors.push(FieldError::unsupported(format!("{path}.operator"), &req.operator, &FIELD_OPERATORS));
+    }
+}
+
+/// Terms that can match nothing (`{}`): legal, but almost always a mistake.
+pub fn empty_terms(selector: &NodeSelector) -> Vec<usize> {
+    selector
+        .node_selector_terms
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| is_empty_term(t))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn is_empty_term(t: &NodeSelectorTerm) -> bool {
+    t.match_expressions.as_deref().unwrap_or_default().is_empty()
+        && t.match_fields.as_deref().unwrap_or_default().is_empty()
+}
+
+/// What a virtual node offers the selector: its name and labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFacts<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// Why one requirement did not hold for a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmet {
+    /// Field path of the requirement, e.g. `spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1]`.
+    pub path: String,
+    /// e.g. `topology.liqo.io/region In [eu-west]`.
+    pub requirement: String,
+    /// e.g. `the node's label topology.liqo.io/region is "us-east"`.
+    pub found: String,
+}
+
+/// Whether a (valid) selector selects the node: `Ok(())`, or for each term the first requirement
+/// that failed (`None` for an empty term, which matches nothing).
+pub fn explain(selector: Option<&NodeSelector>, node: &NodeFacts<'_>) -> Result<(), Vec<Option<Unmet>>> {
+    let Some(selector) = selector else { return Ok(()) };
+    if selector.node_selector_terms.is_empty() {
+        return Ok(());
+    }
+    let mut misses = Vec::new();
+    for (i, term) in selector.node_selector_terms.iter().enumerate() {
+        match term_unmet(term, i, node) {
+            None => return Ok(()),
+            Some(unmet) => misses.push(unmet),
+        }
+    }
+    Err(misses)
+}
+
+/// Whether a (valid) selector selects the node.
+pub fn matches(selector: Option<&NodeSelector>, node: &NodeFacts<'_>) -> bool {
+    explain(selector, node).is_ok()
+}
+
+/// `None` when the term matches; `Some(None)` for an empty term; `Some(Some(first failure))`.
+fn term_unmet(term: &NodeSelectorTerm, i: usize, node: &NodeFacts<'_>) -> Option<Option<Unmet>> {
+    if is_empty_term(term) {
+        return Some(None);
+    }
+    let term_path = format!("{SELECTOR_PATH}.nodeSelectorTerms[{i}]");
+    for (j, req) in term.match_expressions.iter().flatten().enumerate() {
+        let value = node.labels.get(&req.key).map(String::as_str);
+        if !requirement_holds(req, value) {
+            let found = match value {
+                Some(v) => format!("the node's label {} is {v:?}", req.key),
+                None => format!("the node has no label {}", req.key),
+            };
+            return Some(Some(Unmet {
+                path: format!("{term_path}.matchExpressions[{j}]"),
+                requirement: describe(req),
+                found,
+            }));
+        }
+    }
+    for (j, req) in term.match_fields.iter().flatten().enumerate() {
+        if req.key != NODE_NAME_FIELD || !requirement_holds(req, Some(node.name)) {
+            return Some(Some(Unmet {
+                path: format!("{term_path}.matchFields[{j}]"),
+                requirement: describe(req),
+                found: format!("the node's name is {:?}", node.name),
+            }));
+        }
+    }
+    None
+}
+
+fn requirement_holds(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+    let values = req.values.as_deref().unwrap_or_default();
+    let int_cmp = |want_greater: bool| {
+        let (Some(v), [bound]) = (value, values) else { return false };
+        match (v.parse::<i64>(), bound.parse::<i64>()) {
+            (Ok(v), Ok(b)) => {
+                if want_greater {
+                    v > b
+                } else {
+                    v < b
+                }
+            }
+            _ => false,
+        }
+    };
+    match req.operator.as_str() {
+        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => int_cmp(true),
+        "Lt" => int_cmp(false),
+        _ => false,
+    }
+}
+
+fn describe(req: &NodeSelectorRequirement) -> String {
+    let values = req.values.as_deref().unwrap_or_default();
+    if values.is_empty() {
+        format!("{} {}", req.key, req.operator)
+    } else {
+        format!("{} {} [{}]", req.key, req.operator, values.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn selector(v: serde_json::Value) -> NodeSelector {
+        serde_json::from_value(json!({ "nodeSelectorTerms": v })).unwrap()
+    }
+
+    fn messages(s: &NodeSelector) -> Vec<String> {
+        validate(s).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn valid_selector_has_no_errors() {
+        let s = selector(json!([
+            {"matchExpressions": [
+                {"key": "topology.liqo.io/region", "operator": "In", "values": ["eu-west"]},
+                {"key": "gpu", "operator": "Exists"},
+                {"key": "cores", "operator": "Gt", "values": ["8"]}],
+             "matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["vk-a"]}]}
+        ]));
+        assert!(validate(&s).is_empty());
+    }
+
+    #[test]
+    fn every_rule_has_its_message_and_path() {
+        let s = selector(json!([
+            {"matchExpressions": [
+                {"key": "region", "operator": "In", "values": ["eu"]},
+                {"key": "region", "operator": "Equals", "values": ["eu"]},
+                {"key": "region", "operator": "In"},
+                {"key": "region", "operator": "Exists", "values": ["x"]},
+                {"key": "cores", "operator": "Gt", "values": ["1", "2"]},
+                {"key": "cores", "operator": "Lt", "values": ["many"]},
+                {"key": "bad key", "operator": "Exists"},
+                {"key": "region", "operator": "NotIn", "values": ["eu west"]}]},
+            {"matchFields": [
+                {"key": "metadata.labels", "operator": "In", "values": ["a"]},
+                {"key": "metadata.name", "operator": "Exists"},
+                {"key": "metadata.name", "operator": "In", "values": ["a", "b"]}]}
+        ]));
+        let p = "spec.clusterSelector.nodeSelectorTerms";
+        assert_eq!(
+            messages(&s),
+            vec![
+                format!(
+                    r#"{p}[0].matchExpressions[1].operator: Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt""#
+                ),
+                format!(
+                    r#"{p}[0].matchExpressions[2].values: Required value: must be specified when `operator` is "In": list the label values to match"#
+                ),
+                format!(
+                    r#"{p}[0].matchExpressions[3].values: Forbidden: may not be specified when `operator` is "Exists": remove the values"#
+                ),
+                format!(
+                    r#"{p}[0].matchExpressions[4].values: Required value: must be specified single value when `operator` is "Gt" (got 2)"#
+                ),
+                format!(
+                    r#"{p}[0].matchExpressions[5].values[0]: Invalid value: "many": must be an integer when `operator` is "Lt""#
+                ),
+                format!(
+                    r#"{p}[0].matchExpressions[6].key: Invalid value: "bad key": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345')"#
+                ),
+                format!(
+                    r#"{p}[0].matchExpressions[7].values[0]: Invalid value: "eu west": a valid label value must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345')"#
+                ),
+                format!(
+                    r#"{p}[1].matchFields[0].key: Unsupported value: "metadata.labels": supported values: "metadata.name""#
+                ),
+                format!(
+                    r#"{p}[1].matchFields[1].operator: Unsupported value: "Exists": supported values: "In", "NotIn""#
+                ),
+                format!(
+                    r#"{p}[1].matchFields[2].values: Required value: must be only one value when `operator` is "In" for a node field selector (got 2)"#
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn matching_follows_node_selector_semantics() {
+        let labels: BTreeMap<String, String> =
+            [("region".to_string(), "eu".to_string()), ("cores".to_string(), "16".to_string())].into();
+        let node = NodeFacts { name: "vk-a", labels: &labels };
+        let m = |v| matches(Some(&selector(v)), &node);
+        assert!(matches(None, &node));
+        assert!(m(json!([])));
+        assert!(m(
+            json!([{"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu", "us"]}]}])
+        ));
+        assert!(!m(
+            json!([{"matchExpressions": [{"key": "region", "operator": "NotIn", "values": ["eu"]}]}])
+        ));
+        assert!(m(json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}])));
+        assert!(m(json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]}])));
+        assert!(!m(json!([{"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["8"]}]}])));
+        assert!(m(json!([{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}])));
+        assert!(m(
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["vk-a"]}]}])
+        ));
+        // Terms are ORed; an empty term matches nothing.
+        assert!(!m(json!([{}])));
+        assert!(m(json!([{}, {"matchExpressions": [{"key": "region", "operator": "Exists"}]}])));
+    }
+
+    #[test]
+    fn explain_names_the_failed_requirement_per_term() {
+        let labels: BTreeMap<String, String> = [("region".to_string(), "us".to_string())].into();
+        let node = NodeFacts { name: "vk-a", labels: &labels };
+        let s = selector(json!([
+            {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]},
+            {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]},
+            {}
+        ]));
+        let misses = explain(Some(&s), &node).unwrap_err();
+        assert_eq!(misses.len(), 3);
+        let first = misses[0].as_ref().unwrap();
+        assert_eq!(first.path, "spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0]");
+        assert_eq!(first.requirement, "region In [eu]");
+        assert_eq!(first.found, "the node's label region is \"us\"");
+        assert_eq!(misses[1].as_ref().unwrap().found, "the node has no label gpu");
+        assert_eq!(misses[2], None);
+        assert_eq!(empty_terms(&s), vec![2]);
+    }
+}
