@@ -1,0 +1,254 @@
+//! One AdmissionReview body in, one answer out: the envelope around the pure verdict.
+//! No HTTP here, so that the router, the benchmark and tests share exactly this code.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, GroupVersionResource};
+use serde_json::{Value, json};
+use tracing::{error, warn};
+
+use crate::crd::{NamespaceOffloading, SCHEDULING_ENABLED};
+use crate::offloading::{Context, Verdict, review_create, review_update, scheduling_annotation};
+
+/// The API group whose NamespaceOffloadings are judged.
+pub const GROUP: &str = "offloading.liqo.io";
+/// Liqo v0.3 serves v1alpha1, Liqo v1.x v1beta1: both are judged the same way.
+pub const VERSIONS: [&str; 2] = ["v1alpha1", "v1beta1"];
+pub const RESOURCE: &str = "namespaceoffloadings";
+
+/// What to do with a denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Enforcement {
+    /// Refuse the object.
+    #[default]
+    Deny,
+    /// Let it in, with every denial as a warning (audit mode for a live cluster).
+    Warn,
+}
+
+/// Which webhook is answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validate => "validate",
+            Self::Mutate => "mutate",
+        }
+    }
+}
+
+/// A body that is not an AdmissionReview at all: answered with HTTP 400, not a review.
+#[derive(Debug, thiserror::Error)]
+pub enum BadBody {
+    #[error("the request body is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the request body is not an AdmissionReview: {0}")]
+    NotReview(serde_json::Error),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// How a review ended, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Denied,
+    /// Denied, but let in with warnings (`--enforcement=warn`).
+    Warned,
+    /// The object could not be read.
+    Invalid,
+    /// Not ours to judge (DELETE, CONNECT, another resource).
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Warned => "warned",
+            Self::Invalid => "invalid",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// The answer to one review, with what metrics and logs need.
+pub struct Answer {
+    pub review: AdmissionReview<DynamicObject>,
+    pub outcome: Outcome,
+    pub operation: &'static str,
+}
+
+/// Answers one review body.
+pub fn answer(
+    body: &[u8],
+    endpoint: Endpoint,
+    ctx: &Context<'_>,
+    enforcement: Enforcement,
+) -> Result<Answer, BadBody> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let typed: Result<AdmissionReview<NamespaceOffloading>, _> = serde_path_to_error::deserialize(&mut de);
+    let req: AdmissionRequest<NamespaceOffloading> = match typed {
+        Ok(review) => review.try_into().map_err(|_| BadBody::NoRequest)?,
+        Err(e) => return undecodable(body, endpoint, &e),
+    };
+    let operation = operation_name(&req.operation);
+    let resp = AdmissionResponse::from(&req);
+    if !is_ours(&req.resource, req.sub_resource.as_deref()) {
+        return Ok(not_ours(resp, &req.resource, req.sub_resource.as_deref(), operation));
+    }
+    let (resp, outcome) = match (&req.operation, &req.object) {
+        (Operation::Create | Operation::Update, Some(obj)) => {
+            let ns = req.namespace.as_deref().or(obj.metadata.namespace.as_deref()).unwrap_or_default();
+            match endpoint {
+                Endpoint::Validate => {
+                    let verdict = match (&req.operation, &req.old_object) {
+                        (Operation::Update, Some(old)) => review_update(old, obj, ns, ctx),
+                        _ => review_create(obj, ns, ctx),
+                    };
+                    judge(resp, verdict, enforcement)
+                }
+                Endpoint::Mutate => (mutate(resp, obj), Outcome::Allowed),
+            }
+        }
+        (Operation::Create | Operation::Update, None) => {
+            let mut resp = resp.deny("the AdmissionReview has no object to judge");
+            resp.result.code = 400;
+            (resp, Outcome::Invalid)
+        }
+        _ => (resp, Outcome::Skipped),
+    };
+    Ok(Answer { review: resp.into_review(), outcome, operation })
+}
+
+fn judge(
+    resp: AdmissionResponse,
+    verdict: Verdict,
+    enforcement: Enforcement,
+) -> (AdmissionResponse, Outcome) {
+    let mut warnings = verdict.warnings.clone();
+    let outcome = if verdict.allowed() {
+        Outcome::Allowed
+    } else if enforcement == Enforcement::Warn {
+        warnings
+            .splice(0..0, verdict.errors.iter().map(|e| format!("would be denied (enforcement=warn): {e}")));
+        Outcome::Warned
+    } else {
+        Outcome::Denied
+    };
+    let mut resp = if outcome == Outcome::Denied { resp.deny(verdict.message()) } else { resp };
+    if outcome == Outcome::Denied {
+        resp.result.code = 403;
+        resp.result.reason = "Invalid".into();
+    }
+    if !warnings.is_empty() {
+        resp.warnings = Some(warnings);
+    }
+    (resp, outcome)
+}
+
+/// Sets `liqo.io/scheduling-enabled`, and nothing else, when it does not already hold the value.
+fn mutate(resp: AdmissionResponse, obj: &NamespaceOffloading) -> AdmissionResponse {
+    let value = scheduling_annotation(&obj.spec);
+    let annotations = obj.metadata.annotations.as_ref();
+    if annotations.and_then(|a| a.get(SCHEDULING_ENABLED)) == Some(&value) {
+        return resp;
+    }
+    let op = match annotations {
+        Some(_) => AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "annotations", SCHEDULING_ENABLED]),
+            value: Value::String(value),
+        },
+        None => AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "annotations"]),
+            value: json!({ SCHEDULING_ENABLED: value }),
+        },
+    };
+    match resp.clone().with_patch(Patch(vec![PatchOperation::Add(op)])) {
+        Ok(r) => r,
+        Err(e) => {
+            // Serializing a two-string patch cannot fail; if it ever does, admit unpatched.
+            error!(error = %e, "could not serialize the annotation patch");
+            resp
+        }
+    }
+}
+
+fn is_ours(gvr: &GroupVersionResource, sub_resource: Option<&str>) -> bool {
+    gvr.group == GROUP
+        && gvr.resource == RESOURCE
+        && VERSIONS.contains(&gvr.version.as_str())
+        && sub_resource.is_none_or(str::is_empty)
+}
+
+/// A registration that sends us something else: let it through, and say so loudly.
+fn not_ours(
+    resp: AdmissionResponse,
+    gvr: &GroupVersionResource,
+    sub: Option<&str>,
+    operation: &'static str,
+) -> Answer {
+    let what = match sub {
+        Some(s) if !s.is_empty() => format!("{}/{}/{}", gvr.group, gvr.resource, s),
+        _ => format!("{}/{} {}", gvr.group, gvr.resource, gvr.version),
+    };
+    error!(resource = %what, "received a review for a resource this webhook does not judge: check the webhook configuration's rules");
+    let mut resp = resp;
+    resp.warnings = Some(vec![format!(
+        "offloading-webhook does not judge {what}: allowed unchecked; the webhook configuration's rules should name only {RESOURCE}.{GROUP}"
+    )]);
+    Answer { review: resp.into_review(), outcome: Outcome::Skipped, operation }
+}
+
+/// The typed decode failed: read the envelope loosely to answer with the uid and the field path.
+fn undecodable(
+    body: &[u8],
+    endpoint: Endpoint,
+    typed_err: &serde_path_to_error::Error<serde_json::Error>,
+) -> Result<Answer, BadBody> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        .map_err(|e| if e.is_syntax() || e.is_eof() { BadBody::NotJson(e) } else { BadBody::NotReview(e) })?;
+    let req: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| BadBody::NoRequest)?;
+    let operation = operation_name(&req.operation);
+    let resp = AdmissionResponse::from(&req);
+    if !is_ours(&req.resource, req.sub_resource.as_deref()) {
+        return Ok(not_ours(resp, &req.resource, req.sub_resource.as_deref(), operation));
+    }
+    let path = typed_err.path().to_string();
+    let (which, field) = match path.split_once('.') {
+        Some(("request", rest)) => match rest.split_once('.') {
+            Some((w @ ("object" | "oldObject"), field)) => (w, field.to_owned()),
+            _ => ("request", rest.to_owned()),
+        },
+        _ => ("request", path.clone()),
+    };
+    // The position is in the review body, which the person at kubectl never saw.
+    let inner = typed_err.inner().to_string();
+    let inner = inner.rsplit_once(" at line ").map_or(inner.as_str(), |(head, _)| head);
+    let message = if which == "request" {
+        format!("the AdmissionReview request could not be read: {field}: {inner}")
+    } else {
+        format!("the NamespaceOffloading ({which}) could not be read: {field}: {inner}")
+    };
+    warn!(uid = %req.uid, endpoint = endpoint.as_str(), %message, "undecodable object");
+    let mut resp = resp.deny(&message);
+    resp.result.code = 400;
+    resp.result.reason = "BadRequest".into();
+    Ok(Answer { review: resp.into_review(), outcome: Outcome::Invalid, operation })
+}
+
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}

@@ -1,0 +1,231 @@
+//! The edge: listeners, TLS, probes, metrics, graceful shutdown.
+//!
+//! [`serve_tls`] takes a bound listener and a cancellation token (tests bind port 0); [`run`] wires
+//! a whole `serve` process from a [`ServeConfig`](crate::cli::ServeConfig).
+
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::admission::{self, AdmissionState};
+use crate::cli::ServeConfig;
+use crate::cluster::ClusterView;
+use crate::metrics::Metrics;
+
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTP/1.1 client that has not sent its request headers by then is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("could not connect to the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("could not read the kubeconfig: {0}")]
+    Kubeconfig(String),
+}
+
+/// Serves `app` over TLS on `listener` until `stop` is cancelled, then lets in-flight requests
+/// finish (at most `drain`). Each connection is its own task: a bad or slow handshake touches
+/// nothing else.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: Router,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    drain: Duration,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app, metrics, builder, watcher, stop) = (
+            acceptor.clone(),
+            app.clone(),
+            metrics.clone(),
+            builder.clone(),
+            graceful.watcher(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            // A client still handshaking at shutdown has sent no request: drop it, don't wait.
+            let handshake = tokio::select! {
+                _ = stop.cancelled() => return,
+                h = handshake => h,
+            };
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    metrics.tls_handshake_failures.inc();
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics.tls_handshake_failures.inc();
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app));
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    info!("stopped accepting; finishing in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => info!("all connections closed"),
+        _ = tokio::time::sleep(drain) => warn!(drain_seconds = drain.as_secs(), "connections still open after the drain period; closing them"),
+    }
+}
+
+/// What the probes report.
+#[derive(Clone)]
+pub struct Health {
+    pub cluster: ClusterView,
+    pub draining: Arc<AtomicBool>,
+}
+
+/// `/healthz`, `/livez`, `/readyz` for the plain-HTTP probe port.
+pub fn probe_router(health: Health) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(health)
+}
+
+async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
+    if h.draining.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+    }
+    match h.cluster.synced() {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+/// `/metrics` for the plain-HTTP metrics port.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.encode(),
+                )
+            }),
+        )
+        .with_state(metrics)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serves a plain-HTTP router until `stop`.
+async fn serve_plain(listener: TcpListener, app: Router, stop: CancellationToken) {
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+        warn!(error = %e, "plain HTTP server failed");
+    }
+}
+
+/// The `serve` command: webhooks, probes, metrics, caches. Returns once `stop` is cancelled and
+/// in-flight reviews are answered.
+pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeError> {
+    let metrics = Metrics::new();
+    let store = tls::CertStore::load(&cfg.tls_cert_file, &cfg.tls_key_file, metrics.clone())?;
+    let tls = tls::server_config(store.clone())?;
+
+    let client = crate::cli::kube_client(&cfg).await?;
+    let cluster = match client {
+        Some(client) => {
+            let (view, tasks) =
+                ClusterView::with_cluster(client, cfg.cluster_id.clone(), &cfg.liqo_namespace);
+            for t in tasks {
+                tokio::spawn(t);
+            }
+            view
+        }
+        None => {
+            info!("no Kubernetes cluster configured: serving the webhooks alone");
+            ClusterView::fixed(cfg.cluster_id.clone())
+        }
+    };
+
+    let webhook = bind(cfg.webhook_addr).await?;
+    let probes = bind(cfg.probe_addr).await?;
+    let metrics_l = bind(cfg.metrics_addr).await?;
+    info!(webhook = %cfg.webhook_addr, probes = %cfg.probe_addr, metrics = %cfg.metrics_addr,
+        enforcement = ?cfg.enforcement, cluster_id = cluster.cluster_id().as_deref().unwrap_or("<from ConfigMap>"), "serving");
+
+    let draining = Arc::new(AtomicBool::new(false));
+    let health = Health { cluster: cluster.clone(), draining: draining.clone() };
+    let app =
+        admission::router(AdmissionState { enforcement: cfg.enforcement, cluster, metrics: metrics.clone() });
+    let plain_stop = CancellationToken::new();
+    let probe_task = tokio::spawn(serve_plain(probes, probe_router(health), plain_stop.clone()));
+    let metrics_task =
+        tokio::spawn(serve_plain(metrics_l, metrics_router(metrics.clone()), plain_stop.clone()));
+    let reload = tokio::spawn(store.reload_every(cfg.cert_reload_interval(), plain_stop.clone()));
+
+    let webhook_stop = CancellationToken::new();
+    let mark_draining = {
+        let (stop, webhook_stop, draining) = (stop.clone(), webhook_stop.clone(), draining.clone());
+        async move {
+            stop.cancelled().await;
+            draining.store(true, Ordering::Release);
+            webhook_stop.cancel();
+        }
+    };
+    tokio::spawn(mark_draining);
+    serve_tls(webhook, tls, app, metrics, webhook_stop, cfg.drain_timeout()).await;
+    plain_stop.cancel();
+    let _ = tokio::join!(probe_task, metrics_task, reload);
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! TLS for the webhook: rustls (TLS 1.2 and 1.3, ALPN h2 and http/1.1) with a certificate that
+//! is reloaded when its files change. Reload polls file contents (a Secret mount swaps a `..data`
+//! symlink, which inotify on the files misses) and keeps the last good pair on any failure.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, version};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("could not read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} holds no PEM certificate (is it the key file?): {detail}")]
+    NoCertificate { path: PathBuf, detail: String },
+    #[error("{path} holds no PEM private key (is it the certificate file?): {detail}")]
+    NoKey { path: PathBuf, detail: String },
+    #[error("the private key in {path} cannot be used: {source}")]
+    BadKey { path: PathBuf, source: rustls::Error },
+    #[error("the certificate in {cert} and the key in {key} do not belong together: {source}")]
+    Mismatch { cert: PathBuf, key: PathBuf, source: rustls::Error },
+    #[error("the certificate in {path} cannot be parsed: {detail}")]
+    BadCertificate { path: PathBuf, detail: String },
+    #[error("TLS configuration failed: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The crypto provider used everywhere (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A loaded certificate pair and when its leaf expires (Unix seconds).
+pub struct Loaded {
+    pub key: Arc<CertifiedKey>,
+    pub not_after: i64,
+}
+
+/// Parses a PEM certificate chain and key, checking that they belong together.
+pub fn load_pair(
+    cert_path: &Path,
+    cert_pem: &[u8],
+    key_path: &Path,
+    key_pem: &[u8],
+) -> Result<Loaded, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::NoCertificate { path: cert_path.to_owned(), detail: e.to_string() })?;
+    let Some(leaf) = certs.first() else {
+        return Err(TlsError::NoCertificate { path: cert_path.to_owned(), detail: "empty".into() });
+    };
+    let not_after = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| TlsError::BadCertificate { path: cert_path.to_owned(), detail: e.to_string() })?
+        .1
+        .validity()
+        .not_after
+        .timestamp();
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| TlsError::NoKey { path: key_path.to_owned(), detail: e.to_string() })?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|source| TlsError::BadKey { path: key_path.to_owned(), source })?;
+    let certified = CertifiedKey::new(certs, signing);
+    certified.keys_match().map_err(|source| TlsError::Mismatch {
+        cert: cert_path.to_owned(),
+        key: key_path.to_owned(),
+        source,
+    })?;
+    Ok(Loaded { key: Arc::new(certified), not_after })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+}
+
+/// The serving certificate, swapped in place when the files change.
+pub struct CertStore {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// File contents last seen (good or bad), so a bad pair is reported once, not every poll.
+    seen: Mutex<(Vec<u8>, Vec<u8>)>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore").field("cert_path", &self.cert_path).finish_non_exhaustive()
+    }
+}
+
+impl CertStore {
+    /// Loads the pair once; the server does not start without a good one.
+    pub fn load(cert_path: &Path, key_path: &Path, metrics: Arc<Metrics>) -> Result<Arc<Self>, TlsError> {
+        let (c, k) = (read(cert_path)?, read(key_path)?);
+        let loaded = load_pair(cert_path, &c, key_path, &k)?;
+        metrics.cert_expiry_seconds.set(loaded.not_after);
+        Ok(Arc::new(Self {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            current: RwLock::new(loaded.key),
+            seen: Mutex::new((c, k)),
+            metrics,
+        }))
+    }
+
+    /// Reads the files again and swaps the pair if they changed and are good.
+    /// Returns whether a new certificate is now served.
+    pub fn reload(&self) -> bool {
+        let files = read(&self.cert_path).and_then(|c| Ok((c, read(&self.key_path)?)));
+        let (c, k) = match files {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.cert_reload_failures.inc();
+                warn!(error = %e, "certificate reload failed; keeping the last good certificate");
+                return false;
+            }
+        };
+        let Ok(mut seen) = self.seen.lock() else { return false };
+        if seen.0 == c && seen.1 == k {
+            return false;
+        }
+        *seen = (c, k);
+        match load_pair(&self.cert_path, &seen.0, &self.key_path, &seen.1) {
+            Ok(loaded) => {
+                if let Ok(mut cur) = self.current.write() {
+                    *cur = loaded.key;
+                }
+                self.metrics.cert_expiry_seconds.set(loaded.not_after);
+                info!(cert = %self.cert_path.display(), not_after = loaded.not_after, "serving a new certificate");
+                true
+            }
+            Err(e) => {
+                self.metrics.cert_reload_failures.inc();
+                warn!(error = %e, "new certificate files are not usable (yet); keeping the last good certificate");
+                false
+            }
+        }
+    }
+
+    /// Polls the files until cancelled.
+    pub async fn reload_every(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => { self.reload(); }
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|k| k.clone())
+    }
+}
+
+/// rustls server config: TLS 1.3 and 1.2, ALPN h2 then http/1.1, certificate from the store.
+pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}

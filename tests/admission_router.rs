@@ -1,0 +1,229 @@
+//! The admission router driven in memory (no sockets, no TLS) with review fixtures.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use offloading_webhook::admission::{AdmissionState, Enforcement, MAX_BODY_BYTES, router};
+use offloading_webhook::cluster::ClusterView;
+use offloading_webhook::metrics::Metrics;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const CLUSTER_ID: &str = "b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a";
+
+fn state(enforcement: Enforcement) -> AdmissionState {
+    AdmissionState {
+        enforcement,
+        cluster: ClusterView::fixed(Some(CLUSTER_ID.into())),
+        metrics: Metrics::new(),
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn post_with(state: AdmissionState, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let req = Request::post(path).header("content-type", "application/json").body(Body::from(body)).unwrap();
+    let resp = router(state).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {bytes:?}")))
+}
+
+async fn validate(name: &str) -> Value {
+    let (status, v) =
+        post_with(state(Enforcement::Deny), "/validate/namespace-offloading", fixture(name)).await;
+    assert_eq!(status, StatusCode::OK);
+    v
+}
+
+async fn mutate(name: &str) -> Value {
+    let (status, v) =
+        post_with(state(Enforcement::Deny), "/mutate/namespace-offloading", fixture(name)).await;
+    assert_eq!(status, StatusCode::OK);
+    v
+}
+
+/// Applies the response's JSONPatch to the request's object.
+fn patched(review_in: &[u8], review_out: &Value) -> Value {
+    let input: Value = serde_json::from_slice(review_in).unwrap();
+    let mut obj = input["request"]["object"].clone();
+    let bytes: Vec<u8> = serde_json::from_value(review_out["response"]["patch"].clone()).unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+    json_patch::patch(&mut obj, &patch).unwrap();
+    obj
+}
+
+#[tokio::test]
+async fn a_good_object_is_allowed_and_the_envelope_echoes_uid_and_api_version() {
+    let v = validate("create-valid.json").await;
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(v["kind"], "AdmissionReview");
+    assert_eq!(v["response"]["uid"], "7a8b0c1d-0000-4000-8000-000000000001");
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"].get("warnings").is_none());
+}
+
+#[tokio::test]
+async fn a_bad_selector_is_denied_with_its_field_path_in_both_api_versions() {
+    for f in ["create-bad-selector.json", "create-bad-selector-v1beta1.json"] {
+        let v = validate(f).await;
+        assert_eq!(v["response"]["allowed"], false, "{f}");
+        assert_eq!(v["response"]["status"]["code"], 403);
+        assert_eq!(
+            v["response"]["status"]["message"],
+            r#"spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1].operator: Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt""#
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_too_long_namespace_is_denied_with_the_limit() {
+    let v = validate("create-long-namespace.json").await;
+    let msg = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.starts_with(r#"metadata.namespace: Invalid value: "payments-processing-europe-1": the remote namespace name "payments-processing-europe-1-b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a" is 65 characters"#), "{msg}");
+    assert!(msg.contains("at most 26 characters"), "{msg}");
+}
+
+#[tokio::test]
+async fn wrong_name_and_immutable_strategy() {
+    let v = validate("create-wrong-name.json").await;
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"metadata.name: Invalid value: "my-offloading""#)
+    );
+    let v = validate("update-strategy-change.json").await;
+    assert_eq!(v["response"]["allowed"], false);
+    assert!(v["response"]["status"]["message"].as_str().unwrap().starts_with(
+        r#"spec.namespaceMappingStrategy: Invalid value: "EnforceSameName": field is immutable (it was "DefaultName")"#
+    ));
+}
+
+#[tokio::test]
+async fn an_invalid_object_can_still_get_its_finalizer_and_be_deleted() {
+    assert_eq!(validate("update-finalizer-on-invalid.json").await["response"]["allowed"], true);
+    let v = validate("delete.json").await;
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"].get("patch").is_none());
+}
+
+#[tokio::test]
+async fn an_undecodable_object_is_refused_with_code_400_naming_the_field() {
+    let v = validate("create-undecodable.json").await;
+    assert_eq!(v["response"]["uid"], "7a8b0c1d-0000-4000-8000-000000000001");
+    assert_eq!(v["response"]["allowed"], false);
+    assert_eq!(v["response"]["status"]["code"], 400);
+    assert_eq!(
+        v["response"]["status"]["message"],
+        "the NamespaceOffloading (object) could not be read: spec.clusterSelector.nodeSelectorTerms[0].matchExpressions: invalid type: string \"region=eu\", expected a sequence"
+    );
+}
+
+#[tokio::test]
+async fn another_resource_is_allowed_with_a_warning() {
+    for f in ["create-pod.json", "status-subresource.json"] {
+        let v = validate(f).await;
+        assert_eq!(v["response"]["allowed"], true, "{f}");
+        let w = v["response"]["warnings"][0].as_str().unwrap();
+        assert!(w.starts_with("offloading-webhook does not judge"), "{w}");
+    }
+}
+
+#[tokio::test]
+async fn warn_mode_turns_denials_into_warnings() {
+    let (_, v) = post_with(
+        state(Enforcement::Warn),
+        "/validate/namespace-offloading",
+        fixture("create-bad-selector.json"),
+    )
+    .await;
+    assert_eq!(v["response"]["allowed"], true);
+    assert_eq!(
+        v["response"]["warnings"][0],
+        r#"would be denied (enforcement=warn): spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1].operator: Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt""#
+    );
+}
+
+#[tokio::test]
+async fn mutation_sets_only_the_annotation() {
+    for f in ["create-valid.json", "create-valid-no-annotations.json"] {
+        let input = fixture(f);
+        let out = mutate(f).await;
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        let mut expected: Value =
+            serde_json::from_slice::<Value>(&input).unwrap()["request"]["object"].clone();
+        let anns = expected["metadata"].as_object_mut().unwrap().entry("annotations").or_insert(json!({}));
+        anns["liqo.io/scheduling-enabled"] = json!("true");
+        assert_eq!(patched(&input, &out), expected, "{f}");
+    }
+    let input = fixture("create-bad-selector.json");
+    let out = mutate("create-bad-selector.json").await;
+    assert_eq!(
+        patched(&input, &out)["metadata"]["annotations"]["liqo.io/scheduling-enabled"],
+        r#"Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1].operator: Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt""#
+    );
+}
+
+#[tokio::test]
+async fn mutation_is_a_no_op_when_the_annotation_already_holds_the_value() {
+    let mut review: Value = serde_json::from_slice(&fixture("create-valid.json")).unwrap();
+    review["request"]["object"]["metadata"]["annotations"]["liqo.io/scheduling-enabled"] = json!("true");
+    let (_, v) = post_with(
+        state(Enforcement::Deny),
+        "/mutate/namespace-offloading",
+        serde_json::to_vec(&review).unwrap(),
+    )
+    .await;
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"].get("patch").is_none());
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_reviews_get_http_errors_in_json() {
+    let s = || state(Enforcement::Deny);
+    let (status, v) = post_with(s(), "/validate/namespace-offloading", b"{not json".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().starts_with("the request body is not valid JSON"), "{v}");
+
+    let (status, v) =
+        post_with(s(), "/validate/namespace-offloading", br#"{"hello": "world"}"#.to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        v["error"],
+        "the request body is not an AdmissionReview: missing field `apiVersion` at line 1 column 18"
+    );
+
+    let (status, v) = post_with(
+        s(),
+        "/validate/namespace-offloading",
+        br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"], "the AdmissionReview has no request");
+
+    let (status, v) = post_with(s(), "/mutate/namespace-offloading", br#"{"request": 5}"#.to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().starts_with("the request body is not an AdmissionReview"), "{v}");
+
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    let (status, v) = post_with(s(), "/validate/namespace-offloading", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(v["error"].as_str().unwrap().contains("larger than 3145728 bytes"));
+}
+
+#[tokio::test]
+async fn metrics_count_reviews_by_endpoint_operation_and_result() {
+    let st = state(Enforcement::Deny);
+    post_with(st.clone(), "/validate/namespace-offloading", fixture("create-bad-selector.json")).await;
+    post_with(st.clone(), "/validate/namespace-offloading", fixture("create-valid.json")).await;
+    let text = st.metrics.encode();
+    assert!(text.contains(r#"offloading_webhook_admission_reviews_total{endpoint="validate",operation="CREATE",result="denied"} 1"#), "{text}");
+    assert!(text.contains(r#"offloading_webhook_admission_reviews_total{endpoint="validate",operation="CREATE",result="allowed"} 1"#));
+    assert!(
+        text.contains("offloading_webhook_admission_review_duration_seconds_count{endpoint=\"validate\"} 2")
+    );
+}
