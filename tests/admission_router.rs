@@ -70,7 +70,6 @@ async fn a_bad_selector_is_denied_with_its_field_path_in_both_api_versions() {
     for f in ["create-bad-selector.json", "create-bad-selector-v1beta1.json"] {
         let v = validate(f).await;
         assert_eq!(v["response"]["allowed"], false, "{f}");
-        assert_eq!(v["response"]["status"]["code"], 403);
         assert_eq!(
             v["response"]["status"]["message"],
             r#"spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1].operator: Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt""#

@@ -143,11 +143,9 @@ fn judge(
     } else {
         Outcome::Denied
     };
+    // No status reason: with one (e.g. "Invalid") kubectl swaps its "Error from server:" prefix
+    // for a generic sentence; the API server fills in code 403 itself.
     let mut resp = if outcome == Outcome::Denied { resp.deny(verdict.message()) } else { resp };
-    if outcome == Outcome::Denied {
-        resp.result.code = 403;
-        resp.result.reason = "Invalid".into();
-    }
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
