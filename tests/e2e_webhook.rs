@@ -190,7 +190,8 @@ async fn kubectl_apply_refuses_broken_namespace_offloadings_and_says_why() {
         let p = apply(&cp, yaml, &[]);
         assert!(!p.ok, "accepted:\n{yaml}");
         assert!(
-            p.stderr.contains(&format!("Error from server: error when creating \"STDIN\": {DENIED}{message}")),
+            p.stderr
+                .contains(&format!("Error from server: error when creating \"STDIN\": {DENIED}{message}")),
             "for\n{yaml}\nkubectl printed:\n{}",
             p.stderr
         );
