@@ -82,6 +82,18 @@ pub struct ServeConfig {
     /// Serve the webhooks alone, without reading anything from a cluster.
     #[arg(long, env = "NO_CLUSTER", default_value_t = false)]
     pub no_cluster: bool,
+    /// Run the reconcile loop (NamespaceMaps, status) when a cluster is configured.
+    #[arg(long, env = "RECONCILE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reconcile: bool,
+    /// Namespace of the Lease that elects the one active reconciler.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "offloading-webhook")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease (its pod name); default: hostname and PID.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease not renewed stays held (how long a standby waits after a leader dies).
+    #[arg(long, env = "LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
     /// Seconds to let in-flight reviews finish after SIGTERM.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,
@@ -94,6 +106,22 @@ impl ServeConfig {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_seconds)
+    }
+
+    /// The Lease settings: renewed at a third of its duration.
+    pub fn lease(&self) -> crate::reconcile::lease::LeaseConfig {
+        let duration = Duration::from_secs(self.lease_seconds.max(3));
+        let identity = self.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        crate::reconcile::lease::LeaseConfig {
+            name: "offloading-webhook-reconciler".into(),
+            namespace: self.lease_namespace.clone(),
+            identity,
+            duration,
+            retry: duration / 3,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`offloading`]: the pure domain — names, selectors, the verdict on an object.
 //! - [`admission`]: AdmissionReview in, AdmissionResponse out; the HTTP `router()`.
 //! - [`server`]: TLS with certificate reload, listeners, probes, metrics, graceful shutdown.
+//! - [`reconcile`]: the reconcile loops (NamespaceMaps, status), one active replica via a Lease.
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
 //! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
 //! - [`metrics`]: the Prometheus registry.
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod crd;
 pub mod metrics;
 pub mod offloading;
+pub mod reconcile;
 pub mod server;
 pub mod webhook_config;
 

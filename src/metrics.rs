@@ -24,6 +24,17 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `ok`, `waiting` (caches or remote namespaces), `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
 /// The metrics this process exports.
 pub struct Metrics {
     registry: Registry,
@@ -33,6 +44,12 @@ pub struct Metrics {
     pub cert_reload_failures: Counter,
     /// Unix time at which the serving certificate expires.
     pub cert_expiry_seconds: Gauge,
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_seconds: Histogram,
+    /// NamespaceOffloadings per offloading phase (as last seen by the active reconciler).
+    pub objects: Family<PhaseLabels, Gauge>,
+    /// Writes the reconcile loop issued to the API server.
+    pub writes: Counter,
 }
 
 impl Default for Metrics {
@@ -67,6 +84,22 @@ impl Default for Metrics {
             "Unix time at which the serving certificate expires",
             cert_expiry_seconds.clone(),
         );
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        let reconcile_seconds = Histogram::new(exponential_buckets(1e-4, 2.0, 16));
+        let objects = Family::<PhaseLabels, Gauge>::default();
+        let writes = Counter::default();
+        registry.register("reconciles", "NamespaceOffloading reconciles by result", reconciles.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time of one NamespaceOffloading reconcile",
+            reconcile_seconds.clone(),
+        );
+        registry.register(
+            "namespace_offloadings",
+            "NamespaceOffloadings per offloading phase",
+            objects.clone(),
+        );
+        registry.register("reconcile_writes", "Writes issued by the reconcile loop", writes.clone());
         Self {
             registry,
             reviews,
@@ -74,6 +107,10 @@ impl Default for Metrics {
             tls_handshake_failures,
             cert_reload_failures,
             cert_expiry_seconds,
+            reconciles,
+            reconcile_seconds,
+            objects,
+            writes,
         }
     }
 }

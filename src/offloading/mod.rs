@@ -6,6 +6,7 @@ pub mod field;
 pub mod names;
 pub mod rules;
 pub mod selector;
+pub mod status;
 
 pub use field::{FieldError, aggregate};
 pub use names::RemoteNameError;

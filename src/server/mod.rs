@@ -182,12 +182,18 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
     let tls = tls::server_config(store.clone())?;
 
     let client = crate::cli::kube_client(&cfg).await?;
+    let mut reconciler = None;
     let cluster = match client {
         Some(client) => {
             let (view, tasks) =
-                ClusterView::with_cluster(client, cfg.cluster_id.clone(), &cfg.liqo_namespace);
+                ClusterView::with_cluster(client.clone(), cfg.cluster_id.clone(), &cfg.liqo_namespace);
             for t in tasks {
                 tokio::spawn(t);
+            }
+            if cfg.reconcile {
+                let rc = crate::reconcile::ReconcileConfig { lease: cfg.lease() };
+                let task = crate::reconcile::run(client, view.clone(), metrics.clone(), rc, stop.clone());
+                reconciler = Some(tokio::spawn(task));
             }
             view
         }
@@ -224,6 +230,9 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
     };
     tokio::spawn(mark_draining);
     serve_tls(webhook, tls, app, metrics, webhook_stop, cfg.drain_timeout()).await;
+    if let Some(r) = reconciler {
+        let _ = r.await;
+    }
     plain_stop.cancel();
     let _ = tokio::join!(probe_task, metrics_task, reload);
     info!("stopped");

@@ -5,11 +5,18 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The local cluster id the tests give the webhook.
+pub const CLUSTER_ID: &str = "b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a";
+
+/// The binary under test (cargo builds it for integration tests).
+pub fn webhook_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_offloading-webhook"))
+}
 
 /// Builds (once per test binary; cached on disk) the control-plane binaries and returns their dir.
 pub fn bin_dir() -> &'static Path {
@@ -146,4 +153,120 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The webhook binary as a child process; SIGTERM on drop.
+pub struct Webhook {
+    pub child: Child,
+    pub port: u16,
+    pub probe_port: u16,
+    pub metrics_port: u16,
+}
+
+impl Webhook {
+    pub fn start(cp: &ControlPlane, certs: &Path, extra: &[&str]) -> Self {
+        let (port, probe_port, metrics_port) = (free_port(), free_port(), free_port());
+        let log = std::fs::File::create(cp.dir.path().join(format!("webhook-{port}.log"))).unwrap();
+        let child = Command::new(webhook_bin())
+            .args(["serve", "--kubeconfig"])
+            .arg(&cp.kubeconfig)
+            .arg("--tls-cert-file")
+            .arg(certs.join("tls.crt"))
+            .arg("--tls-key-file")
+            .arg(certs.join("tls.key"))
+            .args(["--webhook-addr", &format!("127.0.0.1:{port}")])
+            .args(["--probe-addr", &format!("127.0.0.1:{probe_port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let w = Self { child, port, probe_port, metrics_port };
+        eventually(Duration::from_secs(30), "the webhook's /readyz to answer 200", || {
+            (http_get(w.probe_port, "/readyz").as_deref() == Some("200")).then_some(())
+        });
+        w
+    }
+
+    /// Registers both webhooks by URL (replacing an earlier registration).
+    pub fn register(&self, cp: &ControlPlane, certs: &Path) {
+        let out = Command::new(webhook_bin())
+            .args(["webhook-config", "--url", &format!("https://127.0.0.1:{}", self.port), "--ca-file"])
+            .arg(certs.join("ca.crt"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let yaml = String::from_utf8(out.stdout).unwrap();
+        let p = cp.kubectl_stdin(&["apply", "-f", "-"], Some(&yaml));
+        assert!(p.ok, "{}", p.stderr);
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status code of a plain-HTTP GET on loopback, without an HTTP client crate.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http_get_full(port, path).map(|r| r.split_whitespace().nth(1).unwrap_or_default().to_owned())
+}
+
+/// The whole raw response of a plain-HTTP GET.
+pub fn http_get_full(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    Some(buf)
+}
+
+pub fn nsof(namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: offloading.liqo.io/v1alpha1\nkind: NamespaceOffloading\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n{spec}"
+    )
+}
+
+pub fn apply(cp: &ControlPlane, yaml: &str, extra: &[&str]) -> Printed {
+    let mut args = vec!["apply", "-f", "-"];
+    args.extend_from_slice(extra);
+    cp.kubectl_stdin(&args, Some(yaml))
+}
+
+pub fn install_crds(cp: &ControlPlane) {
+    cp.kubectl_ok(&["apply", "-f", &format!("{}/manifests/crds.yaml", ROOT)]);
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/namespaceoffloadings.offloading.liqo.io",
+        "crd/namespacemaps.virtualkubelet.liqo.io",
+    ]);
+}
+
+pub fn certs_for_loopback(dir: &Path) {
+    let st = Command::new(webhook_bin())
+        .args(["certs", "--out"])
+        .arg(dir)
+        .args(["--ip", "127.0.0.1", "--dns", "localhost"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
 }

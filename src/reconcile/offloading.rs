@@ -1,0 +1,259 @@
+//! NamespaceOffloading -> NamespaceMap desiredMapping entries, annotation, Namespace label, Events
+//! and status (SPEC §4). The plan is pure (`offloading::status::plan`); this applies only its
+//! differences, each write touching only this namespace's keys.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use tracing::{debug, info, warn};
+
+use super::{Context, Error};
+use crate::crd::{MappingPhase, NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, SCHEDULING_ENABLED};
+use crate::metrics::ReconcileLabels;
+use crate::offloading::status::{Blocked, Plan, plan};
+
+pub const FINALIZER: &str = "namespaceoffloading-controller.liqo.io/finalizer";
+/// The Namespace label that lets pods of an offloaded namespace be scheduled on virtual nodes.
+pub const NAMESPACE_LABEL: &str = "liqo.io/scheduling-enabled";
+
+pub async fn reconcile(obj: Arc<NamespaceOffloading>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(obj, &ctx).await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(Error::WaitingForRemote(_) | Error::CachesNotSynced) => "waiting",
+        Err(_) => "error",
+    };
+    ctx.metrics.reconciles.get_or_create(&ReconcileLabels { result: label }).inc();
+    ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+    ctx.count_phases();
+    result
+}
+
+async fn reconcile_inner(obj: Arc<NamespaceOffloading>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    if obj.name_any() != OFFLOADING_NAME {
+        // Liqo ignores it too; the webhook refuses new ones, `diagnose` reports old ones.
+        debug!(%namespace, name = %obj.name_any(), "not named offloading: ignored");
+        return Ok(Action::await_change());
+    }
+    if ctx.cluster.virtual_nodes().is_none() || !ctx.maps_synced() {
+        return Err(Error::CachesNotSynced);
+    }
+    let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(o) => apply(&o, &namespace, ctx, false).await,
+            FinalizerEvent::Cleanup(o) => apply(&o, &namespace, ctx, true).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    })
+}
+
+/// Now, to the second: what Kubernetes stores, so that comparisons after a round trip hold.
+fn now() -> Time {
+    let t = Timestamp::now();
+    Time(t.round(k8s_openapi::jiff::Unit::Second).unwrap_or(t))
+}
+
+async fn apply(
+    obj: &NamespaceOffloading,
+    namespace: &str,
+    ctx: &Context,
+    cleanup: bool,
+) -> Result<Action, Error> {
+    let nodes = ctx.cluster.virtual_nodes().ok_or(Error::CachesNotSynced)?;
+    let maps = ctx.maps_by_cluster();
+    let current: BTreeMap<String, MappingPhase> = maps
+        .iter()
+        .filter_map(|(id, m)| Some((id.clone(), m.status.as_ref()?.current_mapping.get(namespace)?.phase)))
+        .collect();
+    let cluster_id = ctx.cluster.cluster_id();
+    let p = plan(obj, namespace, cluster_id.as_deref(), &nodes, &current, &now());
+
+    let mut missing_maps = Vec::new();
+    for id in &p.selected {
+        if !maps.contains_key(id) {
+            missing_maps.push(id.clone());
+        }
+    }
+    for (id, map) in &maps {
+        let want = if p.selected.contains(id) { p.remote_name.as_deref() } else { None };
+        let have = map.spec.desired_mapping.get(namespace).map(String::as_str);
+        if want != have {
+            let maps_api: Api<NamespaceMap> =
+                Api::namespaced(ctx.client.clone(), &map.namespace().unwrap_or_default());
+            let patch = json!({ "spec": { "desiredMapping": { namespace: want } } });
+            maps_api.patch(&map.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            ctx.metrics.writes.inc();
+            info!(%namespace, cluster_id = %id, remote = want.unwrap_or("-"), "desiredMapping updated");
+        }
+    }
+
+    if !cleanup {
+        write_annotation(obj, namespace, &p, ctx).await?;
+        publish_events(obj, &p, ctx).await;
+    }
+    write_namespace_label(namespace, p.namespace_label, ctx).await?;
+    write_status(obj, namespace, &p, ctx).await?;
+
+    if cleanup {
+        let left: Vec<String> = current.keys().cloned().collect();
+        if !left.is_empty() {
+            return Err(Error::WaitingForRemote(left));
+        }
+        info!(%namespace, "no remote namespace left: removing the finalizer");
+        return Ok(Action::await_change());
+    }
+    if !missing_maps.is_empty() {
+        debug!(%namespace, clusters = ?missing_maps, "selected clusters have no NamespaceMap yet");
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    Ok(Action::await_change())
+}
+
+async fn write_annotation(
+    obj: &NamespaceOffloading,
+    namespace: &str,
+    p: &Plan,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if obj.annotations().get(SCHEDULING_ENABLED) == Some(&p.annotation) {
+        return Ok(());
+    }
+    let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({ "metadata": { "annotations": { SCHEDULING_ENABLED: p.annotation } } });
+    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.metrics.writes.inc();
+    Ok(())
+}
+
+/// One Warning Event per generation that cannot be offloaded, not one per reconcile.
+async fn publish_events(obj: &NamespaceOffloading, p: &Plan, ctx: &Context) {
+    let seen = obj.status.as_ref().and_then(|s| s.observed_generation);
+    if seen.is_some() && seen == obj.metadata.generation {
+        return;
+    }
+    let (reason, note) = match &p.blocked {
+        Some(Blocked::InvalidSelector(e)) => ("Invalid", format!("Invalid ClusterSelector: {e}")),
+        Some(Blocked::InvalidRemoteName(e)) => ("InvalidRemoteName", format!("Not offloaded: {e}")),
+        _ => return,
+    };
+    warn!(namespace = obj.namespace().unwrap_or_default(), reason, %note, "cannot offload");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        warn!(error = %e, "could not publish an Event");
+    }
+}
+
+async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Result<(), Error> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let Some(ns) = api.get_opt(namespace).await? else { return Ok(()) };
+    let has = ns.labels().get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
+    if has == want {
+        return Ok(());
+    }
+    let value = if want { json!("true") } else { Value::Null };
+    let patch = json!({ "metadata": { "labels": { NAMESPACE_LABEL: value } } });
+    api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.metrics.writes.inc();
+    Ok(())
+}
+
+async fn write_status(
+    obj: &NamespaceOffloading,
+    namespace: &str,
+    p: &Plan,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if obj.status.as_ref() == Some(&p.status) {
+        return Ok(());
+    }
+    let old = serde_json::to_value(&obj.status).unwrap_or(Value::Null);
+    let new = serde_json::to_value(&p.status).unwrap_or(Value::Null);
+    let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({ "status": merge_diff(&old, &new) });
+    api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.metrics.writes.inc();
+    if obj.status.as_ref().and_then(|s| s.offloading_phase) != p.status.offloading_phase {
+        info!(%namespace, phase = ?p.status.offloading_phase, "offloading phase");
+    }
+    Ok(())
+}
+
+/// An RFC 7386 merge patch that turns `old` into `new`: keys gone from `new` become null.
+pub fn merge_diff(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in n {
+                match o.get(k) {
+                    Some(ov) if ov == v => {}
+                    Some(ov) => {
+                        out.insert(k.clone(), merge_diff(ov, v));
+                    }
+                    None => {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for k in o.keys().filter(|k| !n.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            Value::Object(out)
+        }
+        _ => new.clone(),
+    }
+}
+
+/// Requeue a little later on errors; waiting for remote namespaces is not a fault.
+pub fn error_policy(obj: Arc<NamespaceOffloading>, err: &Error, _ctx: Arc<Context>) -> Action {
+    match err {
+        Error::WaitingForRemote(ids) => {
+            debug!(namespace = obj.namespace().unwrap_or_default(), clusters = ?ids, "waiting for remote namespaces to go");
+            Action::requeue(Duration::from_secs(2))
+        }
+        Error::CachesNotSynced => Action::requeue(Duration::from_millis(500)),
+        e => {
+            warn!(namespace = obj.namespace().unwrap_or_default(), error = %e, "reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_diff;
+    use serde_json::json;
+
+    #[test]
+    fn merge_diff_nulls_what_is_gone_and_keeps_what_is_equal() {
+        let old = json!({"a": 1, "m": {"x": [1], "y": [2]}, "gone": "v"});
+        let new = json!({"a": 1, "m": {"x": [1, 3]}, "added": true});
+        assert_eq!(
+            merge_diff(&old, &new),
+            json!({"m": {"x": [1, 3], "y": null}, "gone": null, "added": true})
+        );
+    }
+}

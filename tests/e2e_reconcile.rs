@@ -1,0 +1,330 @@
+//! The reconcile loop on a real control plane: virtual nodes as Node objects, the test acting as
+//! Liqo's remote side by writing NamespaceMap currentMapping, and the seed guide's own commands
+//! reading back what the loop wrote.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{CLUSTER_ID, ControlPlane, Webhook, apply, certs_for_loopback, eventually, install_crds, nsof};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn virtual_node(cp: &ControlPlane, id: &str, region: &str) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: liqo-{id}\n  labels:\n    liqo.io/type: virtual-node\n    liqo.io/remote-cluster-id: {id}\n    topology.liqo.io/region: {region}\n"
+    );
+    let p = apply(cp, &yaml, &[]);
+    assert!(p.ok, "{}", p.stderr);
+}
+
+fn get(cp: &ControlPlane, args: &[&str]) -> String {
+    let p = cp.kubectl(args);
+    if p.ok { p.stdout } else { String::new() }
+}
+
+/// `kubectl get ... -o jsonpath=...` of the NamespaceOffloading in `ns`.
+fn nsof_path(cp: &ControlPlane, ns: &str, path: &str) -> String {
+    get(cp, &["get", "namespaceoffloading", "offloading", "-n", ns, "-o", &format!("jsonpath={path}")])
+}
+
+/// Runs one of the seed guide's shell pipelines with our kubectl first on PATH.
+fn seed(cp: &ControlPlane, script: &str) -> String {
+    let path = format!("{}:{}", support::bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .env("PATH", path)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// desiredMapping[ns] of cluster `id`'s NamespaceMap, found the way the seed guide finds it.
+fn desired(cp: &ControlPlane, id: &str, ns: &str) -> String {
+    seed(
+        cp,
+        &format!(
+            r#"REMOTE_CLUSTER_ID={id}; NAMESPACE={ns}
+LIQO_TENANT_NAMESPACE=$(kubectl get namespace --show-labels | grep $REMOTE_CLUSTER_ID | cut -d " " -f1)
+NAMESPACEMAP=$(kubectl get namespacemaps.virtualkubelet.liqo.io -n $LIQO_TENANT_NAMESPACE | grep $REMOTE_CLUSTER_ID | cut -d " " -f1)
+kubectl get namespacemaps.virtualkubelet.liqo.io -n $LIQO_TENANT_NAMESPACE $NAMESPACEMAP -o=jsonpath="{{['spec.desiredMapping.$NAMESPACE']}} ""#
+        ),
+    )
+    .trim()
+    .to_owned()
+}
+
+/// currentMapping[ns].phase, the seed guide's query.
+fn current_phase(cp: &ControlPlane, id: &str, ns: &str) -> String {
+    seed(
+        cp,
+        &format!(
+            r#"NAMESPACE={ns}; LIQO_TENANT_NAMESPACE=liqo-tenant-{id}
+NAMESPACEMAP=$(kubectl get namespacemaps.virtualkubelet.liqo.io -n $LIQO_TENANT_NAMESPACE | grep {id} | cut -d " " -f1)
+kubectl get namespacemaps.virtualkubelet.liqo.io -n $LIQO_TENANT_NAMESPACE $NAMESPACEMAP -o=jsonpath="{{['status.currentMapping.$NAMESPACE.phase']}} ""#
+        ),
+    )
+    .trim()
+    .to_owned()
+}
+
+fn map_name(cp: &ControlPlane, id: &str) -> String {
+    get(
+        cp,
+        &[
+            "get",
+            "namespacemaps",
+            "-n",
+            &format!("liqo-tenant-{id}"),
+            "-l",
+            &format!("liqo.io/remote-cluster-id={id}"),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    )
+}
+
+/// Acts as Liqo's remote side: sets (or, with None, removes) currentMapping[ns] of cluster `id`.
+fn set_current(cp: &ControlPlane, id: &str, ns: &str, phase: Option<&str>) {
+    let entry = match phase {
+        Some(p) => format!(r#"{{"remoteNamespace":"{ns}-{CLUSTER_ID}","phase":"{p}"}}"#),
+        None => "null".into(),
+    };
+    let patch = format!(r#"{{"status":{{"currentMapping":{{"{ns}":{entry}}}}}}}"#);
+    cp.kubectl_ok(&[
+        "patch",
+        "namespacemap",
+        "-n",
+        &format!("liqo-tenant-{id}"),
+        &map_name(cp, id),
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+}
+
+fn wait_eq(what: &str, want: &str, mut f: impl FnMut() -> String) {
+    let mut last = String::new();
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(WAIT, what, || {
+            last = f();
+            (last == want).then_some(())
+        })
+    }));
+    assert!(ok.is_ok(), "{what}: wanted {want:?}, last saw {last:?}");
+}
+
+fn conditions(cp: &ControlPlane, ns: &str, id: &str) -> String {
+    nsof_path(
+        cp,
+        ns,
+        &format!("{{range .status.remoteNamespacesConditions.{id}[*]}}{{.type}}={{.status}} {{end}}"),
+    )
+    .trim()
+    .to_owned()
+}
+
+const EU: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: In\n        values: [eu-west]\n";
+
+#[tokio::test]
+async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
+    let cp = ControlPlane::start();
+    install_crds(&cp);
+    let certs = cp.dir.path().join("certs");
+    certs_for_loopback(&certs);
+    let wh = Webhook::start(&cp, &certs, &["--cluster-id", CLUSTER_ID, "--lease-namespace", "default"]);
+    wh.register(&cp, &certs);
+    cp.kubectl_ok(&["create", "namespace", "web"]);
+    for (id, region) in [("cluster-a", "eu-west"), ("cluster-b", "eu-west"), ("cluster-c", "us-east")] {
+        virtual_node(&cp, id, region);
+    }
+
+    // Tenant namespaces and NamespaceMaps appear as the virtual nodes do, before any offloading.
+    for id in ["cluster-a", "cluster-b", "cluster-c"] {
+        wait_eq(&format!("the NamespaceMap of {id}"), &format!("{id}-local"), || map_name(&cp, id));
+    }
+    let labels =
+        get(&cp, &["get", "namespace", "liqo-tenant-cluster-a", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(
+        labels.contains(r#""discovery.liqo.io/cluster-id":"cluster-a""#)
+            && labels.contains(r#""discovery.liqo.io/tenant-namespace":"true""#),
+        "{labels}"
+    );
+    // Another namespace's entry, which must never be touched.
+    cp.kubectl_ok(&[
+        "patch",
+        "namespacemap",
+        "-n",
+        "liqo-tenant-cluster-a",
+        "cluster-a-local",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"desiredMapping":{"foreign":"foreign-remote"}}}"#,
+    ]);
+    set_current(&cp, "cluster-a", "foreign", Some("Accepted"));
+
+    // Two of three clusters selected.
+    let remote = format!("web-{CLUSTER_ID}");
+    assert!(apply(&cp, &nsof("web", "offloading", EU), &[]).ok);
+    wait_eq("desiredMapping on cluster-a", &remote, || desired(&cp, "cluster-a", "web"));
+    wait_eq("desiredMapping on cluster-b", &remote, || desired(&cp, "cluster-b", "web"));
+    wait_eq("phase InProgress", "InProgress", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    assert_eq!(desired(&cp, "cluster-c", "web"), "");
+    assert_eq!(conditions(&cp, "web", "cluster-a"), "OffloadingRequired=True");
+    assert_eq!(conditions(&cp, "web", "cluster-c"), "OffloadingRequired=False");
+    assert_eq!(nsof_path(&cp, "web", "{.status.remoteNamespaceName}"), remote);
+    assert_eq!(
+        nsof_path(&cp, "web", "{.metadata.finalizers[0]}"),
+        "namespaceoffloading-controller.liqo.io/finalizer"
+    );
+    assert_eq!(
+        get(
+            &cp,
+            &["get", "namespace", "web", "-o", "jsonpath={.metadata.labels.liqo\\.io/scheduling-enabled}"]
+        ),
+        "true"
+    );
+    let generation = nsof_path(&cp, "web", "{.metadata.generation}");
+    assert_eq!(nsof_path(&cp, "web", "{.status.observedGeneration}"), generation);
+
+    // The remote side accepts both: Ready, and OffloadingRequired=True is gone.
+    set_current(&cp, "cluster-a", "web", Some("Accepted"));
+    set_current(&cp, "cluster-b", "web", Some("Accepted"));
+    wait_eq("phase Ready", "Ready", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    assert_eq!(conditions(&cp, "web", "cluster-a"), "Ready=True");
+    assert_eq!(current_phase(&cp, "cluster-a", "web"), "Accepted");
+    let ready_since =
+        nsof_path(&cp, "web", "{.status.remoteNamespacesConditions.cluster-a[0].lastTransitionTime}");
+
+    // One fails, then both.
+    set_current(&cp, "cluster-b", "web", Some("CreationLoopBackOff"));
+    wait_eq("phase SomeFailed", "SomeFailed", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    assert_eq!(conditions(&cp, "web", "cluster-b"), "Ready=False");
+    assert_eq!(
+        nsof_path(&cp, "web", "{.status.remoteNamespacesConditions.cluster-b[0].reason}"),
+        "CreationLoopBackOff"
+    );
+    // An unchanged condition keeps its lastTransitionTime.
+    assert_eq!(
+        nsof_path(&cp, "web", "{.status.remoteNamespacesConditions.cluster-a[0].lastTransitionTime}"),
+        ready_since
+    );
+    set_current(&cp, "cluster-a", "web", Some("CreationLoopBackOff"));
+    wait_eq("phase AllFailed", "AllFailed", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    assert_eq!(current_phase(&cp, "cluster-a", "web"), "CreationLoopBackOff");
+
+    // The selector moves to the third cluster: entries move with it.
+    let us = EU.replace("eu-west", "us-east");
+    let p = apply(&cp, &nsof("web", "offloading", &us), &[]);
+    assert!(p.ok, "{}", p.stderr);
+    wait_eq("desiredMapping on cluster-c", &remote, || desired(&cp, "cluster-c", "web"));
+    wait_eq("entry gone from cluster-a", "", || desired(&cp, "cluster-a", "web"));
+    assert_eq!(desired(&cp, "cluster-b", "web"), "");
+    set_current(&cp, "cluster-a", "web", None);
+    set_current(&cp, "cluster-b", "web", None);
+    wait_eq("phase InProgress again", "InProgress", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    wait_eq("cluster-a only not required", "OffloadingRequired=False", || {
+        conditions(&cp, "web", "cluster-a")
+    });
+
+    // A virtual node added later is picked up: its NamespaceMap, then the entry.
+    virtual_node(&cp, "cluster-d", "us-east");
+    wait_eq("desiredMapping on the new cluster-d", &remote, || desired(&cp, "cluster-d", "web"));
+
+    // Deletion: Terminating, entries removed, finalizer held until currentMapping is empty.
+    set_current(&cp, "cluster-c", "web", Some("Accepted"));
+    cp.kubectl_ok(&["delete", "namespaceoffloading", "offloading", "-n", "web", "--wait=false"]);
+    wait_eq("phase Terminating", "Terminating", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    wait_eq("entry gone from cluster-c", "", || desired(&cp, "cluster-c", "web"));
+    wait_eq("entry gone from cluster-d", "", || desired(&cp, "cluster-d", "web"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        nsof_path(&cp, "web", "{.metadata.finalizers[0]}"),
+        "namespaceoffloading-controller.liqo.io/finalizer"
+    );
+    set_current(&cp, "cluster-c", "web", Some("Terminating"));
+    set_current(&cp, "cluster-c", "web", None);
+    wait_eq("the NamespaceOffloading to be gone", "", || nsof_path(&cp, "web", "{.metadata.name}"));
+    assert_eq!(
+        get(
+            &cp,
+            &["get", "namespace", "web", "-o", "jsonpath={.metadata.labels.liqo\\.io/scheduling-enabled}"]
+        ),
+        ""
+    );
+
+    // The other namespace's entries were never touched.
+    assert_eq!(desired(&cp, "cluster-a", "foreign"), "foreign-remote");
+    assert_eq!(current_phase(&cp, "cluster-a", "foreign"), "Accepted");
+    assert!(wh.terminate().success());
+}
+
+#[tokio::test]
+async fn an_invalid_object_that_got_in_selects_nothing_and_says_why() {
+    let cp = ControlPlane::start();
+    install_crds(&cp);
+    let certs = cp.dir.path().join("certs");
+    certs_for_loopback(&certs);
+    // Warn mode: what an object created before the webhook existed looks like to the loop.
+    let wh = Webhook::start(
+        &cp,
+        &certs,
+        &["--cluster-id", CLUSTER_ID, "--lease-namespace", "default", "--enforcement", "warn"],
+    );
+    wh.register(&cp, &certs);
+    let long_ns = "payments-processing-europe-1";
+    for ns in ["web", long_ns] {
+        cp.kubectl_ok(&["create", "namespace", ns]);
+    }
+    virtual_node(&cp, "cluster-a", "eu-west");
+    wait_eq("the NamespaceMap of cluster-a", "cluster-a-local", || map_name(&cp, "cluster-a"));
+
+    let bad = EU.replace("operator: In", "operator: Equals");
+    assert!(apply(&cp, &nsof("web", "offloading", &bad), &[]).ok);
+    wait_eq("phase NoClusterSelected", "NoClusterSelected", || {
+        nsof_path(&cp, "web", "{.status.offloadingPhase}")
+    });
+    assert!(nsof_path(&cp, "web", "{.metadata.annotations.liqo\\.io/scheduling-enabled}").starts_with("Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""));
+    let events = eventually(WAIT, "the Invalid event", || {
+        let e = get(
+            &cp,
+            &[
+                "get",
+                "events",
+                "-n",
+                "web",
+                "-o",
+                "jsonpath={range .items[*]}{.type} {.reason}: {.message}{\"\\n\"}{end}",
+            ],
+        );
+        e.contains("Invalid").then_some(e)
+    });
+    assert!(events.contains("Warning Invalid: Invalid ClusterSelector: spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""), "{events}");
+    assert_eq!(desired(&cp, "cluster-a", "web"), "");
+
+    // A remote name over 63 characters is never written to a NamespaceMap.
+    assert!(apply(&cp, &nsof(long_ns, "offloading", EU), &[]).ok);
+    wait_eq("phase NoClusterSelected for the long name", "NoClusterSelected", || {
+        nsof_path(&cp, long_ns, "{.status.offloadingPhase}")
+    });
+    let events = eventually(WAIT, "the InvalidRemoteName event", || {
+        let e = get(
+            &cp,
+            &[
+                "get",
+                "events",
+                "-n",
+                long_ns,
+                "-o",
+                "jsonpath={range .items[*]}{.type} {.reason}: {.message}{\"\\n\"}{end}",
+            ],
+        );
+        e.contains("InvalidRemoteName").then_some(e)
+    });
+    assert!(events.contains(&format!("Warning InvalidRemoteName: Not offloaded: the remote namespace name \"{long_ns}-{CLUSTER_ID}\" is 65 characters, over the limit of 63")), "{events}");
+    assert_eq!(desired(&cp, "cluster-a", long_ns), "");
+    assert!(wh.terminate().success());
+}
