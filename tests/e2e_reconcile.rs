@@ -328,3 +328,127 @@ async fn an_invalid_object_that_got_in_selects_nothing_and_says_why() {
     assert_eq!(desired(&cp, "cluster-a", long_ns), "");
     assert!(wh.terminate().success());
 }
+
+/// desiredMapping of cluster `id` as a sorted `ns=remote` list.
+fn all_desired(cp: &ControlPlane, id: &str) -> String {
+    let out = get(
+        cp,
+        &[
+            "get",
+            "namespacemaps",
+            "-n",
+            &format!("liqo-tenant-{id}"),
+            "-o",
+            "jsonpath={range .items[*].spec.desiredMapping}{@}{end}",
+        ],
+    );
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&out).unwrap_or_default();
+    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn lease_holder(cp: &ControlPlane) -> String {
+    get(
+        cp,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "default",
+            "offloading-webhook-reconciler",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    )
+}
+
+#[tokio::test]
+async fn one_active_replica_with_handover_and_an_api_server_restart_lose_nothing() {
+    let cp = ControlPlane::start();
+    install_crds(&cp);
+    let certs = cp.dir.path().join("certs");
+    certs_for_loopback(&certs);
+    let replica = |identity: &str| {
+        Webhook::start(
+            &cp,
+            &certs,
+            &[
+                "--cluster-id",
+                CLUSTER_ID,
+                "--lease-namespace",
+                "default",
+                "--identity",
+                identity,
+                "--lease-seconds",
+                "3",
+            ],
+        )
+    };
+    let (a, b) = (replica("replica-a"), replica("replica-b"));
+    a.register(&cp, &certs);
+    for id in ["cluster-a", "cluster-b"] {
+        virtual_node(&cp, id, "eu-west");
+        wait_eq(&format!("the NamespaceMap of {id}"), &format!("{id}-local"), || map_name(&cp, id));
+    }
+    cp.kubectl_ok(&[
+        "patch",
+        "namespacemap",
+        "-n",
+        "liqo-tenant-cluster-a",
+        "cluster-a-local",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"desiredMapping":{"foreign":"foreign-remote"}}}"#,
+    ]);
+    let offload = |ns: &str| {
+        cp.kubectl_ok(&["create", "namespace", ns]);
+        let p = apply(&cp, &nsof(ns, "offloading", EU), &[]);
+        assert!(p.ok, "{}", p.stderr);
+    };
+    let expected = |nss: &[&str], foreign: bool| {
+        let mut all: Vec<String> = nss.iter().map(|ns| format!("{ns}={ns}-{CLUSTER_ID}")).collect();
+        if foreign {
+            all.push("foreign=foreign-remote".into());
+        }
+        all.sort();
+        all.join(",")
+    };
+    offload("ns-1");
+    offload("ns-2");
+    wait_eq("entries on cluster-a", &expected(&["ns-1", "ns-2"], true), || all_desired(&cp, "cluster-a"));
+    wait_eq("entries on cluster-b", &expected(&["ns-1", "ns-2"], false), || all_desired(&cp, "cluster-b"));
+
+    // Exactly one replica leads; stopping it hands over to the other.
+    let leader = lease_holder(&cp);
+    assert!(leader == "replica-a" || leader == "replica-b", "{leader:?}");
+    let (stopped, survivor, survivor_name) =
+        if leader == "replica-a" { (a, b, "replica-b") } else { (b, a, "replica-a") };
+    assert!(stopped.terminate().success());
+    survivor.register(&cp, &certs);
+    wait_eq("the lease to move to the survivor", survivor_name, || lease_holder(&cp));
+    offload("ns-3");
+    wait_eq("entries after the handover", &expected(&["ns-1", "ns-2", "ns-3"], true), || {
+        all_desired(&cp, "cluster-a")
+    });
+
+    // The API server restarts mid-way: watches resume, nothing is lost or duplicated.
+    cp.restart_apiserver();
+    offload("ns-4");
+    wait_eq(
+        "entries after the API server restart",
+        &expected(&["ns-1", "ns-2", "ns-3", "ns-4"], true),
+        || all_desired(&cp, "cluster-a"),
+    );
+    wait_eq(
+        "entries on cluster-b after the restart",
+        &expected(&["ns-1", "ns-2", "ns-3", "ns-4"], false),
+        || all_desired(&cp, "cluster-b"),
+    );
+    for id in ["cluster-a", "cluster-b"] {
+        let maps = get(&cp, &["get", "namespacemaps", "-n", &format!("liqo-tenant-{id}"), "-o", "name"]);
+        assert_eq!(maps.lines().count(), 1, "one NamespaceMap per cluster: {maps}");
+    }
+    for ns in ["ns-1", "ns-2", "ns-3", "ns-4"] {
+        wait_eq(&format!("phase of {ns}"), "InProgress", || nsof_path(&cp, ns, "{.status.offloadingPhase}"));
+    }
+    assert!(survivor.terminate().success());
+}

@@ -241,6 +241,7 @@ async fn the_deploy_manifests_pass_a_server_side_dry_run() {
         "serviceaccount/offloading-webhook",
         "clusterrole.rbac.authorization.k8s.io/offloading-webhook",
         "role.rbac.authorization.k8s.io/offloading-webhook-cluster-id",
+        "role.rbac.authorization.k8s.io/offloading-webhook-leader-election",
         "deployment.apps/offloading-webhook",
         "service/offloading-webhook",
         "poddisruptionbudget.policy/offloading-webhook",

@@ -270,3 +270,40 @@ pub fn certs_for_loopback(dir: &Path) {
         .unwrap();
     assert!(st.success());
 }
+
+impl ControlPlane {
+    /// Kills kube-apiserver (a crash: SIGKILL; on SIGTERM it waits 60 s for open watches) and starts
+    /// it again with the same command line, ports and data; waits until it serves again. etcd keeps
+    /// the data meanwhile.
+    pub fn restart_apiserver(&self) {
+        let pid_file = self.dir.path().join("kube-apiserver.pid");
+        let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        eventually(Duration::from_secs(30), "kube-apiserver to stop", || (!alive(pid)).then_some(()));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("kube-apiserver-restarted.log"))
+            .unwrap();
+        let child = Command::new(&args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        std::fs::write(&pid_file, child.id().to_string()).unwrap();
+        // down.sh stops it by PID; the Child handle is not needed.
+        std::mem::forget(child);
+        eventually(Duration::from_secs(120), "kube-apiserver to serve again", || {
+            let p = self.kubectl(&["get", "--raw", "/readyz"]);
+            (p.ok && p.stdout.trim() == "ok").then_some(())
+        });
+    }
+}
