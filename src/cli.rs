@@ -44,6 +44,38 @@ pub enum Command {
     Crds,
     /// Print the Validating and Mutating WebhookConfigurations for a webhook reached by URL.
     WebhookConfig(WebhookConfigArgs),
+    /// Walk the troubleshooting guide for a namespace and print one verdict (exit 0 healthy,
+    /// 1 a problem found, 2 could not look).
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// The offloaded namespace to look at.
+    #[arg(short = 'n', long)]
+    pub namespace: String,
+    /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The local cluster id (default: Liqo's liqo-clusterid-configmap).
+    #[arg(long, env = "CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// The namespace Liqo runs in.
+    #[arg(long, env = "LIQO_NAMESPACE", default_value = "liqo")]
+    pub liqo_namespace: String,
+    /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable), to look at its namespaces
+    /// (Secrets labelled liqo.io/remote-cluster-id in the tenant namespace work too).
+    #[arg(long = "remote-kubeconfig", value_parser = parse_remote)]
+    pub remote_kubeconfigs: Vec<(String, PathBuf)>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -94,6 +126,11 @@ pub struct ServeConfig {
     /// Seconds a Lease not renewed stays held (how long a standby waits after a leader dies).
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
+    /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable): `serve` then creates the
+    /// remote namespaces of that cluster's NamespaceMap itself (Secrets labelled
+    /// liqo.io/remote-cluster-id with a `kubeconfig` key in the tenant namespace work too).
+    #[arg(long = "remote-kubeconfig", env = "REMOTE_KUBECONFIGS", value_delimiter = ',', value_parser = parse_remote)]
+    pub remote_kubeconfigs: Vec<(String, PathBuf)>,
     /// Seconds to let in-flight reviews finish after SIGTERM.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,
@@ -123,6 +160,10 @@ impl ServeConfig {
             retry: duration / 3,
         }
     }
+}
+
+fn parse_remote(s: &str) -> Result<(String, PathBuf), String> {
+    crate::reconcile::remote::parse_remote_kubeconfig(s).map_err(|e| e.to_string())
 }
 
 fn parse_cluster_id(s: &str) -> Result<String, String> {

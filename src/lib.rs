@@ -6,6 +6,7 @@
 //! - [`server`]: TLS with certificate reload, listeners, probes, metrics, graceful shutdown.
 //! - [`reconcile`]: the reconcile loops (NamespaceMaps, status), one active replica via a Lease.
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
+//! - [`diagnose`]: the troubleshooting guide as one command.
 //! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
@@ -15,6 +16,7 @@ pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod crd;
+pub mod diagnose;
 pub mod metrics;
 pub mod offloading;
 pub mod reconcile;
@@ -48,8 +50,35 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Crds => print!("{}", crd::crds_yaml()?),
         Command::WebhookConfig(args) => print!("{}", webhook_config_yaml(&args)?),
+        Command::Diagnose(args) => return Ok(run_diagnose(args).await),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `diagnose`: 0 healthy, 1 a problem found, 2 could not look.
+async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
+    let looked = async {
+        let client = diagnose::connect(args.kubeconfig.as_ref()).await?;
+        let remotes =
+            reconcile::remote::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
+        diagnose::diagnose(&client, &args.namespace, args.cluster_id.clone(), &args.liqo_namespace, &remotes)
+            .await
+    };
+    match looked.await {
+        Ok(report) => {
+            match args.output {
+                cli::OutputFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())
+                }
+                cli::OutputFormat::Text => print!("{}", diagnose::render(&report)),
+            }
+            if report.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => {
+            eprintln!("error: diagnose could not look: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// The output of `webhook-config`.

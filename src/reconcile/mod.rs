@@ -1,5 +1,7 @@
 //! The reconcile loops (SPEC §4), run by one replica at a time through a Lease:
 //! - [`tenant`]: a tenant namespace and NamespaceMap per remote cluster, as its virtual node appears;
+//! - [`remote`]: the remote side — remote namespaces for desiredMapping, currentMapping — for the
+//!   remote clusters it has a kubeconfig for;
 //! - [`offloading`]: per NamespaceOffloading, desiredMapping entries, annotation, Namespace label,
 //!   Events and status, with a finalizer that waits for the remote namespaces to go.
 //!
@@ -7,6 +9,7 @@
 
 pub mod lease;
 pub mod offloading;
+pub mod remote;
 pub mod tenant;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +31,6 @@ use crate::crd::{
     VIRTUAL_NODE,
 };
 use crate::metrics::{Metrics, PhaseLabels};
-use crate::offloading::status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -88,34 +90,38 @@ impl Context {
     }
 }
 
-/// The NamespaceOffloadings a NamespaceMap change may concern: the namespaces it names now, and
-/// those whose status still depends on its cluster (an entry that was just removed names nothing).
-fn affected_by_map(
-    map: &NamespaceMap,
-    offloadings: &Store<NamespaceOffloading>,
-) -> Vec<ObjectRef<NamespaceOffloading>> {
-    let mut namespaces: BTreeSet<String> = map.spec.desired_mapping.keys().cloned().collect();
-    if let Some(s) = &map.status {
-        namespaces.extend(s.current_mapping.keys().cloned());
-    }
-    if let Some(id) = map.labels().get(REMOTE_CLUSTER_ID_LABEL) {
-        for o in offloadings.state() {
-            let depends =
-                o.status.as_ref().and_then(|s| s.remote_namespaces_conditions.get(id)).is_some_and(|conds| {
-                    conds.iter().any(|c| !(c.type_ == status::OFFLOADING_REQUIRED && c.status == "False"))
-                });
-            if depends && let Some(ns) = o.namespace() {
-                namespaces.insert(ns);
-            }
+/// What each NamespaceMap held when last seen, so that a change triggers only the namespaces whose
+/// entries changed (an entry just removed names nothing in the new object).
+#[derive(Default)]
+struct MapMemory(std::sync::Mutex<std::collections::HashMap<String, Entries>>);
+
+type Entries = BTreeMap<String, (Option<String>, Option<crate::crd::MappingPhase>)>;
+
+impl MapMemory {
+    fn affected(&self, map: &NamespaceMap) -> Vec<ObjectRef<NamespaceOffloading>> {
+        let mut now: Entries = BTreeMap::new();
+        for (ns, remote) in &map.spec.desired_mapping {
+            now.entry(ns.clone()).or_default().0 = Some(remote.clone());
         }
+        for (ns, cur) in map.status.iter().flat_map(|s| s.current_mapping.iter()) {
+            now.entry(ns.clone()).or_default().1 = Some(cur.phase);
+        }
+        let key = format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any());
+        let before = match self.0.lock() {
+            Ok(mut m) => m.insert(key, now.clone()).unwrap_or_default(),
+            Err(_) => Entries::new(),
+        };
+        let namespaces: BTreeSet<&String> =
+            now.keys().chain(before.keys()).filter(|ns| now.get(*ns) != before.get(*ns)).collect();
+        namespaces.into_iter().map(|ns| ObjectRef::new(OFFLOADING_NAME).within(ns)).collect()
     }
-    namespaces.into_iter().map(|ns| ObjectRef::new(OFFLOADING_NAME).within(&ns)).collect()
 }
 
 /// Settings of the reconcile loops.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReconcileConfig {
     pub lease: lease::LeaseConfig,
+    pub remotes: remote::RemoteClients,
 }
 
 /// Runs the reconcilers while this replica holds the Lease, until `stop`.
@@ -127,8 +133,16 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let identity = cfg.lease.identity.clone();
+    let remotes = cfg.remotes.clone();
     lease::run_while_leader(client.clone(), cfg.lease, stop, move |token| {
-        controllers(client.clone(), cluster.clone(), metrics.clone(), identity.clone(), token)
+        controllers(
+            client.clone(),
+            cluster.clone(),
+            metrics.clone(),
+            identity.clone(),
+            remotes.clone(),
+            token,
+        )
     })
     .await;
 }
@@ -138,6 +152,7 @@ async fn controllers(
     cluster: ClusterView,
     metrics: Arc<Metrics>,
     identity: String,
+    remotes: remote::RemoteClients,
     stop: CancellationToken,
 ) {
     let (maps, writer) = reflector::store::<NamespaceMap>();
@@ -167,6 +182,7 @@ async fn controllers(
         client.clone(),
         Reporter { controller: "offloading-webhook".into(), instance: Some(identity) },
     );
+    let ctx_cluster = cluster.clone();
     let ctx = Arc::new(Context {
         client: client.clone(),
         cluster,
@@ -179,21 +195,20 @@ async fn controllers(
 
     let node_cfg = watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"));
     let all = offloadings.clone();
-    let dependents = offloadings.clone();
+    let memory = MapMemory::default();
     let offloading_loop = controller
         // A virtual node that appears, goes or changes labels can change every selection.
         .watches(Api::<Node>::all(client.clone()), node_cfg.clone(), move |_| {
             all.state().iter().map(|o| ObjectRef::from_obj(o.as_ref())).collect::<Vec<_>>()
         })
-        .watches(map_api, watcher::Config::default(), move |map: NamespaceMap| {
-            affected_by_map(&map, &dependents)
-        })
+        // Only the namespaces whose entries (desired or current) changed.
+        .watches(map_api, watcher::Config::default(), move |map: NamespaceMap| memory.affected(&map))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(offloading::reconcile, offloading::error_policy, ctx)
         .for_each(|_| async {});
 
     let tenant_client = client.clone();
-    let tenant_loop = Controller::new(Api::<Node>::all(client), node_cfg)
+    let tenant_loop = Controller::new(Api::<Node>::all(client.clone()), node_cfg)
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(
             move |node, _ctx: Arc<()>| tenant::reconcile(node, tenant_client.clone()),
@@ -205,9 +220,37 @@ async fn controllers(
         )
         .for_each(|_| async {});
 
+    let remote_ctx = Arc::new(remote::RemoteContext {
+        client: client.clone(),
+        cluster: ctx_cluster,
+        remotes,
+        failures: Default::default(),
+    });
+    let remote_controller =
+        Controller::new(Api::<NamespaceMap>::all(client.clone()), watcher::Config::default());
+    let remote_maps = remote_controller.store();
+    let remote_loop = remote_controller
+        // A kubeconfig Secret appearing in a tenant namespace makes its cluster reachable.
+        .watches(
+            Api::<k8s_openapi::api::core::v1::Secret>::all(client.clone()),
+            watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL),
+            move |secret| {
+                let ns = secret.namespace();
+                remote_maps
+                    .state()
+                    .iter()
+                    .filter(|m| m.namespace() == ns)
+                    .map(|m| ObjectRef::from_obj(m.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(remote::reconcile, remote::error_policy, remote_ctx)
+        .for_each(|_| async {});
+
     info!("reconcile loops started");
     tokio::select! {
-        _ = async { tokio::join!(offloading_loop, tenant_loop) } => {}
+        _ = async { tokio::join!(offloading_loop, tenant_loop, remote_loop) } => {}
         _ = map_watch => {}
     }
     info!("reconcile loops stopped");

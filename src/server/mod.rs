@@ -191,7 +191,10 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
                 tokio::spawn(t);
             }
             if cfg.reconcile {
-                let rc = crate::reconcile::ReconcileConfig { lease: cfg.lease() };
+                let remotes = crate::reconcile::remote::RemoteClients::new(
+                    cfg.remote_kubeconfigs.iter().cloned().collect(),
+                );
+                let rc = crate::reconcile::ReconcileConfig { lease: cfg.lease(), remotes };
                 let task = crate::reconcile::run(client, view.clone(), metrics.clone(), rc, stop.clone());
                 reconciler = Some(tokio::spawn(task));
             }

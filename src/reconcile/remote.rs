@@ -1,0 +1,337 @@
+//! The remote side (SPEC §5), as Liqo v0.3's NamespaceMap controller: for every remote cluster it
+//! can reach, creates the namespaces listed in desiredMapping (annotated with the local cluster
+//! id), records `Accepted` or `CreationLoopBackOff` in currentMapping, and deletes the remote
+//! namespaces it owns once their entry leaves desiredMapping. A namespace it does not own is never
+//! deleted. Each cluster is reached with short timeouts, so one that is down delays no other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Client, Config, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::Error;
+use crate::cluster::ClusterView;
+use crate::crd::{MappingPhase, NamespaceMap, REMOTE_CLUSTER_ID_LABEL, RemoteNamespaceStatus};
+
+pub const FINALIZER: &str = "namespacemap-controller.liqo.io/finalizer";
+/// Annotation on a remote namespace: the local cluster id that created it.
+pub const REMOTE_NAMESPACE_ANNOTATION: &str = "liqo.io/remote-namespace";
+/// Key of the kubeconfig in a remote cluster's Secret.
+pub const KUBECONFIG_KEY: &str = "kubeconfig";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("--remote-kubeconfig must be CLUSTER_ID=PATH, got {0:?}")]
+    Syntax(String),
+    #[error("the kubeconfig of remote cluster {cluster_id} ({source_name}) cannot be used: {detail}")]
+    Kubeconfig { cluster_id: String, source_name: String, detail: String },
+}
+
+/// Parses `--remote-kubeconfig CLUSTER_ID=PATH`.
+pub fn parse_remote_kubeconfig(s: &str) -> Result<(String, PathBuf), RemoteError> {
+    match s.split_once('=') {
+        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok((id.to_owned(), PathBuf::from(path))),
+        _ => Err(RemoteError::Syntax(s.to_owned())),
+    }
+}
+
+/// Builds a client with short timeouts from kubeconfig text.
+pub async fn client_from_kubeconfig(
+    cluster_id: &str,
+    source_name: &str,
+    yaml: &str,
+) -> Result<Client, RemoteError> {
+    let err = |detail: String| RemoteError::Kubeconfig {
+        cluster_id: cluster_id.to_owned(),
+        source_name: source_name.to_owned(),
+        detail,
+    };
+    let kc = Kubeconfig::from_yaml(yaml).map_err(|e| err(e.to_string()))?;
+    let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    cfg.connect_timeout = Some(Duration::from_secs(3));
+    cfg.read_timeout = Some(Duration::from_secs(10));
+    cfg.write_timeout = Some(Duration::from_secs(10));
+    Client::try_from(cfg).map_err(|e| err(e.to_string()))
+}
+
+/// How remote clusters are reached: kubeconfig files given on the command line, and Secrets with a
+/// `kubeconfig` key labelled `liqo.io/remote-cluster-id` in the tenant namespace.
+#[derive(Clone, Default)]
+pub struct RemoteClients {
+    files: Arc<BTreeMap<String, PathBuf>>,
+    /// Built clients, keyed by cluster id, with the text they were built from.
+    cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
+}
+
+impl RemoteClients {
+    pub fn new(files: BTreeMap<String, PathBuf>) -> Self {
+        Self { files: Arc::new(files), cache: Arc::default() }
+    }
+
+    /// The client of a remote cluster, `None` when nothing says how to reach it.
+    pub async fn get(
+        &self,
+        local: &Client,
+        cluster_id: &str,
+        tenant_namespace: &str,
+    ) -> Result<Option<Client>, RemoteError> {
+        let (source, text) = if let Some(path) = self.files.get(cluster_id) {
+            let text = std::fs::read_to_string(path).map_err(|e| RemoteError::Kubeconfig {
+                cluster_id: cluster_id.to_owned(),
+                source_name: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            (path.display().to_string(), text)
+        } else {
+            let secrets: Api<Secret> = Api::namespaced(local.clone(), tenant_namespace);
+            let lp = ListParams::default().labels(&format!("{REMOTE_CLUSTER_ID_LABEL}={cluster_id}"));
+            let Ok(list) = secrets.list(&lp).await else { return Ok(None) };
+            let found = list.items.into_iter().find_map(|s| {
+                let data = s.data.as_ref()?.get(KUBECONFIG_KEY)?;
+                Some((
+                    format!("secret {tenant_namespace}/{}", s.name_any()),
+                    String::from_utf8(data.0.clone()).ok()?,
+                ))
+            });
+            match found {
+                Some(f) => f,
+                None => return Ok(None),
+            }
+        };
+        if let Ok(cache) = self.cache.lock()
+            && let Some((t, c)) = cache.get(cluster_id)
+            && *t == text
+        {
+            return Ok(Some(c.clone()));
+        }
+        let client = client_from_kubeconfig(cluster_id, &source, &text).await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(cluster_id.to_owned(), (text, client.clone()));
+        }
+        Ok(Some(client))
+    }
+}
+
+/// What the remote side shares.
+pub struct RemoteContext {
+    pub client: Client,
+    pub cluster: ClusterView,
+    pub remotes: RemoteClients,
+    /// Consecutive failures per (cluster, namespace), for the backoff.
+    pub failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+/// Who owns a remote namespace, as its annotation says.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    Us,
+    Nobody,
+    Other(String),
+}
+
+fn owner(ns: &Namespace, local_id: &str) -> Owner {
+    match ns.annotations().get(REMOTE_NAMESPACE_ANNOTATION) {
+        Some(v) if v == local_id => Owner::Us,
+        Some(v) => Owner::Other(v.clone()),
+        None => Owner::Nobody,
+    }
+}
+
+pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Result<Action, Error> {
+    let Some(cluster_id) = map.labels().get(REMOTE_CLUSTER_ID_LABEL).cloned() else {
+        return Ok(Action::await_change());
+    };
+    let tenant = map.namespace().unwrap_or_default();
+    let remote = match ctx.remotes.get(&ctx.client, &cluster_id, &tenant).await {
+        Ok(Some(c)) => c,
+        // Nothing says how to reach it: Liqo itself (or nobody) plays the remote side.
+        Ok(None) => return Ok(Action::await_change()),
+        Err(e) => {
+            warn!(cluster_id = %cluster_id, error = %e, "remote cluster unusable");
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let Some(local_id) = ctx.cluster.cluster_id() else { return Err(Error::CachesNotSynced) };
+    let api: Api<NamespaceMap> = Api::namespaced(ctx.client.clone(), &tenant);
+    finalizer(&api, FINALIZER, map, |event| async {
+        match event {
+            FinalizerEvent::Apply(m) => sync(&m, &cluster_id, &local_id, &remote, &ctx, false).await,
+            FinalizerEvent::Cleanup(m) => sync(&m, &cluster_id, &local_id, &remote, &ctx, true).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    })
+}
+
+/// Brings the remote namespaces and currentMapping in line with desiredMapping (or, on cleanup,
+/// with an empty one).
+async fn sync(
+    map: &NamespaceMap,
+    cluster_id: &str,
+    local_id: &str,
+    remote: &Client,
+    ctx: &RemoteContext,
+    cleanup: bool,
+) -> Result<Action, Error> {
+    let namespaces: Api<Namespace> = Api::all(remote.clone());
+    let current = map.status.as_ref().map(|s| s.current_mapping.clone()).unwrap_or_default();
+    let desired = if cleanup { BTreeMap::new() } else { map.spec.desired_mapping.clone() };
+    let mut changes: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    let mut retry: Option<Duration> = None;
+
+    for (local_ns, remote_name) in &desired {
+        let phase = match ensure_remote(&namespaces, remote_name, local_id).await {
+            Ok(()) => {
+                self::forget(ctx, cluster_id, local_ns);
+                MappingPhase::Accepted
+            }
+            Err(why) => {
+                let wait = backoff(ctx, cluster_id, local_ns);
+                warn!(cluster_id, namespace = %local_ns, remote = %remote_name, %why, retry_in = ?wait, "remote namespace not created");
+                retry = Some(retry.map_or(wait, |r| r.min(wait)));
+                MappingPhase::CreationLoopBackOff
+            }
+        };
+        let want = RemoteNamespaceStatus { remote_namespace: remote_name.clone(), phase };
+        if current.get(local_ns) != Some(&want) {
+            changes.insert(local_ns.clone(), serde_json::to_value(&want).unwrap_or_default());
+        }
+    }
+    for (local_ns, cur) in current.iter().filter(|(ns, _)| !desired.contains_key(*ns)) {
+        match namespaces.get_opt(&cur.remote_namespace).await {
+            Ok(Some(ns)) if owner(&ns, local_id) == Owner::Us => {
+                if ns.metadata.deletion_timestamp.is_none() {
+                    namespaces.delete(&cur.remote_namespace, &DeleteParams::default()).await?;
+                    info!(cluster_id, remote = %cur.remote_namespace, "deleting the remote namespace");
+                }
+                if cur.phase != MappingPhase::Terminating {
+                    let t = RemoteNamespaceStatus {
+                        remote_namespace: cur.remote_namespace.clone(),
+                        phase: MappingPhase::Terminating,
+                    };
+                    changes.insert(local_ns.clone(), serde_json::to_value(&t).unwrap_or_default());
+                }
+                retry = Some(Duration::from_secs(2));
+            }
+            // Gone, or not ours (never deleted): the entry goes.
+            Ok(_) => {
+                changes.insert(local_ns.clone(), serde_json::Value::Null);
+            }
+            Err(e) => {
+                warn!(cluster_id, remote = %cur.remote_namespace, error = %e, "remote cluster unreachable");
+                retry = Some(Duration::from_secs(10));
+            }
+        }
+    }
+    if !changes.is_empty() {
+        let api: Api<NamespaceMap> =
+            Api::namespaced(ctx.client.clone(), &map.namespace().unwrap_or_default());
+        let patch = json!({ "status": { "currentMapping": changes } });
+        api.patch_status(&map.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    if cleanup && !current.is_empty() {
+        return Err(Error::WaitingForRemote(vec![cluster_id.to_owned()]));
+    }
+    // Re-checked now and then: nothing watches the remote cluster for a namespace deleted there.
+    Ok(Action::requeue(retry.unwrap_or(Duration::from_secs(60))))
+}
+
+/// Creates the remote namespace, or accepts it if it is ours already; why not, otherwise.
+async fn ensure_remote(namespaces: &Api<Namespace>, name: &str, local_id: &str) -> Result<(), String> {
+    match namespaces.get_opt(name).await {
+        Ok(Some(ns)) => match owner(&ns, local_id) {
+            Owner::Us if ns.metadata.deletion_timestamp.is_none() => Ok(()),
+            Owner::Us => Err(format!("namespace {name} is still being deleted")),
+            Owner::Nobody => {
+                Err(format!("namespace {name} exists without annotation {REMOTE_NAMESPACE_ANNOTATION}"))
+            }
+            Owner::Other(id) => Err(format!("namespace {name} belongs to cluster {id}")),
+        },
+        Ok(None) => {
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    annotations: Some(BTreeMap::from([(
+                        REMOTE_NAMESPACE_ANNOTATION.to_owned(),
+                        local_id.to_owned(),
+                    )])),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            namespaces.create(&PostParams::default(), &ns).await.map(|_| ()).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn backoff(ctx: &RemoteContext, cluster_id: &str, ns: &str) -> Duration {
+    let n = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let c = f.entry((cluster_id.to_owned(), ns.to_owned())).or_insert(0);
+            *c = c.saturating_add(1);
+            *c
+        })
+        .unwrap_or(1);
+    Duration::from_secs((1u64 << n.min(6)).min(60))
+}
+
+fn forget(ctx: &RemoteContext, cluster_id: &str, ns: &str) {
+    if let Ok(mut f) = ctx.failures.lock() {
+        f.remove(&(cluster_id.to_owned(), ns.to_owned()));
+    }
+}
+
+pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, _ctx: Arc<RemoteContext>) -> Action {
+    match err {
+        Error::WaitingForRemote(_) | Error::CachesNotSynced => Action::requeue(Duration::from_secs(2)),
+        e => {
+            warn!(map = %map.name_any(), error = %e, "remote side reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_remote_kubeconfig_flags() {
+        assert_eq!(parse_remote_kubeconfig("c1=/k/c1").unwrap(), ("c1".into(), PathBuf::from("/k/c1")));
+        assert!(parse_remote_kubeconfig("c1").unwrap_err().to_string().contains("CLUSTER_ID=PATH"));
+        assert!(parse_remote_kubeconfig("=x").is_err());
+    }
+
+    #[test]
+    fn ownership_by_annotation() {
+        let ns = |v: Option<&str>| Namespace {
+            metadata: ObjectMeta {
+                annotations: v
+                    .map(|v| BTreeMap::from([(REMOTE_NAMESPACE_ANNOTATION.to_owned(), v.to_owned())])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(owner(&ns(Some("me")), "me"), Owner::Us);
+        assert_eq!(owner(&ns(None), "me"), Owner::Nobody);
+        assert_eq!(owner(&ns(Some("them")), "me"), Owner::Other("them".into()));
+    }
+}
