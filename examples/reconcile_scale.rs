@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
             started.elapsed() < Duration::from_secs(900),
             "not converged after 900 s: {entries} entries, {phases:?}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let converge_secs = started.elapsed().as_secs_f64();
     let writes_converge = writes(port).await? - writes_before;

@@ -37,7 +37,7 @@ run() { # label port proto -> "rps p50_us p99_us"
   local out
   out=$(h2load -n "$n" "${args[@]}" -d "$body" -H 'content-type: application/json' --log-file="$log" \
     "https://127.0.0.1:$2/validate/namespace-offloading")
-  grep -q "succeeded, 0 errored" <<<"$out" || { echo "$out" >&2; exit 1; }
+  grep -q " 0 failed, 0 errored" <<<"$out" || { echo "$out" >&2; exit 1; }
   local rps
   rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
   # Third column of the log is each request's time in microseconds.

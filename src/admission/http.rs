@@ -8,10 +8,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{debug, info, warn};
 
 use super::review::{self, Endpoint, Enforcement};
 use crate::cluster::ClusterView;
@@ -31,12 +31,12 @@ pub struct AdmissionState {
     pub metrics: Arc<Metrics>,
 }
 
-/// `POST /validate/namespace-offloading`, `POST /mutate/namespace-offloading`, `GET /healthz`.
+/// `POST /validate/namespace-offloading`, `POST /mutate/namespace-offloading`.
+/// (`server` adds the probes next to them.)
 pub fn router(state: AdmissionState) -> Router {
     Router::new()
         .route("/validate/namespace-offloading", post(validate))
         .route("/mutate/namespace-offloading", post(mutate))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 
@@ -87,23 +87,19 @@ async fn handle(s: AdmissionState, endpoint: Endpoint, body: Body) -> Response {
         Err(e) => return bad_body(&s, endpoint, StatusCode::BAD_REQUEST, e.to_string()),
     };
     let resp = answer.review.response.as_ref();
-    let span = info_span!(
-        "review",
-        uid = resp.map(|r| r.uid.as_str()).unwrap_or_default(),
-        endpoint = endpoint.as_str(),
-        operation = answer.operation,
-        allowed = resp.is_some_and(|r| r.allowed),
-        outcome = answer.outcome.as_str(),
-    );
-    async {
-        match resp {
-            Some(r) if !r.allowed => info!(message = %r.result.message, "denied"),
-            Some(r) if r.warnings.is_some() => info!(warnings = ?r.warnings, "allowed with warnings"),
-            _ => info!("answered"),
+    let (uid, allowed) = (resp.map(|r| r.uid.as_str()).unwrap_or_default(), resp.is_some_and(|r| r.allowed));
+    let (endpoint_name, operation, outcome) = (endpoint.as_str(), answer.operation, answer.outcome.as_str());
+    // Denials and warnings are what an operator looks for; a plain allow is logged at debug, so
+    // that a busy webhook does not spend its time writing log lines.
+    match resp {
+        Some(r) if !r.allowed => {
+            info!(uid, endpoint = endpoint_name, operation, allowed, outcome, message = %r.result.message, "denied")
         }
+        Some(r) if r.warnings.is_some() => {
+            info!(uid, endpoint = endpoint_name, operation, allowed, outcome, warnings = ?r.warnings, "allowed with warnings")
+        }
+        _ => debug!(uid, endpoint = endpoint_name, operation, allowed, outcome, "answered"),
     }
-    .instrument(span)
-    .await;
     s.metrics
         .reviews
         .get_or_create(&ReviewLabels {

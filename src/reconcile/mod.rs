@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -47,6 +48,9 @@ pub enum Error {
 /// What the reconcilers share.
 pub struct Context {
     pub client: Client,
+    /// Namespace metadata (for the scheduling label), so a reconcile with nothing to do reads
+    /// nothing from the API.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub cluster: ClusterView,
     pub maps: Store<NamespaceMap>,
     maps_synced: Arc<AtomicBool>,
@@ -166,17 +170,31 @@ async fn controllers(
                 warn!(error = %e, "NamespaceMap watch failed; retrying");
             }
         });
+
+    let (namespaces, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let ns_watch =
+        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(ns_writer)
+            .for_each(|ev| async move {
+                if let Err(e) = ev {
+                    warn!(error = %e, "Namespace watch failed; retrying");
+                }
+            });
     {
-        let (maps, synced) = (maps.clone(), maps_synced.clone());
+        let (ns_store, synced) = (namespaces.clone(), maps_synced.clone());
+        let maps_ready = maps.clone();
         tokio::spawn(async move {
-            if maps.wait_until_ready().await.is_ok() {
+            if maps_ready.wait_until_ready().await.is_ok() && ns_store.wait_until_ready().await.is_ok() {
                 synced.store(true, Ordering::Release);
             }
         });
     }
 
     let offloading_api: Api<NamespaceOffloading> = Api::all(client.clone());
-    let controller = Controller::new(offloading_api, watcher::Config::default());
+    // The debounce folds the burst of triggers that our own writes cause into one reconcile.
+    let controller = Controller::new(offloading_api, watcher::Config::default())
+        .with_config(controller::Config::default().debounce(std::time::Duration::from_millis(300)));
     let offloadings = controller.store();
     let recorder = Recorder::new(
         client.clone(),
@@ -185,6 +203,7 @@ async fn controllers(
     let ctx_cluster = cluster.clone();
     let ctx = Arc::new(Context {
         client: client.clone(),
+        namespaces,
         cluster,
         maps,
         maps_synced,
@@ -252,6 +271,7 @@ async fn controllers(
     tokio::select! {
         _ = async { tokio::join!(offloading_loop, tenant_loop, remote_loop) } => {}
         _ = map_watch => {}
+        _ = ns_watch => {}
     }
     info!("reconcile loops stopped");
 }

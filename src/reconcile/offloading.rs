@@ -92,18 +92,21 @@ async fn apply(
             missing_maps.push(id.clone());
         }
     }
-    for (id, map) in &maps {
+    // One merge patch per NamespaceMap that differs, all at once: only this namespace's key.
+    let patches = maps.iter().filter_map(|(id, map)| {
         let want = if p.selected.contains(id) { p.remote_name.as_deref() } else { None };
         let have = map.spec.desired_mapping.get(namespace).map(String::as_str);
-        if want != have {
+        (want != have).then(|| async move {
             let maps_api: Api<NamespaceMap> =
                 Api::namespaced(ctx.client.clone(), &map.namespace().unwrap_or_default());
             let patch = json!({ "spec": { "desiredMapping": { namespace: want } } });
             maps_api.patch(&map.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
             ctx.metrics.writes.inc();
-            info!(%namespace, cluster_id = %id, remote = want.unwrap_or("-"), "desiredMapping updated");
-        }
-    }
+            debug!(%namespace, cluster_id = %id, remote = want.unwrap_or("-"), "desiredMapping updated");
+            Ok::<(), Error>(())
+        })
+    });
+    futures::future::try_join_all(patches).await?;
 
     if !cleanup {
         write_annotation(obj, namespace, &p, ctx).await?;
@@ -169,7 +172,9 @@ async fn publish_events(obj: &NamespaceOffloading, p: &Plan, ctx: &Context) {
 
 async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Result<(), Error> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let Some(ns) = api.get_opt(namespace).await? else { return Ok(()) };
+    let Some(ns) = ctx.namespaces.get(&kube::runtime::reflector::ObjectRef::new(namespace)) else {
+        return Ok(());
+    };
     let has = ns.labels().get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
     if has == want {
         return Ok(());

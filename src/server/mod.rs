@@ -214,8 +214,10 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
 
     let draining = Arc::new(AtomicBool::new(false));
     let health = Health { cluster: cluster.clone(), draining: draining.clone() };
+    // The probes answer on the TLS port too, for checks that only reach the Service.
     let app =
-        admission::router(AdmissionState { enforcement: cfg.enforcement, cluster, metrics: metrics.clone() });
+        admission::router(AdmissionState { enforcement: cfg.enforcement, cluster, metrics: metrics.clone() })
+            .merge(probe_router(health.clone()));
     let plain_stop = CancellationToken::new();
     let probe_task = tokio::spawn(serve_plain(probes, probe_router(health), plain_stop.clone()));
     let metrics_task =
