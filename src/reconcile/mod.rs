@@ -8,6 +8,7 @@
 //! Both judge objects with the same pure code as the webhook (`crate::offloading`).
 
 pub mod lease;
+pub mod map_writer;
 pub mod offloading;
 pub mod remote;
 pub mod tenant;
@@ -48,6 +49,7 @@ pub enum Error {
 /// What the reconcilers share.
 pub struct Context {
     pub client: Client,
+    pub map_writer: Arc<map_writer::MapWriter>,
     /// Namespace metadata (for the scheduling label), so a reconcile with nothing to do reads
     /// nothing from the API.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
@@ -193,16 +195,20 @@ async fn controllers(
 
     let offloading_api: Api<NamespaceOffloading> = Api::all(client.clone());
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
-    let controller = Controller::new(offloading_api, watcher::Config::default())
-        .with_config(controller::Config::default().debounce(std::time::Duration::from_millis(300)));
+    let controller = Controller::new(offloading_api, watcher::Config::default()).with_config(
+        controller::Config::default().debounce(std::time::Duration::from_millis(300)).concurrency(8),
+    );
     let offloadings = controller.store();
     let recorder = Recorder::new(
         client.clone(),
         Reporter { controller: "offloading-webhook".into(), instance: Some(identity) },
     );
     let ctx_cluster = cluster.clone();
+    let writer = map_writer::MapWriter::new();
+    let writer_task = tokio::spawn(writer.clone().run(client.clone(), metrics.clone(), stop.clone()));
     let ctx = Arc::new(Context {
         client: client.clone(),
+        map_writer: writer,
         namespaces,
         cluster,
         maps,
@@ -273,5 +279,6 @@ async fn controllers(
         _ = map_watch => {}
         _ = ns_watch => {}
     }
+    let _ = writer_task.await;
     info!("reconcile loops stopped");
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::{Context, Error};
-use crate::crd::{MappingPhase, NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, SCHEDULING_ENABLED};
+use crate::crd::{MappingPhase, NamespaceOffloading, OFFLOADING_NAME, SCHEDULING_ENABLED};
 use crate::metrics::ReconcileLabels;
 use crate::offloading::status::{Blocked, Plan, plan};
 
@@ -92,21 +92,17 @@ async fn apply(
             missing_maps.push(id.clone());
         }
     }
-    // One merge patch per NamespaceMap that differs, all at once: only this namespace's key.
-    let patches = maps.iter().filter_map(|(id, map)| {
+    // desiredMapping entries go through the batching writer; the map's watch brings us back.
+    let mut unwritten = false;
+    for (id, map) in &maps {
         let want = if p.selected.contains(id) { p.remote_name.as_deref() } else { None };
         let have = map.spec.desired_mapping.get(namespace).map(String::as_str);
-        (want != have).then(|| async move {
-            let maps_api: Api<NamespaceMap> =
-                Api::namespaced(ctx.client.clone(), &map.namespace().unwrap_or_default());
-            let patch = json!({ "spec": { "desiredMapping": { namespace: want } } });
-            maps_api.patch(&map.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-            ctx.metrics.writes.inc();
-            debug!(%namespace, cluster_id = %id, remote = want.unwrap_or("-"), "desiredMapping updated");
-            Ok::<(), Error>(())
-        })
-    });
-    futures::future::try_join_all(patches).await?;
+        let map_ns = map.namespace().unwrap_or_default();
+        if want != have {
+            ctx.map_writer.set(&map_ns, &map.name_any(), namespace, want);
+            unwritten = true;
+        }
+    }
 
     if !cleanup {
         write_annotation(obj, namespace, &p, ctx).await?;
@@ -116,7 +112,10 @@ async fn apply(
     write_status(obj, namespace, &p, ctx).await?;
 
     if cleanup {
-        let left: Vec<String> = current.keys().cloned().collect();
+        let mut left: Vec<String> = current.keys().cloned().collect();
+        if unwritten {
+            left.push("(desiredMapping removal not yet written)".into());
+        }
         if !left.is_empty() {
             return Err(Error::WaitingForRemote(left));
         }
