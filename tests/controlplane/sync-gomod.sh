@@ -8,7 +8,7 @@ cd "$here"
 # shellcheck source=versions.env
 . ./versions.env
 
-gomod=$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+gomod=$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
 [ -f "$gomod" ] || { echo "sync-gomod.sh: no go.mod for k8s.io/kubernetes@${KUBERNETES_VERSION}" >&2; exit 1; }
 mapfile -t staging < <(awk '/^replace \(/{r=1; next} r && /^\)/{r=0} r && /=> \.\/staging\//{print $1}' "$gomod")
 [ "${#staging[@]}" -gt 0 ] || { echo "sync-gomod.sh: found no staging replaces in $gomod" >&2; exit 1; }

@@ -50,6 +50,14 @@ impl From<Output> for Printed {
     }
 }
 
+/// Held while a control plane starts and while one restarts its API server: a restarting server's
+/// port is free for a moment, and a control plane starting then could pick it.
+static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn ports_lock() -> std::sync::MutexGuard<'static, ()> {
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One running control plane, stopped on drop.
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
@@ -60,6 +68,7 @@ impl ControlPlane {
     pub fn start() -> Self {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("cp-").tempdir().unwrap();
+        let ports = ports_lock();
         let out = Command::new("bash")
             .arg(format!("{ROOT}/tests/controlplane/up.sh"))
             .arg(dir.path())
@@ -67,6 +76,7 @@ impl ControlPlane {
             .stderr(Stdio::inherit())
             .output()
             .expect("could not run tests/controlplane/up.sh");
+        drop(ports);
         let cp = Self { kubeconfig: dir.path().join("kubeconfig"), dir };
         assert!(out.status.success(), "tests/controlplane/up.sh failed");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cp.kubeconfig.to_str().unwrap());
@@ -284,26 +294,54 @@ impl ControlPlane {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
+        let ports = ports_lock();
         let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         eventually(Duration::from_secs(30), "kube-apiserver to stop", || (!alive(pid)).then_some(()));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("kube-apiserver-restarted.log"))
-            .unwrap();
-        let child = Command::new(&args[0])
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        std::fs::write(&pid_file, child.id().to_string()).unwrap();
-        // down.sh stops it by PID; the Child handle is not needed.
-        std::mem::forget(child);
-        eventually(Duration::from_secs(120), "kube-apiserver to serve again", || {
-            let p = self.kubectl(&["get", "--raw", "/readyz"]);
-            (p.ok && p.stdout.trim() == "ok").then_some(())
-        });
+        // Relaunch until it binds: right after a SIGKILL its port can still be taken for a moment
+        // ("bind: address already in use"), as a supervisor's restart would find too.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("kube-apiserver-restarted.log"))
+                .unwrap();
+            let mut child = Command::new(&args[0])
+                .args(&args[1..])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            std::fs::write(&pid_file, child.id().to_string()).unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            match child.try_wait() {
+                Ok(Some(_)) if std::time::Instant::now() < deadline => continue,
+                // Running (or out of retries): down.sh stops it by PID; the handle is not needed.
+                _ => {
+                    std::mem::forget(child);
+                    break;
+                }
+            }
+        }
+        drop(ports);
+        let log_path = self.dir.path().join("kube-apiserver-restarted.log");
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            eventually(Duration::from_secs(120), "kube-apiserver to serve again", || {
+                let p = self.kubectl(&["get", "--raw", "/readyz"]);
+                (p.ok && p.stdout.trim() == "ok").then_some(())
+            })
+        }));
+        if served.is_err() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let readyz = self.kubectl(&["get", "--raw", "/readyz?verbose"]);
+            panic!(
+                "kube-apiserver did not serve again within 120 s after a restart\n/readyz: {}{}\nlast log lines:\n{}",
+                readyz.stdout,
+                readyz.stderr,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 }
