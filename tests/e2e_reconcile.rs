@@ -7,22 +7,12 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{CLUSTER_ID, ControlPlane, Webhook, apply, certs_for_loopback, eventually, install_crds, nsof};
+use support::{
+    CLUSTER_ID, ControlPlane, Webhook, apply, certs_for_loopback, cluster_with_webhook, eventually, get,
+    install_crds, nsof, virtual_node, wait_eq,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn virtual_node(cp: &ControlPlane, id: &str, region: &str) {
-    let yaml = format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: liqo-{id}\n  labels:\n    liqo.io/type: virtual-node\n    liqo.io/remote-cluster-id: {id}\n    topology.liqo.io/region: {region}\n"
-    );
-    let p = apply(cp, &yaml, &[]);
-    assert!(p.ok, "{}", p.stderr);
-}
-
-fn get(cp: &ControlPlane, args: &[&str]) -> String {
-    let p = cp.kubectl(args);
-    if p.ok { p.stdout } else { String::new() }
-}
 
 /// `kubectl get ... -o jsonpath=...` of the NamespaceOffloading in `ns`.
 fn nsof_path(cp: &ControlPlane, ns: &str, path: &str) -> String {
@@ -106,17 +96,6 @@ fn set_current(cp: &ControlPlane, id: &str, ns: &str, phase: Option<&str>) {
     ]);
 }
 
-fn wait_eq(what: &str, want: &str, mut f: impl FnMut() -> String) {
-    let mut last = String::new();
-    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(WAIT, what, || {
-            last = f();
-            (last == want).then_some(())
-        })
-    }));
-    assert!(ok.is_ok(), "{what}: wanted {want:?}, last saw {last:?}");
-}
-
 fn conditions(cp: &ControlPlane, ns: &str, id: &str) -> String {
     nsof_path(
         cp,
@@ -131,12 +110,8 @@ const EU: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpress
 
 #[tokio::test]
 async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
-    let cp = ControlPlane::start();
-    install_crds(&cp);
-    let certs = cp.dir.path().join("certs");
-    certs_for_loopback(&certs);
-    let wh = Webhook::start(&cp, &certs, &["--cluster-id", CLUSTER_ID, "--lease-namespace", "default"]);
-    wh.register(&cp, &certs);
+    let (cp, _certs, wh) =
+        cluster_with_webhook(&["--cluster-id", CLUSTER_ID, "--lease-namespace", "default"]);
     cp.kubectl_ok(&["create", "namespace", "web"]);
     for (id, region) in [("cluster-a", "eu-west"), ("cluster-b", "eu-west"), ("cluster-c", "us-east")] {
         virtual_node(&cp, id, region);
@@ -144,7 +119,7 @@ async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
 
     // Tenant namespaces and NamespaceMaps appear as the virtual nodes do, before any offloading.
     for id in ["cluster-a", "cluster-b", "cluster-c"] {
-        wait_eq(&format!("the NamespaceMap of {id}"), &format!("{id}-local"), || map_name(&cp, id));
+        wait_eq(WAIT, &format!("the NamespaceMap of {id}"), &format!("{id}-local"), || map_name(&cp, id));
     }
     let labels =
         get(&cp, &["get", "namespace", "liqo-tenant-cluster-a", "-o", "jsonpath={.metadata.labels}"]);
@@ -169,9 +144,9 @@ async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
     // Two of three clusters selected.
     let remote = format!("web-{CLUSTER_ID}");
     assert!(apply(&cp, &nsof("web", "offloading", EU), &[]).ok);
-    wait_eq("desiredMapping on cluster-a", &remote, || desired(&cp, "cluster-a", "web"));
-    wait_eq("desiredMapping on cluster-b", &remote, || desired(&cp, "cluster-b", "web"));
-    wait_eq("phase InProgress", "InProgress", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    wait_eq(WAIT, "desiredMapping on cluster-a", &remote, || desired(&cp, "cluster-a", "web"));
+    wait_eq(WAIT, "desiredMapping on cluster-b", &remote, || desired(&cp, "cluster-b", "web"));
+    wait_eq(WAIT, "phase InProgress", "InProgress", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
     assert_eq!(desired(&cp, "cluster-c", "web"), "");
     assert_eq!(conditions(&cp, "web", "cluster-a"), "OffloadingRequired=True");
     assert_eq!(conditions(&cp, "web", "cluster-c"), "OffloadingRequired=False");
@@ -193,7 +168,7 @@ async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
     // The remote side accepts both: Ready, and OffloadingRequired=True is gone.
     set_current(&cp, "cluster-a", "web", Some("Accepted"));
     set_current(&cp, "cluster-b", "web", Some("Accepted"));
-    wait_eq("phase Ready", "Ready", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    wait_eq(WAIT, "phase Ready", "Ready", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
     assert_eq!(conditions(&cp, "web", "cluster-a"), "Ready=True");
     assert_eq!(current_phase(&cp, "cluster-a", "web"), "Accepted");
     let ready_since =
@@ -201,7 +176,7 @@ async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
 
     // One fails, then both.
     set_current(&cp, "cluster-b", "web", Some("CreationLoopBackOff"));
-    wait_eq("phase SomeFailed", "SomeFailed", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    wait_eq(WAIT, "phase SomeFailed", "SomeFailed", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
     assert_eq!(conditions(&cp, "web", "cluster-b"), "Ready=False");
     assert_eq!(
         nsof_path(&cp, "web", "{.status.remoteNamespacesConditions.cluster-b[0].reason}"),
@@ -213,33 +188,35 @@ async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
         ready_since
     );
     set_current(&cp, "cluster-a", "web", Some("CreationLoopBackOff"));
-    wait_eq("phase AllFailed", "AllFailed", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    wait_eq(WAIT, "phase AllFailed", "AllFailed", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
     assert_eq!(current_phase(&cp, "cluster-a", "web"), "CreationLoopBackOff");
 
     // The selector moves to the third cluster: entries move with it.
     let us = EU.replace("eu-west", "us-east");
     let p = apply(&cp, &nsof("web", "offloading", &us), &[]);
     assert!(p.ok, "{}", p.stderr);
-    wait_eq("desiredMapping on cluster-c", &remote, || desired(&cp, "cluster-c", "web"));
-    wait_eq("entry gone from cluster-a", "", || desired(&cp, "cluster-a", "web"));
+    wait_eq(WAIT, "desiredMapping on cluster-c", &remote, || desired(&cp, "cluster-c", "web"));
+    wait_eq(WAIT, "entry gone from cluster-a", "", || desired(&cp, "cluster-a", "web"));
     assert_eq!(desired(&cp, "cluster-b", "web"), "");
     set_current(&cp, "cluster-a", "web", None);
     set_current(&cp, "cluster-b", "web", None);
-    wait_eq("phase InProgress again", "InProgress", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
-    wait_eq("cluster-a only not required", "OffloadingRequired=False", || {
+    wait_eq(WAIT, "phase InProgress again", "InProgress", || {
+        nsof_path(&cp, "web", "{.status.offloadingPhase}")
+    });
+    wait_eq(WAIT, "cluster-a only not required", "OffloadingRequired=False", || {
         conditions(&cp, "web", "cluster-a")
     });
 
     // A virtual node added later is picked up: its NamespaceMap, then the entry.
     virtual_node(&cp, "cluster-d", "us-east");
-    wait_eq("desiredMapping on the new cluster-d", &remote, || desired(&cp, "cluster-d", "web"));
+    wait_eq(WAIT, "desiredMapping on the new cluster-d", &remote, || desired(&cp, "cluster-d", "web"));
 
     // Deletion: Terminating, entries removed, finalizer held until currentMapping is empty.
     set_current(&cp, "cluster-c", "web", Some("Accepted"));
     cp.kubectl_ok(&["delete", "namespaceoffloading", "offloading", "-n", "web", "--wait=false"]);
-    wait_eq("phase Terminating", "Terminating", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
-    wait_eq("entry gone from cluster-c", "", || desired(&cp, "cluster-c", "web"));
-    wait_eq("entry gone from cluster-d", "", || desired(&cp, "cluster-d", "web"));
+    wait_eq(WAIT, "phase Terminating", "Terminating", || nsof_path(&cp, "web", "{.status.offloadingPhase}"));
+    wait_eq(WAIT, "entry gone from cluster-c", "", || desired(&cp, "cluster-c", "web"));
+    wait_eq(WAIT, "entry gone from cluster-d", "", || desired(&cp, "cluster-d", "web"));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         nsof_path(&cp, "web", "{.metadata.finalizers[0]}"),
@@ -247,7 +224,7 @@ async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
     );
     set_current(&cp, "cluster-c", "web", Some("Terminating"));
     set_current(&cp, "cluster-c", "web", None);
-    wait_eq("the NamespaceOffloading to be gone", "", || nsof_path(&cp, "web", "{.metadata.name}"));
+    wait_eq(WAIT, "the NamespaceOffloading to be gone", "", || nsof_path(&cp, "web", "{.metadata.name}"));
     assert_eq!(
         get(
             &cp,
@@ -280,11 +257,11 @@ async fn an_invalid_object_that_got_in_selects_nothing_and_says_why() {
         cp.kubectl_ok(&["create", "namespace", ns]);
     }
     virtual_node(&cp, "cluster-a", "eu-west");
-    wait_eq("the NamespaceMap of cluster-a", "cluster-a-local", || map_name(&cp, "cluster-a"));
+    wait_eq(WAIT, "the NamespaceMap of cluster-a", "cluster-a-local", || map_name(&cp, "cluster-a"));
 
     let bad = EU.replace("operator: In", "operator: Equals");
     assert!(apply(&cp, &nsof("web", "offloading", &bad), &[]).ok);
-    wait_eq("phase NoClusterSelected", "NoClusterSelected", || {
+    wait_eq(WAIT, "phase NoClusterSelected", "NoClusterSelected", || {
         nsof_path(&cp, "web", "{.status.offloadingPhase}")
     });
     assert!(nsof_path(&cp, "web", "{.metadata.annotations.liqo\\.io/scheduling-enabled}").starts_with("Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""));
@@ -307,7 +284,7 @@ async fn an_invalid_object_that_got_in_selects_nothing_and_says_why() {
 
     // A remote name over 63 characters is never written to a NamespaceMap.
     assert!(apply(&cp, &nsof(long_ns, "offloading", EU), &[]).ok);
-    wait_eq("phase NoClusterSelected for the long name", "NoClusterSelected", || {
+    wait_eq(WAIT, "phase NoClusterSelected for the long name", "NoClusterSelected", || {
         nsof_path(&cp, long_ns, "{.status.offloadingPhase}")
     });
     let events = eventually(WAIT, "the InvalidRemoteName event", || {
@@ -387,7 +364,7 @@ async fn one_active_replica_with_handover_and_an_api_server_restart_lose_nothing
     a.register(&cp, &certs);
     for id in ["cluster-a", "cluster-b"] {
         virtual_node(&cp, id, "eu-west");
-        wait_eq(&format!("the NamespaceMap of {id}"), &format!("{id}-local"), || map_name(&cp, id));
+        wait_eq(WAIT, &format!("the NamespaceMap of {id}"), &format!("{id}-local"), || map_name(&cp, id));
     }
     cp.kubectl_ok(&[
         "patch",
@@ -414,8 +391,12 @@ async fn one_active_replica_with_handover_and_an_api_server_restart_lose_nothing
     };
     offload("ns-1");
     offload("ns-2");
-    wait_eq("entries on cluster-a", &expected(&["ns-1", "ns-2"], true), || all_desired(&cp, "cluster-a"));
-    wait_eq("entries on cluster-b", &expected(&["ns-1", "ns-2"], false), || all_desired(&cp, "cluster-b"));
+    wait_eq(WAIT, "entries on cluster-a", &expected(&["ns-1", "ns-2"], true), || {
+        all_desired(&cp, "cluster-a")
+    });
+    wait_eq(WAIT, "entries on cluster-b", &expected(&["ns-1", "ns-2"], false), || {
+        all_desired(&cp, "cluster-b")
+    });
 
     // Exactly one replica leads; stopping it hands over to the other.
     let leader = lease_holder(&cp);
@@ -424,21 +405,26 @@ async fn one_active_replica_with_handover_and_an_api_server_restart_lose_nothing
         if leader == "replica-a" { (a, b, "replica-b") } else { (b, a, "replica-a") };
     assert!(stopped.terminate().success());
     survivor.register(&cp, &certs);
-    wait_eq("the lease to move to the survivor", survivor_name, || lease_holder(&cp));
+    wait_eq(WAIT, "the lease to move to the survivor", survivor_name, || lease_holder(&cp));
     offload("ns-3");
-    wait_eq("entries after the handover", &expected(&["ns-1", "ns-2", "ns-3"], true), || {
+    wait_eq(WAIT, "entries after the handover", &expected(&["ns-1", "ns-2", "ns-3"], true), || {
         all_desired(&cp, "cluster-a")
     });
 
     // The API server restarts mid-way: watches resume, nothing is lost or duplicated.
     cp.restart_apiserver();
+    // Watches back off exponentially (to ~30 s) while the server is down, so the first relist after
+    // a long outage on a loaded machine can come half a minute after the server is back.
+    const AFTER_RESTART: Duration = Duration::from_secs(150);
     offload("ns-4");
     wait_eq(
+        AFTER_RESTART,
         "entries after the API server restart",
         &expected(&["ns-1", "ns-2", "ns-3", "ns-4"], true),
         || all_desired(&cp, "cluster-a"),
     );
     wait_eq(
+        AFTER_RESTART,
         "entries on cluster-b after the restart",
         &expected(&["ns-1", "ns-2", "ns-3", "ns-4"], false),
         || all_desired(&cp, "cluster-b"),
@@ -448,7 +434,9 @@ async fn one_active_replica_with_handover_and_an_api_server_restart_lose_nothing
         assert_eq!(maps.lines().count(), 1, "one NamespaceMap per cluster: {maps}");
     }
     for ns in ["ns-1", "ns-2", "ns-3", "ns-4"] {
-        wait_eq(&format!("phase of {ns}"), "InProgress", || nsof_path(&cp, ns, "{.status.offloadingPhase}"));
+        wait_eq(WAIT, &format!("phase of {ns}"), "InProgress", || {
+            nsof_path(&cp, ns, "{.status.offloadingPhase}")
+        });
     }
     assert!(survivor.terminate().success());
 }

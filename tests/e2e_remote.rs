@@ -7,39 +7,19 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    CLUSTER_ID, ControlPlane, Printed, Webhook, apply, certs_for_loopback, eventually, install_crds, nsof,
+    CLUSTER_ID, ControlPlane, Printed, Webhook, apply, certs_for_loopback, get, install_crds, nsof,
+    virtual_node, wait_eq,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn virtual_node(cp: &ControlPlane, id: &str, region: &str) {
-    let yaml = format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: liqo-{id}\n  labels:\n    liqo.io/type: virtual-node\n    liqo.io/remote-cluster-id: {id}\n    topology.liqo.io/region: {region}\n"
-    );
-    assert!(apply(cp, &yaml, &[]).ok);
-}
-
 fn jsonpath(cp: &ControlPlane, args: &[&str], path: &str) -> String {
-    let mut a: Vec<&str> = args.to_vec();
     let p = format!("jsonpath={path}");
-    a.extend(["-o", &p]);
-    let out = cp.kubectl(&a);
-    if out.ok { out.stdout } else { String::new() }
+    get(cp, &[args, &["-o", &p]].concat())
 }
 
 fn phase(cp: &ControlPlane, ns: &str) -> String {
     jsonpath(cp, &["get", "nsof", "offloading", "-n", ns], "{.status.offloadingPhase}")
-}
-
-fn wait_for(what: &str, want: &str, mut f: impl FnMut() -> String) {
-    let mut last = String::new();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(WAIT, what, || {
-            last = f();
-            (last == want).then_some(())
-        })
-    }));
-    assert!(r.is_ok(), "{what}: wanted {want:?}, last saw {last:?}");
 }
 
 fn diagnose(cp: &ControlPlane, args: &[&str]) -> (i32, Printed) {
@@ -103,7 +83,7 @@ async fn remote_namespaces_and_diagnose_walk_the_whole_guide() {
     // 1. Healthy: the remote namespace is created and annotated; Ready; diagnose exits 0.
     assert!(apply(&local, &nsof("solo", "offloading", &selector_for(&["cluster-r"])), &[]).ok);
     let remote_solo = format!("solo-{CLUSTER_ID}");
-    wait_for("phase Ready for solo", "Ready", || phase(&local, "solo"));
+    wait_eq(WAIT, "phase Ready for solo", "Ready", || phase(&local, "solo"));
     let ann = jsonpath(
         &remote,
         &["get", "namespace", &remote_solo],
@@ -145,7 +125,7 @@ async fn remote_namespaces_and_diagnose_walk_the_whole_guide() {
     let remote_taken = format!("taken-{CLUSTER_ID}");
     remote.kubectl_ok(&["create", "namespace", &remote_taken]);
     assert!(apply(&local, &nsof("taken", "offloading", &selector_for(&["cluster-r"])), &[]).ok);
-    wait_for("phase AllFailed for taken", "AllFailed", || phase(&local, "taken"));
+    wait_eq(WAIT, "phase AllFailed for taken", "AllFailed", || phase(&local, "taken"));
     let (code, p) = diagnose(&local, &["-n", "taken", "--remote-kubeconfig", &remote_flag]);
     assert_eq!(code, 1, "{}", p.stdout);
     assert!(p.stdout.contains(&format!("the remote namespace \"{remote_taken}\" in cluster cluster-r exists without the annotation liqo.io/remote-namespace, so Liqo did not create it")), "{}", p.stdout);
@@ -161,7 +141,7 @@ async fn remote_namespaces_and_diagnose_walk_the_whole_guide() {
     assert!(
         apply(&local, &nsof("both", "offloading", &selector_for(&["cluster-r", "cluster-down"])), &[]).ok
     );
-    wait_for("phase SomeFailed for both", "SomeFailed", || phase(&local, "both"));
+    wait_eq(WAIT, "phase SomeFailed for both", "SomeFailed", || phase(&local, "both"));
     assert!(remote.kubectl(&["get", "namespace", &format!("both-{CLUSTER_ID}")]).ok);
     let (code, p) = diagnose(
         &local,
@@ -172,7 +152,9 @@ async fn remote_namespaces_and_diagnose_walk_the_whole_guide() {
 
     // 4. Warn mode let a too-long namespace in: nothing written; diagnose gives length and limit.
     assert!(apply(&local, &nsof(long_ns, "offloading", &selector_for(&["cluster-r"])), &[]).ok);
-    wait_for("phase NoClusterSelected for the long name", "NoClusterSelected", || phase(&local, long_ns));
+    wait_eq(WAIT, "phase NoClusterSelected for the long name", "NoClusterSelected", || {
+        phase(&local, long_ns)
+    });
     let (code, p) = diagnose(&local, &["-n", long_ns]);
     assert_eq!(code, 1);
     assert!(
@@ -187,7 +169,7 @@ async fn remote_namespaces_and_diagnose_walk_the_whole_guide() {
     // 5. A selector that matches nothing: which requirement failed on which cluster.
     let us = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: In\n        values: [us-east]\n";
     assert!(apply(&local, &nsof("nomatch", "offloading", us), &[]).ok);
-    wait_for("phase NoClusterSelected", "NoClusterSelected", || phase(&local, "nomatch"));
+    wait_eq(WAIT, "phase NoClusterSelected", "NoClusterSelected", || phase(&local, "nomatch"));
     let (code, p) = diagnose(&local, &["-n", "nomatch"]);
     assert_eq!(code, 1);
     assert!(p.stdout.contains("the clusterSelector matches none of the 2 virtual nodes"), "{}", p.stdout);
@@ -216,10 +198,10 @@ async fn remote_namespaces_and_diagnose_walk_the_whole_guide() {
 
     // 7. Deleting the NamespaceOffloading removes the remote namespace, then the finalizer.
     local.kubectl_ok(&["delete", "nsof", "offloading", "-n", "solo", "--wait=false"]);
-    wait_for("the remote namespace to be gone", "", || {
+    wait_eq(WAIT, "the remote namespace to be gone", "", || {
         jsonpath(&remote, &["get", "namespace", &remote_solo], "{.metadata.name}")
     });
-    wait_for("the NamespaceOffloading to be gone", "", || {
+    wait_eq(WAIT, "the NamespaceOffloading to be gone", "", || {
         jsonpath(&local, &["get", "nsof", "offloading", "-n", "solo"], "{.metadata.name}")
     });
     assert!(wh.terminate().success());

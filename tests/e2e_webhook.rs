@@ -17,12 +17,7 @@ const BAD_OPERATOR: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - ma
 
 #[tokio::test]
 async fn kubectl_apply_refuses_broken_namespace_offloadings_and_says_why() {
-    let cp = ControlPlane::start();
-    install_crds(&cp);
-    let certs = cp.dir.path().join("certs");
-    certs_for_loopback(&certs);
-    let wh = Webhook::start(&cp, &certs, &["--cluster-id", CLUSTER_ID]);
-    wh.register(&cp, &certs);
+    let (cp, _certs, wh) = support::cluster_with_webhook(&["--cluster-id", CLUSTER_ID]);
     let long_ns = "payments-processing-europe-1";
     for ns in ["web", "api", long_ns] {
         cp.kubectl_ok(&["create", "namespace", ns]);

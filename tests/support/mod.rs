@@ -142,6 +142,11 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
+        // A failed test keeps its logs (control plane, webhook) for the person reading the failure.
+        if std::thread::panicking() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("test failed: logs kept in {}", kept.display());
+        }
     }
 }
 
@@ -344,4 +349,43 @@ impl ControlPlane {
             );
         }
     }
+}
+
+/// A control plane with the CRDs, dev certificates, and the webhook binary running (with `extra`
+/// arguments) and registered by URL. Drop order: the webhook before the control plane.
+pub fn cluster_with_webhook(extra: &[&str]) -> (ControlPlane, PathBuf, Webhook) {
+    let cp = ControlPlane::start();
+    install_crds(&cp);
+    let certs = cp.dir.path().join("certs");
+    certs_for_loopback(&certs);
+    let wh = Webhook::start(&cp, &certs, extra);
+    wh.register(&cp, &certs);
+    (cp, certs, wh)
+}
+
+/// Creates a Liqo virtual node for remote cluster `id` with a region label.
+pub fn virtual_node(cp: &ControlPlane, id: &str, region: &str) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: liqo-{id}\n  labels:\n    liqo.io/type: virtual-node\n    liqo.io/remote-cluster-id: {id}\n    topology.liqo.io/region: {region}\n"
+    );
+    let p = apply(cp, &yaml, &[]);
+    assert!(p.ok, "{}", p.stderr);
+}
+
+/// What a kubectl command printed, or "" when it failed (e.g. NotFound).
+pub fn get(cp: &ControlPlane, args: &[&str]) -> String {
+    let p = cp.kubectl(args);
+    if p.ok { p.stdout } else { String::new() }
+}
+
+/// Polls `f` until it returns `want`; the panic says what was last seen.
+pub fn wait_eq(timeout: Duration, what: &str, want: &str, mut f: impl FnMut() -> String) {
+    let mut last = String::new();
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(timeout, what, || {
+            last = f();
+            (last == want).then_some(())
+        })
+    }));
+    assert!(ok.is_ok(), "{what}: wanted {want:?}, last saw {last:?}");
 }
