@@ -106,6 +106,21 @@ fn conditions(cp: &ControlPlane, ns: &str, id: &str) -> String {
     .to_owned()
 }
 
+/// An entry of another namespace in cluster-a's NamespaceMap, which the loop must never touch.
+fn add_foreign_entry(cp: &ControlPlane) {
+    let patch = r#"{"spec":{"desiredMapping":{"foreign":"foreign-remote"}}}"#;
+    cp.kubectl_ok(&[
+        "patch",
+        "namespacemap",
+        "-n",
+        "liqo-tenant-cluster-a",
+        "cluster-a-local",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+}
+
 const EU: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: In\n        values: [eu-west]\n";
 
 #[tokio::test]
@@ -129,16 +144,7 @@ async fn namespace_maps_and_status_follow_selector_nodes_and_remote_side() {
         "{labels}"
     );
     // Another namespace's entry, which must never be touched.
-    cp.kubectl_ok(&[
-        "patch",
-        "namespacemap",
-        "-n",
-        "liqo-tenant-cluster-a",
-        "cluster-a-local",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"desiredMapping":{"foreign":"foreign-remote"}}}"#,
-    ]);
+    add_foreign_entry(&cp);
     set_current(&cp, "cluster-a", "foreign", Some("Accepted"));
 
     // Two of three clusters selected.
@@ -366,16 +372,7 @@ async fn one_active_replica_with_handover_and_an_api_server_restart_lose_nothing
         virtual_node(&cp, id, "eu-west");
         wait_eq(WAIT, &format!("the NamespaceMap of {id}"), &format!("{id}-local"), || map_name(&cp, id));
     }
-    cp.kubectl_ok(&[
-        "patch",
-        "namespacemap",
-        "-n",
-        "liqo-tenant-cluster-a",
-        "cluster-a-local",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"desiredMapping":{"foreign":"foreign-remote"}}}"#,
-    ]);
+    add_foreign_entry(&cp);
     let offload = |ns: &str| {
         cp.kubectl_ok(&["create", "namespace", ns]);
         let p = apply(&cp, &nsof(ns, "offloading", EU), &[]);

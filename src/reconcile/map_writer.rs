@@ -63,6 +63,11 @@ impl MapWriter {
                             metrics.writes.inc();
                             debug!(map = %format!("{ns}/{name}"), keys = keys.len(), "desiredMapping written");
                         }
+                        // The map is gone: the tenant loop recreates it, and the next reconcile of
+                        // each namespace asks again. Retrying the patch would never succeed.
+                        Err(kube::Error::Api(s)) if s.is_not_found() => {
+                            warn!(map = %format!("{ns}/{name}"), "NamespaceMap gone; dropping its pending desiredMapping writes");
+                        }
                         Err(e) => {
                             warn!(map = %format!("{ns}/{name}"), error = %e, "desiredMapping write failed; retrying");
                             if let Ok(mut p) = this.pending.lock() {

@@ -171,10 +171,16 @@ async fn publish_events(obj: &NamespaceOffloading, p: &Plan, ctx: &Context) {
 
 async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Result<(), Error> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let Some(ns) = ctx.namespaces.get(&kube::runtime::reflector::ObjectRef::new(namespace)) else {
-        return Ok(());
+    // The cache can lag behind a namespace created a moment ago; Namespace events do not trigger
+    // reconciles, so a miss is read from the API rather than skipped.
+    let labels = match ctx.namespaces.get(&kube::runtime::reflector::ObjectRef::new(namespace)) {
+        Some(ns) => ns.labels().clone(),
+        None => match api.get_opt(namespace).await? {
+            Some(ns) => ns.labels().clone(),
+            None => return Ok(()),
+        },
     };
-    let has = ns.labels().get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
+    let has = labels.get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
     if has == want {
         return Ok(());
     }
