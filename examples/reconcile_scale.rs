@@ -85,8 +85,11 @@ async fn main() -> anyhow::Result<()> {
         let objs = offloadings.list(&ListParams::default()).await?.items;
         let mut phases: BTreeMap<String, usize> = BTreeMap::new();
         for o in &objs {
-            let p =
-                o.status.as_ref().and_then(|s| s.offloading_phase).map_or("none", OffloadingPhase::as_str);
+            let p = o
+                .status
+                .as_ref()
+                .and_then(|s| s.offloading_phase.as_ref())
+                .map_or("none", OffloadingPhase::as_str);
             *phases.entry(p.to_owned()).or_default() += 1;
         }
         let done = entries == n * m

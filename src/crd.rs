@@ -96,10 +96,13 @@ impl PodOffloadingStrategy {
     }
 }
 
-/// The CRD schema of a strategy: a plain string enum of the supported values (the `Unsupported`
+/// The CRD schema of a lenient enum: a plain string enum of the supported values (the `Unsupported`
 /// catch-all exists only on the Rust side).
 macro_rules! string_enum_schema {
     ($ty:ty, $name:literal) => {
+        string_enum_schema!($ty, $name, "");
+    };
+    ($ty:ty, $name:literal, $description:literal) => {
         impl JsonSchema for $ty {
             fn schema_name() -> std::borrow::Cow<'static, str> {
                 $name.into()
@@ -108,7 +111,11 @@ macro_rules! string_enum_schema {
                 true
             }
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({ "type": "string", "enum": <$ty>::SUPPORTED })
+                let mut schema = schemars::json_schema!({ "type": "string", "enum": <$ty>::SUPPORTED });
+                if !$description.is_empty() {
+                    schema.insert("description".into(), $description.into());
+                }
+                schema
             }
         }
     };
@@ -163,7 +170,7 @@ pub struct NamespaceOffloadingSpec {
 }
 
 /// Offloading phase of the whole namespace.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum OffloadingPhase {
     Ready,
     NoClusterSelected,
@@ -171,10 +178,17 @@ pub enum OffloadingPhase {
     SomeFailed,
     AllFailed,
     Terminating,
+    // Written by someone else (another Liqo version) under a CRD without the enum; kept so that the
+    // object still decodes and the reconcile loop can correct it.
+    #[serde(untagged)]
+    Unsupported(String),
 }
 
 impl OffloadingPhase {
-    pub fn as_str(self) -> &'static str {
+    pub const SUPPORTED: [&'static str; 6] =
+        ["Ready", "NoClusterSelected", "InProgress", "SomeFailed", "AllFailed", "Terminating"];
+
+    pub fn as_str(&self) -> &str {
         match self {
             Self::Ready => "Ready",
             Self::NoClusterSelected => "NoClusterSelected",
@@ -182,9 +196,11 @@ impl OffloadingPhase {
             Self::SomeFailed => "SomeFailed",
             Self::AllFailed => "AllFailed",
             Self::Terminating => "Terminating",
+            Self::Unsupported(s) => s,
         }
     }
 }
+string_enum_schema!(OffloadingPhase, "OffloadingPhase", "Offloading phase of the whole namespace.");
 
 /// One condition of a remote namespace, shaped like core/v1 NamespaceCondition.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -240,12 +256,30 @@ pub struct NamespaceMapSpec {
 }
 
 /// State of a remote namespace, as Liqo spells it.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum MappingPhase {
     Accepted,
     CreationLoopBackOff,
     Terminating,
+    // Written by a remote side of another Liqo version under a CRD without the enum: one such entry
+    // must not make the whole NamespaceMap unreadable. Counts as neither created nor failed.
+    #[serde(untagged)]
+    Unsupported(String),
 }
+
+impl MappingPhase {
+    pub const SUPPORTED: [&'static str; 3] = ["Accepted", "CreationLoopBackOff", "Terminating"];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Accepted => "Accepted",
+            Self::CreationLoopBackOff => "CreationLoopBackOff",
+            Self::Terminating => "Terminating",
+            Self::Unsupported(s) => s,
+        }
+    }
+}
+string_enum_schema!(MappingPhase, "MappingPhase", "State of a remote namespace, as Liqo spells it.");
 
 /// The remote namespace of one local namespace.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
@@ -23,6 +23,7 @@ use crate::offloading::rules::{derived_name, selector_errors};
 use crate::offloading::{VirtualNode, aggregate, selector};
 use crate::reconcile::remote::{REMOTE_NAMESPACE_ANNOTATION, RemoteClients};
 use crate::reconcile::tenant::tenant_namespace;
+use crate::reconcile::watch::decode;
 
 /// What `diagnose` found, also printed as JSON with `-o json`.
 #[derive(Debug, Serialize, Default)]
@@ -73,6 +74,48 @@ fn read<T>(what: &str, r: Result<T, kube::Error>) -> Result<T, DiagnoseError> {
     r.map_err(|source| DiagnoseError::Read { what: what.to_owned(), source })
 }
 
+/// Lists `K` as JSON and decodes each object on its own: one that does not decode becomes a
+/// problem naming its field, instead of making the whole list unreadable. Returns the objects that
+/// decoded, and the namespaces of those that did not.
+async fn list_decoded<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    lp: &ListParams,
+    r: &mut Report,
+) -> Result<(Vec<K>, Vec<String>), DiagnoseError>
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+{
+    let ar = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    let kind = K::kind(&());
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
+    for obj in read(&format!("{kind}s"), api.list(lp).await)?.items {
+        match decode::<K>(&obj) {
+            Ok(k) => out.push(k),
+            Err(e) => {
+                let ns = obj.namespace().unwrap_or_default();
+                let name = obj.name_any();
+                bad.push(ns.clone());
+                r.problems.push(Problem {
+                    cause: format!(
+                        "the {kind} {ns}/{name} does not decode: {e}; the reconcile loop leaves it alone (nothing reconciled, nothing removed) until it is fixed"
+                    ),
+                    fix: format!(
+                        "correct {} (kubectl edit {} {name} -n {ns}); is the CRD the one of this Liqo version (offloading-webhook crds)?",
+                        e.path,
+                        ar.plural
+                    ),
+                });
+            }
+        }
+    }
+    Ok((out, bad))
+}
+
 /// Connects with a kubeconfig path, or the usual inference.
 pub async fn connect(kubeconfig: Option<&PathBuf>) -> Result<Client, DiagnoseError> {
     let config = match kubeconfig {
@@ -97,10 +140,12 @@ pub async fn diagnose(
     remotes: &RemoteClients,
 ) -> Result<Report, DiagnoseError> {
     let mut r = Report { namespace: namespace.to_owned(), ..Default::default() };
-    let nsofs: Api<NamespaceOffloading> = Api::namespaced(client.clone(), namespace);
-    let all = read("NamespaceOffloadings", nsofs.list(&ListParams::default()).await)?.items;
+    let (all, _): (Vec<NamespaceOffloading>, _) =
+        list_decoded(client, Some(namespace), &ListParams::default(), &mut r).await?;
     let Some(obj) = all.iter().find(|o| o.name_any() == OFFLOADING_NAME) else {
         match all.first() {
+            // Reported by `list_decoded`.
+            _ if !r.problems.is_empty() => {}
             Some(other) => r.problems.push(Problem {
                 cause: format!(
                     "the NamespaceOffloading in {namespace} is named {:?}: Liqo only reads the one named \"offloading\"",
@@ -117,7 +162,7 @@ pub async fn diagnose(
     };
 
     let status = obj.status.clone().unwrap_or_default();
-    r.phase = status.offloading_phase.map(|p| p.as_str().to_owned());
+    r.phase = status.offloading_phase.as_ref().map(|p| p.as_str().to_owned());
     r.remote_namespace_name = status.remote_namespace_name.clone();
     r.mapping_strategy = Some(obj.spec.namespace_mapping_strategy.as_str().to_owned());
     r.scheduling_enabled = obj.annotations().get(SCHEDULING_ENABLED).cloned();
@@ -154,10 +199,8 @@ pub async fn diagnose(
     let lp = ListParams::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"));
     let nodes: Vec<VirtualNode> =
         read("virtual nodes", nodes_api.list(&lp).await)?.items.iter().filter_map(virtual_node).collect();
-    let maps_api: Api<NamespaceMap> = Api::all(client.clone());
-    let maps =
-        read("NamespaceMaps", maps_api.list(&ListParams::default().labels(REMOTE_CLUSTER_ID_LABEL)).await)?
-            .items;
+    let (maps, undecodable_maps): (Vec<NamespaceMap>, _) =
+        list_decoded(client, None, &ListParams::default().labels(REMOTE_CLUSTER_ID_LABEL), &mut r).await?;
     let mut by_cluster: BTreeMap<String, &NamespaceMap> = BTreeMap::new();
     for m in &maps {
         if let Some(id) = m.labels().get(REMOTE_CLUSTER_ID_LABEL) {
@@ -228,11 +271,12 @@ pub async fn diagnose(
         let map = by_cluster.get(id);
         c.desired = map.and_then(|m| m.spec.desired_mapping.get(namespace).cloned());
         let current = map.and_then(|m| m.status.as_ref()?.current_mapping.get(namespace).cloned());
-        c.current = current.as_ref().map(|s| format!("{} {:?}", s.remote_namespace, s.phase));
+        c.current = current.as_ref().map(|s| format!("{} {}", s.remote_namespace, s.phase.as_str()));
         if node.is_none() {
             r.notes.push(format!("cluster {id} has no virtual node: the peering may be gone"));
         }
-        if map.is_none() && node.is_some() {
+        // A map that does not decode is reported as such already.
+        if map.is_none() && node.is_some() && !undecodable_maps.contains(&tenant_namespace(id)) {
             r.problems.push(Problem {
                 cause: format!("cluster {id} has no NamespaceMap in {}", tenant_namespace(id)),
                 fix: "check that the reconcile loop (offloading-webhook serve, or Liqo) is running".into(),

@@ -35,6 +35,11 @@ pub struct PhaseLabels {
     pub phase: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
 /// The metrics this process exports.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +55,8 @@ pub struct Metrics {
     pub objects: Family<PhaseLabels, Gauge>,
     /// Writes the reconcile loop issued to the API server.
     pub writes: Counter,
+    /// Stored objects (each version once) that the reconcile loop could not decode.
+    pub decode_failures: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -100,6 +107,12 @@ impl Default for Metrics {
             objects.clone(),
         );
         registry.register("reconcile_writes", "Writes issued by the reconcile loop", writes.clone());
+        let decode_failures = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "decode_failures",
+            "Stored objects (each version once) that could not be decoded, left alone by the reconcile loop",
+            decode_failures.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -111,6 +124,7 @@ impl Default for Metrics {
             reconcile_seconds,
             objects,
             writes,
+            decode_failures,
         }
     }
 }

@@ -437,3 +437,93 @@ async fn one_active_replica_with_handover_and_an_api_server_restart_lose_nothing
     }
     assert!(survivor.terminate().success());
 }
+
+/// Replaces a CRD's schema with "anything goes", as a CRD installed by hand (or by another tool)
+/// might be: the API server then stores objects our types cannot read.
+fn loosen_crd(cp: &ControlPlane, crd: &str) {
+    let patch = r#"[{"op":"replace","path":"/spec/versions/0/schema/openAPIV3Schema","value":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}]"#;
+    cp.kubectl_ok(&["patch", "crd", crd, "--type=json", "-p", patch]);
+}
+
+fn decode_failures(wh: &Webhook, kind: &str) -> String {
+    let metrics = support::http_get_full(wh.metrics_port, "/metrics").unwrap_or_default();
+    let key = format!("offloading_webhook_decode_failures_total{{kind=\"{kind}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&key)).unwrap_or("absent").to_owned()
+}
+
+const BAD_SPEC: &str = "  clusterSelector:\n    nodeSelectorTerms: all-of-them\n";
+
+#[tokio::test]
+async fn objects_that_do_not_decode_are_reported_and_the_watch_goes_on() {
+    let cp = ControlPlane::start();
+    install_crds(&cp);
+    loosen_crd(&cp, "namespaceoffloadings.offloading.liqo.io");
+    loosen_crd(&cp, "namespacemaps.virtualkubelet.liqo.io");
+    for ns in ["broken", "before", "after", "liqo-tenant-cluster-z"] {
+        cp.kubectl_ok(&["create", "namespace", ns]);
+    }
+    virtual_node(&cp, "cluster-a", "eu-west");
+    // Stored before the loop starts, so that its first list holds them: a NamespaceOffloading and a
+    // NamespaceMap that do not decode, next to a good NamespaceOffloading.
+    assert!(apply(&cp, &nsof("broken", "offloading", BAD_SPEC), &[]).ok);
+    assert!(apply(&cp, &nsof("before", "offloading", EU), &[]).ok);
+    let bad_map = "apiVersion: virtualkubelet.liqo.io/v1alpha1\nkind: NamespaceMap\nmetadata:\n  name: cluster-z-local\n  namespace: liqo-tenant-cluster-z\n  labels:\n    liqo.io/remote-cluster-id: cluster-z\nspec:\n  desiredMapping:\n    somewhere: 42\n";
+    assert!(apply(&cp, bad_map, &[]).ok);
+
+    let certs = cp.dir.path().join("certs");
+    certs_for_loopback(&certs);
+    let wh = Webhook::start(&cp, &certs, &["--cluster-id", CLUSTER_ID, "--lease-namespace", "default"]);
+
+    // The good object is reconciled despite the bad ones in the same lists.
+    wait_eq(WAIT, "the good object's phase", "InProgress", || {
+        nsof_path(&cp, "before", "{.status.offloadingPhase}")
+    });
+    assert_eq!(desired(&cp, "cluster-a", "before"), format!("before-{CLUSTER_ID}"));
+    assert_eq!(nsof_path(&cp, "broken", "{.status}"), "", "a bad object gets no status");
+    assert_eq!(decode_failures(&wh, "NamespaceOffloading"), "1", "each bad version counted once");
+    assert_eq!(decode_failures(&wh, "NamespaceMap"), "1");
+    let log = std::fs::read_to_string(cp.dir.path().join(format!("webhook-{}.log", wh.port))).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("broken") && l.contains("does not decode"))
+        .unwrap_or_else(|| panic!("no warning naming the bad NamespaceOffloading in the log:\n{log}"));
+    assert!(line.contains("spec.clusterSelector.nodeSelectorTerms"), "{line}");
+    assert!(log.contains("liqo-tenant-cluster-z") && log.contains("spec.desiredMapping.somewhere"), "{log}");
+
+    // A remote side of another Liqo version writes a phase we do not know: the map still reads.
+    set_current(&cp, "cluster-a", "before", Some("Provisioning"));
+    // The watch goes on: a new object, then the broken one fixed, are reconciled.
+    assert!(apply(&cp, &nsof("after", "offloading", EU), &[]).ok);
+    wait_eq(WAIT, "a new object's phase", "InProgress", || {
+        nsof_path(&cp, "after", "{.status.offloadingPhase}")
+    });
+    assert_eq!(conditions(&cp, "before", "cluster-a"), "OffloadingRequired=True");
+    assert!(apply(&cp, &nsof("broken", "offloading", EU), &[]).ok);
+    wait_eq(WAIT, "the fixed object's phase", "InProgress", || {
+        nsof_path(&cp, "broken", "{.status.offloadingPhase}")
+    });
+    assert_eq!(desired(&cp, "cluster-a", "broken"), format!("broken-{CLUSTER_ID}"));
+
+    // An object that breaks later is left alone, losing nothing: its entry stays where it was.
+    assert!(apply(&cp, &nsof("after", "offloading", BAD_SPEC), &[]).ok);
+    eventually(WAIT, "the second bad version counted", || {
+        (decode_failures(&wh, "NamespaceOffloading") == "2").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(desired(&cp, "cluster-a", "after"), format!("after-{CLUSTER_ID}"));
+    assert_eq!(nsof_path(&cp, "after", "{.status.offloadingPhase}"), "InProgress");
+    // diagnose names the field, rather than failing to read the list.
+    let out = Command::new(support::webhook_bin())
+        .args(["diagnose", "-n", "after", "--kubeconfig"])
+        .arg(&cp.kubeconfig)
+        .args(["--cluster-id", CLUSTER_ID])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the NamespaceOffloading after/offloading does not decode: spec.clusterSelector.nodeSelectorTerms: invalid type: string \"all-of-them\", expected a sequence"),
+        "{text}"
+    );
+    assert!(wh.terminate().success());
+}

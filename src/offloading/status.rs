@@ -87,7 +87,7 @@ pub fn plan(
     known.extend(current.keys().cloned());
     let mut conditions = BTreeMap::new();
     for id in &known {
-        let wanted = wanted_conditions(selected.contains(id), current.get(id).copied());
+        let wanted = wanted_conditions(selected.contains(id), current.get(id));
         let previous = old.remote_namespaces_conditions.get(id).map(Vec::as_slice).unwrap_or_default();
         conditions.insert(id.clone(), with_stable_times(wanted, previous, now));
     }
@@ -108,13 +108,14 @@ pub fn plan(
 /// OffloadingRequired=False. A cluster with a Ready condition has no OffloadingRequired=True.
 fn wanted_conditions(
     selected: bool,
-    phase: Option<MappingPhase>,
+    phase: Option<&MappingPhase>,
 ) -> Vec<(&'static str, &'static str, &'static str)> {
     let ready = match phase {
         Some(MappingPhase::Accepted) => Some(("True", "RemoteNamespaceCreated")),
         Some(MappingPhase::CreationLoopBackOff) => Some(("False", "CreationLoopBackOff")),
         Some(MappingPhase::Terminating) => Some(("False", "Terminating")),
-        None => None,
+        // An unknown phase says neither created nor failed: still to be offloaded.
+        Some(MappingPhase::Unsupported(_)) | None => None,
     };
     let mut out = Vec::new();
     match (selected, ready) {
@@ -175,9 +176,9 @@ fn phase(
     if selected.is_empty() {
         return OffloadingPhase::NoClusterSelected;
     }
-    let phases: Vec<Option<MappingPhase>> = selected.iter().map(|id| current.get(id).copied()).collect();
-    let failed = phases.iter().filter(|p| **p == Some(MappingPhase::CreationLoopBackOff)).count();
-    if phases.iter().all(|p| *p == Some(MappingPhase::Accepted)) {
+    let phases: Vec<Option<&MappingPhase>> = selected.iter().map(|id| current.get(id)).collect();
+    let failed = phases.iter().filter(|p| **p == Some(&MappingPhase::CreationLoopBackOff)).count();
+    if phases.iter().all(|p| *p == Some(&MappingPhase::Accepted)) {
         OffloadingPhase::Ready
     } else if failed == phases.len() {
         OffloadingPhase::AllFailed

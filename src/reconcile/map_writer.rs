@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,10 @@ impl MapWriter {
                 let metrics = metrics.clone();
                 let this = self.clone();
                 async move {
-                    let api: Api<NamespaceMap> = Api::namespaced(client, &ns);
+                    // Read back as JSON: another namespace's entry that does not decode must not
+                    // fail a write that only touches ours.
+                    let api: Api<DynamicObject> =
+                        Api::namespaced_with(client, &ns, &ApiResource::erase::<NamespaceMap>(&()));
                     let patch = json!({ "spec": { "desiredMapping": keys } });
                     match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                         Ok(_) => {

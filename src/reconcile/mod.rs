@@ -5,13 +5,15 @@
 //! - [`offloading`]: per NamespaceOffloading, desiredMapping entries, annotation, Namespace label,
 //!   Events and status, with a finalizer that waits for the remote namespaces to go.
 //!
-//! Both judge objects with the same pure code as the webhook (`crate::offloading`).
+//! Both judge objects with the same pure code as the webhook (`crate::offloading`). Our custom
+//! resources are watched through [`watch`], so that one object that does not decode stops nothing.
 
 pub mod lease;
 pub mod map_writer;
 pub mod offloading;
 pub mod remote;
 pub mod tenant;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,8 +31,8 @@ use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
 use crate::crd::{
-    NODE_TYPE_LABEL, NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, REMOTE_CLUSTER_ID_LABEL,
-    VIRTUAL_NODE,
+    NODE_TYPE_LABEL, NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, OffloadingPhase,
+    REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE,
 };
 use crate::metrics::{Metrics, PhaseLabels};
 
@@ -82,7 +84,10 @@ impl Context {
     fn count_phases(&self) {
         let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
         for o in self.offloadings.state() {
-            let phase = o.status.as_ref().and_then(|s| s.offloading_phase).map_or("Unknown", |p| p.as_str());
+            let phase = o.status.as_ref().and_then(|s| s.offloading_phase.as_ref()).map(|p| p.as_str());
+            // Metric labels are static: a phase outside the enum counts as Unknown.
+            let phase =
+                OffloadingPhase::SUPPORTED.into_iter().find(|s| Some(*s) == phase).unwrap_or("Unknown");
             *counts.entry(phase).or_default() += 1;
         }
         for phase in
@@ -110,7 +115,7 @@ impl MapMemory {
             now.entry(ns.clone()).or_default().0 = Some(remote.clone());
         }
         for (ns, cur) in map.status.iter().flat_map(|s| s.current_mapping.iter()) {
-            now.entry(ns.clone()).or_default().1 = Some(cur.phase);
+            now.entry(ns.clone()).or_default().1 = Some(cur.phase.clone());
         }
         let key = format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any());
         let before = match self.0.lock() {
@@ -161,11 +166,11 @@ async fn controllers(
     remotes: remote::RemoteClients,
     stop: CancellationToken,
 ) {
+    // Our custom resources are watched through `watch`, which decodes each object on its own.
+    let decoder = watch::Decoder::new(metrics.clone());
     let (maps, writer) = reflector::store::<NamespaceMap>();
     let maps_synced = Arc::new(AtomicBool::new(false));
-    let map_api: Api<NamespaceMap> = Api::all(client.clone());
-    let map_watch = watcher(map_api.clone(), watcher::Config::default())
-        .default_backoff()
+    let map_watch = watch::watch::<NamespaceMap>(client.clone(), watcher::Config::default(), decoder.clone())
         .reflect(writer)
         .for_each(|ev| async move {
             if let Err(e) = ev {
@@ -193,12 +198,15 @@ async fn controllers(
         });
     }
 
-    let offloading_api: Api<NamespaceOffloading> = Api::all(client.clone());
+    let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
+    let offloading_watch =
+        watch::watch::<NamespaceOffloading>(client.clone(), watcher::Config::default(), decoder.clone())
+            .reflect(offloading_writer)
+            .applied_objects();
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
-    let controller = Controller::new(offloading_api, watcher::Config::default()).with_config(
+    let controller = Controller::for_stream(offloading_watch, offloadings.clone()).with_config(
         controller::Config::default().debounce(std::time::Duration::from_millis(300)).concurrency(8),
     );
-    let offloadings = controller.store();
     let recorder = Recorder::new(
         client.clone(),
         Reporter { controller: "offloading-webhook".into(), instance: Some(identity) },
@@ -227,7 +235,11 @@ async fn controllers(
             all.state().iter().map(|o| ObjectRef::from_obj(o.as_ref())).collect::<Vec<_>>()
         })
         // Only the namespaces whose entries (desired or current) changed.
-        .watches(map_api, watcher::Config::default(), move |map: NamespaceMap| memory.affected(&map))
+        .watches_stream(
+            watch::watch::<NamespaceMap>(client.clone(), watcher::Config::default(), decoder.clone())
+                .touched_objects(),
+            move |map: NamespaceMap| memory.affected(&map),
+        )
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(offloading::reconcile, offloading::error_policy, ctx)
         .for_each(|_| async {});
@@ -251,10 +263,11 @@ async fn controllers(
         remotes,
         failures: Default::default(),
     });
-    let remote_controller =
-        Controller::new(Api::<NamespaceMap>::all(client.clone()), watcher::Config::default());
-    let remote_maps = remote_controller.store();
-    let remote_loop = remote_controller
+    let (remote_maps, remote_writer) = reflector::store::<NamespaceMap>();
+    let remote_watch = watch::watch::<NamespaceMap>(client.clone(), watcher::Config::default(), decoder)
+        .reflect(remote_writer)
+        .applied_objects();
+    let remote_loop = Controller::for_stream(remote_watch, remote_maps.clone())
         // A kubeconfig Secret appearing in a tenant namespace makes its cluster reachable.
         .watches(
             Api::<k8s_openapi::api::core::v1::Secret>::all(client.clone()),

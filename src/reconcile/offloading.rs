@@ -81,7 +81,9 @@ async fn apply(
     let maps = ctx.maps_by_cluster();
     let current: BTreeMap<String, MappingPhase> = maps
         .iter()
-        .filter_map(|(id, m)| Some((id.clone(), m.status.as_ref()?.current_mapping.get(namespace)?.phase)))
+        .filter_map(|(id, m)| {
+            Some((id.clone(), m.status.as_ref()?.current_mapping.get(namespace)?.phase.clone()))
+        })
         .collect();
     let cluster_id = ctx.cluster.cluster_id();
     let p = plan(obj, namespace, cluster_id.as_deref(), &nodes, &current, &now());
@@ -206,7 +208,7 @@ async fn write_status(
     let patch = json!({ "status": merge_diff(&old, &new) });
     api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     ctx.metrics.writes.inc();
-    if obj.status.as_ref().and_then(|s| s.offloading_phase) != p.status.offloading_phase {
+    if obj.status.as_ref().and_then(|s| s.offloading_phase.as_ref()) != p.status.offloading_phase.as_ref() {
         info!(%namespace, phase = ?p.status.offloading_phase, "offloading phase");
     }
     Ok(())

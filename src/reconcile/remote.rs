@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -239,8 +241,12 @@ async fn sync(
         }
     }
     if !changes.is_empty() {
-        let api: Api<NamespaceMap> =
-            Api::namespaced(ctx.client.clone(), &map.namespace().unwrap_or_default());
+        // Read back as JSON, like the desiredMapping writes: only our keys are our concern.
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            ctx.client.clone(),
+            &map.namespace().unwrap_or_default(),
+            &ApiResource::erase::<NamespaceMap>(&()),
+        );
         let patch = json!({ "status": { "currentMapping": changes } });
         api.patch_status(&map.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }

@@ -50,8 +50,9 @@ pub async fn reconcile(node: Arc<Node>, client: Client) -> Result<Action, Error>
         }
     }
     let maps: Api<NamespaceMap> = Api::namespaced(client, &ns_name);
+    // Metadata only: a map that does not decode still exists, and must not get a twin.
     let existing =
-        maps.list(&ListParams::default().labels(&format!("{REMOTE_CLUSTER_ID_LABEL}={id}"))).await?;
+        maps.list_metadata(&ListParams::default().labels(&format!("{REMOTE_CLUSTER_ID_LABEL}={id}"))).await?;
     if existing.items.is_empty() {
         let map = NamespaceMap {
             metadata: ObjectMeta {

@@ -1,0 +1,230 @@
+//! Watches of the Liqo custom resources that one bad object cannot stop.
+//!
+//! kube-runtime decodes a typed list as a whole: a single stored object that does not fit the Rust
+//! type (a CRD installed without our schema, a field written by another Liqo version) fails every
+//! list, the watch retries forever and nothing at all is reconciled. Here objects are read as JSON
+//! and decoded one by one: one that does not decode is reported (a warning naming the object and the
+//! field, and a metric) and treated as absent, and the others go on. Once fixed, it is picked up.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt, future};
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use crate::metrics::{KindLabels, Metrics};
+
+/// Why a stored object could not be read as its Rust type: the field and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct DecodeError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Decodes one object read as JSON into `K`, naming the field that does not fit.
+pub fn decode<K: Resource<DynamicType = ()> + DeserializeOwned>(
+    obj: &DynamicObject,
+) -> Result<K, DecodeError> {
+    let mut value = obj.data.clone();
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("apiVersion".into(), K::api_version(&()).into());
+        map.insert("kind".into(), K::kind(&()).into());
+        // ObjectMeta always serializes.
+        map.insert("metadata".into(), serde_json::to_value(&obj.metadata).unwrap_or_default());
+    }
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| DecodeError { path: e.path().to_string(), message: e.into_inner().to_string() })
+}
+
+/// Reports each object version that fails to decode once, however many watches read it.
+pub struct Decoder {
+    metrics: Arc<Metrics>,
+    /// "Kind namespace/name" -> the resourceVersion last reported.
+    reported: Mutex<HashMap<String, String>>,
+}
+
+impl Decoder {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self { metrics, reported: Mutex::default() })
+    }
+
+    /// `K` from `obj`, or `None` after reporting why not.
+    pub fn typed<K>(&self, obj: &DynamicObject) -> Option<K>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned,
+    {
+        let kind = K::kind(&());
+        let namespace = obj.namespace().unwrap_or_default();
+        let key = format!("{kind} {namespace}/{}", obj.name_any());
+        match decode::<K>(obj) {
+            Ok(k) => {
+                if let Ok(mut r) = self.reported.lock() {
+                    r.remove(&key);
+                }
+                Some(k)
+            }
+            Err(e) => {
+                let version = obj.resource_version().unwrap_or_default();
+                let new =
+                    self.reported.lock().is_ok_and(|mut r| r.insert(key, version.clone()) != Some(version));
+                if new {
+                    self.metrics.decode_failures.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
+                    warn!(
+                        kind = %kind,
+                        %namespace,
+                        name = %obj.name_any(),
+                        resource_version = %obj.resource_version().unwrap_or_default(),
+                        field = %e.path,
+                        error = %e.message,
+                        "stored object does not decode: it is left alone (not reconciled, nothing removed) \
+                         until it is fixed; the others go on"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Forgets an object that is gone.
+    fn forget<K: Resource<DynamicType = ()>>(&self, obj: &DynamicObject) {
+        let key = format!("{} {}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any());
+        if let Ok(mut r) = self.reported.lock() {
+            r.remove(&key);
+        }
+    }
+
+    /// The typed event for `ev`. An object that stops decoding is treated as deleted, so that no
+    /// store keeps acting on its last good version; one that never decoded is left out of a relist.
+    fn event<K>(&self, ev: watcher::Event<DynamicObject>) -> Option<watcher::Event<K>>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned + Default,
+    {
+        Some(match ev {
+            watcher::Event::Apply(o) => match self.typed(&o) {
+                Some(k) => watcher::Event::Apply(k),
+                None => watcher::Event::Delete(stub(&o)),
+            },
+            watcher::Event::InitApply(o) => watcher::Event::InitApply(self.typed(&o)?),
+            watcher::Event::Delete(o) => {
+                self.forget::<K>(&o);
+                watcher::Event::Delete(stub(&o))
+            }
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitDone => watcher::Event::InitDone,
+        })
+    }
+}
+
+/// An object of `K` that stands for `obj` by its metadata only: enough to remove it from a store.
+fn stub<K: Resource + Default>(obj: &DynamicObject) -> K {
+    let mut k = K::default();
+    *k.meta_mut() = obj.metadata.clone();
+    k
+}
+
+/// A watch of every `K` in the cluster, decoding each object on its own.
+pub fn watch<K>(
+    client: Client,
+    config: watcher::Config,
+    decoder: Arc<Decoder>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Default + Clone + Debug + Send + 'static,
+{
+    let api: Api<DynamicObject> = Api::all_with(client, &ApiResource::erase::<K>(&()));
+    watcher(api, config).default_backoff().filter_map(move |ev| {
+        future::ready(match ev {
+            Ok(ev) => decoder.event::<K>(ev).map(Ok),
+            Err(e) => Some(Err(e)),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::crd::{MappingPhase, NamespaceMap, NamespaceOffloading};
+
+    fn dynamic(v: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_good_object_decodes() {
+        let o = dynamic(json!({
+            "apiVersion": "virtualkubelet.liqo.io/v1alpha1", "kind": "NamespaceMap",
+            "metadata": {"name": "m", "namespace": "t", "resourceVersion": "7"},
+            "spec": {"desiredMapping": {"a": "a-x"}},
+            "status": {"currentMapping": {"a": {"remoteNamespace": "a-x", "phase": "SomethingNew"}}}
+        }));
+        let m: NamespaceMap = decode(&o).unwrap();
+        assert_eq!(m.spec.desired_mapping["a"], "a-x");
+        assert_eq!(m.metadata.resource_version.as_deref(), Some("7"));
+        // A phase from another Liqo version does not make the map unreadable.
+        let phase = &m.status.unwrap().current_mapping["a"].phase;
+        assert_eq!(phase, &MappingPhase::Unsupported("SomethingNew".into()));
+    }
+
+    #[test]
+    fn a_bad_object_names_the_field() {
+        let o = dynamic(json!({
+            "apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
+            "metadata": {"name": "offloading", "namespace": "n"},
+            "spec": {"clusterSelector": {"nodeSelectorTerms": "all"}}
+        }));
+        let e = decode::<NamespaceOffloading>(&o).unwrap_err();
+        assert_eq!(e.path, "spec.clusterSelector.nodeSelectorTerms");
+        assert!(e.message.contains("expected a sequence"), "{e}");
+    }
+
+    fn events(decoder: &Decoder, evs: Vec<watcher::Event<DynamicObject>>) -> Vec<String> {
+        evs.into_iter()
+            .filter_map(|ev| decoder.event::<NamespaceOffloading>(ev))
+            .map(|ev| ev.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_object_is_absent_and_reported_once_per_version() {
+        let metrics = Metrics::new();
+        let decoder = Decoder::new(metrics.clone());
+        let obj = |rv: &str, terms: serde_json::Value| {
+            dynamic(json!({
+                "apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
+                "metadata": {"name": "offloading", "namespace": "n", "resourceVersion": rv},
+                "spec": {"clusterSelector": {"nodeSelectorTerms": terms}}
+            }))
+        };
+        let bad = obj("1", json!("all"));
+        let got = events(
+            &decoder,
+            vec![
+                watcher::Event::Init,
+                watcher::Event::InitApply(bad.clone()),
+                watcher::Event::InitDone,
+                // The same version seen by a second watch: not reported again.
+                watcher::Event::Apply(bad.clone()),
+                watcher::Event::Apply(obj("2", json!(5))),
+                watcher::Event::Apply(obj("3", json!([]))),
+            ],
+        );
+        // Left out of the list; a bad update removes it from stores; the fix brings it back.
+        assert_eq!(
+            got,
+            ["Init", "InitDone", "Delete(offloading)", "Delete(offloading)", "Apply(offloading)"]
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"offloading_webhook_decode_failures_total{kind="NamespaceOffloading"} 2"#),
+            "{text}"
+        );
+    }
+}
