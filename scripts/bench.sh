@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Server benchmark: the webhook against a bare TLS server that only parses the JSON and echoes the
-# uid (examples/bench_baseline_server.rs), both measured in this run with h2load over TLS, for h2
-# (32 concurrent streams on 4 connections, as a `url:` registration) and HTTP/1.1 (32 keep-alive
-# connections, as a `service:` registration). Prints throughput, the ratio, p50/p99 and peak RSS.
+# uid (examples/bench_baseline_server.rs), both measured in this run with h2load over TLS, at 32
+# concurrent reviews: h2 on one connection (how the API server's HTTP/2 client multiplexes a `url:`
+# registration), h2 on 4 connections x 8 streams, and HTTP/1.1 on 32 keep-alive connections. Runs alternate between the two servers for several
+# rounds (this machine's speed drifts by ±20% from minute to minute) and the summary gives medians:
+# throughput and its ratio, p50/p99 latency, server CPU time per review, and peak RSS.
 # Then the handler micro-benchmark (criterion), with its own in-run baseline.
-# Usage: scripts/bench.sh [REQUESTS]   (default 50000 per run)
+# Usage: scripts/bench.sh [REQUESTS [ROUNDS]]   (default 40000 per run, 3 rounds)
+# On a machine with cores to spare, BENCH_SERVER_CPUS and BENCH_CLIENT_CPUS (taskset lists, e.g.
+# "0-1" and "2-3") keep h2load off the servers' cores, so that it does not add to their latency.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-n=${1:-50000}
+n=${1:-40000}
+rounds=${2:-3}
 if ! command -v h2load >/dev/null; then
   echo "bench.sh: installing h2load (Debian nghttp2-client)" >&2
   apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null
@@ -19,39 +24,70 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 target/release/offloading-webhook certs --out "$work" --ip 127.0.0.1 >/dev/null
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wh=$(port); base=$(port)
-target/release/offloading-webhook serve --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
+server=(); client=()
+[ -n "${BENCH_SERVER_CPUS:-}" ] && server=(taskset -c "$BENCH_SERVER_CPUS")
+[ -n "${BENCH_CLIENT_CPUS:-}" ] && client=(taskset -c "$BENCH_CLIENT_CPUS")
+"${server[@]}" target/release/offloading-webhook serve --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
   --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --webhook-addr "127.0.0.1:$wh" \
   --probe-addr "127.0.0.1:$(port)" --metrics-addr "127.0.0.1:$(port)" 2>"$work/webhook.log" &
 pids+=($!); whpid=$!
-target/release/examples/bench_baseline_server "127.0.0.1:$base" "$work/tls.crt" "$work/tls.key" &
-pids+=($!)
+"${server[@]}" target/release/examples/bench_baseline_server "127.0.0.1:$base" "$work/tls.crt" "$work/tls.key" &
+pids+=($!); basepid=$!
 sleep 1
 body=tests/fixtures/create-valid.json
+tck=$(getconf CLK_TCK)
+cpu_seconds() { awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 
-run() { # label port proto -> "rps p50_us p99_us"
-  local log="$work/$1-$3.log" args
-  if [ "$3" = h2 ]; then args=(-c 4 -m 8); else args=(--h1 -c 32 -m 1); fi
+run() { # label port pid proto -> appends "label proto rps p50_us p99_us cpu_us_per_review" to results
+  local log="$work/$1-$4.log" args out rps c0 c1 p50 p99
+  case "$4" in
+    h2x1) args=(-c 1 -m 32) ;;
+    h2x4) args=(-c 4 -m 8) ;;
+    h1) args=(--h1 -c 32 -m 1) ;;
+  esac
   # Warm-up, then the measured run.
-  h2load -n 2000 "${args[@]}" -d "$body" -H 'content-type: application/json' \
+  "${client[@]}" h2load -n 2000 "${args[@]}" -d "$body" -H 'content-type: application/json' \
     "https://127.0.0.1:$2/validate/namespace-offloading" >/dev/null
-  local out
-  out=$(h2load -n "$n" "${args[@]}" -d "$body" -H 'content-type: application/json' --log-file="$log" \
+  rm -f "$log"  # h2load appends to its log file
+  c0=$(cpu_seconds "$3")
+  out=$("${client[@]}" h2load -n "$n" "${args[@]}" -d "$body" -H 'content-type: application/json' --log-file="$log" \
     "https://127.0.0.1:$2/validate/namespace-offloading")
+  c1=$(cpu_seconds "$3")
   grep -q " 0 failed, 0 errored" <<<"$out" || { echo "$out" >&2; exit 1; }
-  local rps
   rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
   # Third column of the log is each request's time in microseconds.
   read -r p50 p99 < <(awk '{print $3}' "$log" | sort -n | awk '{a[NR]=$1} END {print a[int(NR*0.5)], a[int(NR*0.99)]}')
-  echo "$rps $p50 $p99"
+  awk -v l="$1" -v p="$4" -v r="$rps" -v a="$p50" -v b="$p99" -v c0="$c0" -v c1="$c1" -v n="$n" \
+    'BEGIN {printf "%s %s %.0f %d %d %.1f\n", l, p, r, a, b, (c1 - c0) * 1e6 / n}' | tee -a "$work/results"
 }
 
-printf '%-8s %-9s %12s %10s %10s\n' proto server "req/s" "p50 µs" "p99 µs"
-for proto in h2 h1; do
-  read -r brps bp50 bp99 < <(run baseline "$base" "$proto")
-  read -r wrps wp50 wp99 < <(run webhook "$wh" "$proto")
-  printf '%-8s %-9s %12s %10s %10s\n' "$proto" baseline "$brps" "$bp50" "$bp99"
-  printf '%-8s %-9s %12s %10s %10s\n' "$proto" webhook "$wrps" "$wp50" "$wp99"
-  awk -v w="$wrps" -v b="$brps" -v p="$proto" 'BEGIN {printf "%-8s ratio webhook/baseline throughput: %.2f (target >= 0.8)\n", p, w/b}'
+echo "runs (server protocol req/s p50_µs p99_µs server_CPU_µs/review):"
+for round in $(seq "$rounds"); do
+  for proto in h2x1 h2x4 h1; do
+    # Alternate which server goes first, so a drift in machine speed hits both alike.
+    if [ $((round % 2)) = 1 ]; then
+      run baseline "$base" "$basepid" "$proto"; run webhook "$wh" "$whpid" "$proto"
+    else
+      run webhook "$wh" "$whpid" "$proto"; run baseline "$base" "$basepid" "$proto"
+    fi
+  done
+done
+
+echo
+echo "medians of $rounds rounds, $n reviews each:"
+printf '%-6s %-9s %9s %8s %8s %14s\n' proto server "req/s" "p50 µs" "p99 µs" "CPU µs/review"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
+for proto in h2x1 h2x4 h1; do
+  for server in baseline webhook; do
+    row=()
+    for col in 3 4 5 6; do
+      row+=("$(awk -v s="$server" -v p="$proto" -v c="$col" '$1 == s && $2 == p {print $c}' "$work/results" | median)")
+    done
+    printf '%-6s %-9s %9s %8s %8s %14s\n' "$proto" "$server" "${row[@]}"
+    eval "${server}_rps=${row[0]} ${server}_cpu=${row[3]}"
+  done
+  awk -v w="$webhook_rps" -v b="$baseline_rps" -v wc="$webhook_cpu" -v bc="$baseline_cpu" -v p="$proto" \
+    'BEGIN {printf "%-6s webhook/baseline: throughput %.2f (target >= 0.8), CPU per review %.2f\n", p, w / b, wc / bc}'
 done
 echo "webhook peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$whpid/status") (target < 30 MiB)"
 

@@ -94,11 +94,11 @@ where
     let kind = K::kind(&());
     let (mut out, mut bad) = (Vec::new(), Vec::new());
     for obj in read(&format!("{kind}s"), api.list(lp).await)?.items {
-        match decode::<K>(&obj) {
+        let ns = obj.namespace().unwrap_or_default();
+        let name = obj.name_any();
+        match decode::<K>(&obj.metadata, obj.data) {
             Ok(k) => out.push(k),
             Err(e) => {
-                let ns = obj.namespace().unwrap_or_default();
-                let name = obj.name_any();
                 bad.push(ns.clone());
                 r.problems.push(Problem {
                     cause: format!(

@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt, future};
-use kube::core::{ApiResource, DynamicObject};
+use kube::core::{ApiResource, DynamicObject, ObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -27,19 +27,24 @@ pub struct DecodeError {
     pub message: String,
 }
 
-/// Decodes one object read as JSON into `K`, naming the field that does not fit.
+/// Decodes one object read as JSON (its metadata and the rest) into `K`, naming the field that
+/// does not fit.
 pub fn decode<K: Resource<DynamicType = ()> + DeserializeOwned>(
-    obj: &DynamicObject,
+    metadata: &ObjectMeta,
+    data: serde_json::Value,
 ) -> Result<K, DecodeError> {
-    let mut value = obj.data.clone();
+    let mut value = data;
     if let serde_json::Value::Object(map) = &mut value {
         map.insert("apiVersion".into(), K::api_version(&()).into());
         map.insert("kind".into(), K::kind(&()).into());
         // ObjectMeta always serializes.
-        map.insert("metadata".into(), serde_json::to_value(&obj.metadata).unwrap_or_default());
+        map.insert("metadata".into(), serde_json::to_value(metadata).unwrap_or_default());
     }
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| DecodeError { path: e.path().to_string(), message: e.into_inner().to_string() })
+    // Path tracking allocates per key: it runs only to explain a failure.
+    K::deserialize(&value).or_else(|_| {
+        serde_path_to_error::deserialize(&value)
+            .map_err(|e| DecodeError { path: e.path().to_string(), message: e.into_inner().to_string() })
+    })
 }
 
 /// Reports each object version that fails to decode once, however many watches read it.
@@ -54,39 +59,43 @@ impl Decoder {
         Arc::new(Self { metrics, reported: Mutex::default() })
     }
 
-    /// `K` from `obj`, or `None` after reporting why not.
-    pub fn typed<K>(&self, obj: &DynamicObject) -> Option<K>
+    /// `K` from `obj`, or, after reporting why not, its metadata.
+    pub fn typed<K>(&self, obj: DynamicObject) -> Result<K, Box<ObjectMeta>>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
         let kind = K::kind(&());
-        let namespace = obj.namespace().unwrap_or_default();
-        let key = format!("{kind} {namespace}/{}", obj.name_any());
-        match decode::<K>(obj) {
+        let DynamicObject { metadata, data, .. } = obj;
+        let namespace = metadata.namespace.clone().unwrap_or_default();
+        let name = metadata.name.clone().unwrap_or_default();
+        let key = format!("{kind} {namespace}/{name}");
+        match decode::<K>(&metadata, data) {
             Ok(k) => {
                 if let Ok(mut r) = self.reported.lock() {
                     r.remove(&key);
                 }
-                Some(k)
+                Ok(k)
             }
             Err(e) => {
-                let version = obj.resource_version().unwrap_or_default();
-                let new =
-                    self.reported.lock().is_ok_and(|mut r| r.insert(key, version.clone()) != Some(version));
+                let version = metadata.resource_version.clone().unwrap_or_default();
+                let new = self
+                    .reported
+                    .lock()
+                    .is_ok_and(|mut r| r.insert(key, version.clone()).as_ref() != Some(&version));
                 if new {
                     self.metrics.decode_failures.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
                     warn!(
                         kind = %kind,
                         %namespace,
-                        name = %obj.name_any(),
-                        resource_version = %obj.resource_version().unwrap_or_default(),
+                        %name,
+                        resource_version = %version,
                         field = %e.path,
                         error = %e.message,
                         "stored object does not decode: it is left alone (not reconciled, nothing removed) \
                          until it is fixed; the others go on"
                     );
                 }
-                None
+                Err(Box::new(metadata))
             }
         }
     }
@@ -106,14 +115,14 @@ impl Decoder {
         K: Resource<DynamicType = ()> + DeserializeOwned + Default,
     {
         Some(match ev {
-            watcher::Event::Apply(o) => match self.typed(&o) {
-                Some(k) => watcher::Event::Apply(k),
-                None => watcher::Event::Delete(stub(&o)),
+            watcher::Event::Apply(o) => match self.typed(o) {
+                Ok(k) => watcher::Event::Apply(k),
+                Err(metadata) => watcher::Event::Delete(stub(*metadata)),
             },
-            watcher::Event::InitApply(o) => watcher::Event::InitApply(self.typed(&o)?),
+            watcher::Event::InitApply(o) => watcher::Event::InitApply(self.typed(o).ok()?),
             watcher::Event::Delete(o) => {
                 self.forget::<K>(&o);
-                watcher::Event::Delete(stub(&o))
+                watcher::Event::Delete(stub(o.metadata))
             }
             watcher::Event::Init => watcher::Event::Init,
             watcher::Event::InitDone => watcher::Event::InitDone,
@@ -121,10 +130,10 @@ impl Decoder {
     }
 }
 
-/// An object of `K` that stands for `obj` by its metadata only: enough to remove it from a store.
-fn stub<K: Resource + Default>(obj: &DynamicObject) -> K {
+/// An object of `K` that stands for another by its metadata only: enough to remove it from a store.
+fn stub<K: Resource + Default>(metadata: ObjectMeta) -> K {
     let mut k = K::default();
-    *k.meta_mut() = obj.metadata.clone();
+    *k.meta_mut() = metadata;
     k
 }
 
@@ -165,7 +174,7 @@ mod tests {
             "spec": {"desiredMapping": {"a": "a-x"}},
             "status": {"currentMapping": {"a": {"remoteNamespace": "a-x", "phase": "SomethingNew"}}}
         }));
-        let m: NamespaceMap = decode(&o).unwrap();
+        let m: NamespaceMap = decode(&o.metadata, o.data.clone()).unwrap();
         assert_eq!(m.spec.desired_mapping["a"], "a-x");
         assert_eq!(m.metadata.resource_version.as_deref(), Some("7"));
         // A phase from another Liqo version does not make the map unreadable.
@@ -180,7 +189,7 @@ mod tests {
             "metadata": {"name": "offloading", "namespace": "n"},
             "spec": {"clusterSelector": {"nodeSelectorTerms": "all"}}
         }));
-        let e = decode::<NamespaceOffloading>(&o).unwrap_err();
+        let e = decode::<NamespaceOffloading>(&o.metadata, o.data.clone()).unwrap_err();
         assert_eq!(e.path, "spec.clusterSelector.nodeSelectorTerms");
         assert!(e.message.contains("expected a sequence"), "{e}");
     }
