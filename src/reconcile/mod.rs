@@ -171,6 +171,7 @@ async fn controllers(
     let (maps, writer) = reflector::store::<NamespaceMap>();
     let maps_synced = Arc::new(AtomicBool::new(false));
     let map_watch = watch::watch::<NamespaceMap>(client.clone(), watcher::Config::default(), decoder.clone())
+        .default_backoff()
         .reflect(writer)
         .for_each(|ev| async move {
             if let Err(e) = ev {

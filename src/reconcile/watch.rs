@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt, future};
 use kube::core::{ApiResource, DynamicObject, ObjectMeta};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::warn;
@@ -137,7 +137,9 @@ fn stub<K: Resource + Default>(metadata: ObjectMeta) -> K {
     k
 }
 
-/// A watch of every `K` in the cluster, decoding each object on its own.
+/// A watch of every `K` in the cluster, decoding each object on its own. Without a backoff, like
+/// kube-runtime's own watches: a Controller backs off its triggers itself; a plain reflector should
+/// add `.default_backoff()`.
 pub fn watch<K>(
     client: Client,
     config: watcher::Config,
@@ -147,7 +149,7 @@ where
     K: Resource<DynamicType = ()> + DeserializeOwned + Default + Clone + Debug + Send + 'static,
 {
     let api: Api<DynamicObject> = Api::all_with(client, &ApiResource::erase::<K>(&()));
-    watcher(api, config).default_backoff().filter_map(move |ev| {
+    watcher(api, config).filter_map(move |ev| {
         future::ready(match ev {
             Ok(ev) => decoder.event::<K>(ev).map(Ok),
             Err(e) => Some(Err(e)),
