@@ -121,6 +121,21 @@ fn add_foreign_entry(cp: &ControlPlane) {
     ]);
 }
 
+/// The namespace's Events, one `Type Reason: message` per line.
+fn namespace_events(cp: &ControlPlane, ns: &str) -> String {
+    get(
+        cp,
+        &[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={range .items[*]}{.type} {.reason}: {.message}{\"\\n\"}{end}",
+        ],
+    )
+}
+
 const EU: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: In\n        values: [eu-west]\n";
 
 #[tokio::test]
@@ -272,17 +287,7 @@ async fn an_invalid_object_that_got_in_selects_nothing_and_says_why() {
     });
     assert!(nsof_path(&cp, "web", "{.metadata.annotations.liqo\\.io/scheduling-enabled}").starts_with("Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""));
     let events = eventually(WAIT, "the Invalid event", || {
-        let e = get(
-            &cp,
-            &[
-                "get",
-                "events",
-                "-n",
-                "web",
-                "-o",
-                "jsonpath={range .items[*]}{.type} {.reason}: {.message}{\"\\n\"}{end}",
-            ],
-        );
+        let e = namespace_events(&cp, "web");
         e.contains("Invalid").then_some(e)
     });
     assert!(events.contains("Warning Invalid: Invalid ClusterSelector: spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""), "{events}");
@@ -294,17 +299,7 @@ async fn an_invalid_object_that_got_in_selects_nothing_and_says_why() {
         nsof_path(&cp, long_ns, "{.status.offloadingPhase}")
     });
     let events = eventually(WAIT, "the InvalidRemoteName event", || {
-        let e = get(
-            &cp,
-            &[
-                "get",
-                "events",
-                "-n",
-                long_ns,
-                "-o",
-                "jsonpath={range .items[*]}{.type} {.reason}: {.message}{\"\\n\"}{end}",
-            ],
-        );
+        let e = namespace_events(&cp, long_ns);
         e.contains("InvalidRemoteName").then_some(e)
     });
     assert!(events.contains(&format!("Warning InvalidRemoteName: Not offloaded: the remote namespace name \"{long_ns}-{CLUSTER_ID}\" is 65 characters, over the limit of 63")), "{events}");

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, StreamExt, future};
 use kube::core::{ApiResource, DynamicObject, ObjectMeta};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
@@ -64,52 +64,50 @@ impl Decoder {
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
-        let kind = K::kind(&());
         let DynamicObject { metadata, data, .. } = obj;
-        let namespace = metadata.namespace.clone().unwrap_or_default();
-        let name = metadata.name.clone().unwrap_or_default();
-        let key = format!("{kind} {namespace}/{name}");
-        match decode::<K>(&metadata, data) {
+        let e = match decode::<K>(&metadata, data) {
             Ok(k) => {
-                if let Ok(mut r) = self.reported.lock() {
-                    r.remove(&key);
-                }
-                Ok(k)
+                self.forget::<K>(&metadata);
+                return Ok(k);
             }
-            Err(e) => {
-                let version = metadata.resource_version.clone().unwrap_or_default();
-                let new = self
-                    .reported
-                    .lock()
-                    .is_ok_and(|mut r| r.insert(key, version.clone()).as_ref() != Some(&version));
-                if new {
-                    self.metrics.decode_failures.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
-                    warn!(
-                        kind = %kind,
-                        %namespace,
-                        %name,
-                        resource_version = %version,
-                        field = %e.path,
-                        error = %e.message,
-                        "stored object does not decode: it is left alone (not reconciled, nothing removed) \
-                         until it is fixed; the others go on"
-                    );
-                }
-                Err(Box::new(metadata))
-            }
+            Err(e) => e,
+        };
+        let version = metadata.resource_version.clone().unwrap_or_default();
+        let new = self
+            .reported
+            .lock()
+            .is_ok_and(|mut r| r.insert(key::<K>(&metadata), version.clone()).as_ref() != Some(&version));
+        if new {
+            let kind = K::kind(&());
+            self.metrics.decode_failures.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
+            warn!(
+                kind = %kind,
+                namespace = metadata.namespace.as_deref().unwrap_or_default(),
+                name = metadata.name.as_deref().unwrap_or_default(),
+                resource_version = %version,
+                field = %e.path,
+                error = %e.message,
+                "stored object does not decode: it is left alone (not reconciled, nothing removed) \
+                 until it is fixed; the others go on"
+            );
         }
+        Err(Box::new(metadata))
     }
 
-    /// Forgets an object that is gone.
-    fn forget<K: Resource<DynamicType = ()>>(&self, obj: &DynamicObject) {
-        let key = format!("{} {}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any());
-        if let Ok(mut r) = self.reported.lock() {
-            r.remove(&key);
+    /// Forgets what was reported of an object that decodes again or is gone.
+    fn forget<K: Resource<DynamicType = ()>>(&self, metadata: &ObjectMeta) {
+        // Nearly always empty: no key to build on the hot path.
+        if let Ok(mut r) = self.reported.lock()
+            && !r.is_empty()
+        {
+            r.remove(&key::<K>(metadata));
         }
     }
 
     /// The typed event for `ev`. An object that stops decoding is treated as deleted, so that no
     /// store keeps acting on its last good version; one that never decoded is left out of a relist.
+    /// A deletion always carries the metadata only (the store needs no more, and a NamespaceMap
+    /// gone with its entries then triggers the namespaces it held).
     fn event<K>(&self, ev: watcher::Event<DynamicObject>) -> Option<watcher::Event<K>>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned + Default,
@@ -121,13 +119,19 @@ impl Decoder {
             },
             watcher::Event::InitApply(o) => watcher::Event::InitApply(self.typed(o).ok()?),
             watcher::Event::Delete(o) => {
-                self.forget::<K>(&o);
+                self.forget::<K>(&o.metadata);
                 watcher::Event::Delete(stub(o.metadata))
             }
             watcher::Event::Init => watcher::Event::Init,
             watcher::Event::InitDone => watcher::Event::InitDone,
         })
     }
+}
+
+/// "Kind namespace/name", the key of what was reported.
+fn key<K: Resource<DynamicType = ()>>(metadata: &ObjectMeta) -> String {
+    let namespace = metadata.namespace.as_deref().unwrap_or_default();
+    format!("{} {namespace}/{}", K::kind(&()), metadata.name.as_deref().unwrap_or_default())
 }
 
 /// An object of `K` that stands for another by its metadata only: enough to remove it from a store.
