@@ -134,6 +134,32 @@ pub struct ServeConfig {
     /// Seconds to let in-flight reviews finish after SIGTERM.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,
+    /// Seconds to keep accepting and answering after SIGTERM, with /readyz failing, before the
+    /// listener closes: long enough for the API server to stop routing here (endpoint propagation).
+    #[arg(long, env = "SHUTDOWN_DELAY_SECONDS", default_value_t = 10)]
+    pub shutdown_delay_seconds: u64,
+    /// PEM CA bundle: when given, only clients (the API server) presenting a certificate signed by
+    /// it are answered (mutual TLS).
+    #[arg(long, env = "CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Which Liqo API the cluster serves: `auto` finds out (NamespaceMaps in
+    /// offloading.liqo.io/v1beta1 mean v1.x, in virtualkubelet.liqo.io/v1alpha1 v0.3).
+    #[arg(long, env = "LIQO_API", value_enum, default_value_t = LiqoApi::Auto)]
+    pub liqo_api: LiqoApi,
+}
+
+/// The Liqo generation whose API and behaviour apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LiqoApi {
+    /// Find out from the API groups the cluster serves.
+    #[default]
+    Auto,
+    /// Liqo v0.3: NamespaceMaps in virtualkubelet.liqo.io/v1alpha1 (the troubleshooting guide's API).
+    #[value(name = "v0.3")]
+    V0_3,
+    /// Liqo v1.x: NamespaceMaps in offloading.liqo.io/v1beta1; Liqo's own controllers own them.
+    #[value(name = "v1")]
+    V1,
 }
 
 impl ServeConfig {
@@ -143,6 +169,10 @@ impl ServeConfig {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_seconds)
+    }
+
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay_seconds)
     }
 
     /// The Lease settings: renewed at a third of its duration.

@@ -196,6 +196,12 @@ impl Webhook {
             .args(["--webhook-addr", &format!("127.0.0.1:{port}")])
             .args(["--probe-addr", &format!("127.0.0.1:{probe_port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            // Tests stop webhooks often; the shutdown delay is for rollouts, which set their own.
+            .args(if extra.iter().any(|a| a.starts_with("--shutdown-delay-seconds")) {
+                &[][..]
+            } else {
+                &["--shutdown-delay-seconds", "0"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
