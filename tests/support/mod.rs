@@ -66,6 +66,12 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with extra environment for up.sh, e.g.
+    /// `[("UP_APISERVER_ARGS", "--enable-aggregator-routing=true")]`.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("cp-").tempdir().unwrap();
         let ports = ports_lock();
@@ -73,6 +79,7 @@ impl ControlPlane {
             .arg(format!("{ROOT}/tests/controlplane/up.sh"))
             .arg(dir.path())
             .env("CONTROLPLANE_BIN", bin)
+            .envs(env.iter().copied())
             .stderr(Stdio::inherit())
             .output()
             .expect("could not run tests/controlplane/up.sh");
