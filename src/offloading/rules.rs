@@ -8,7 +8,7 @@ use crate::crd::{
     PodOffloadingStrategy,
 };
 
-use super::field::{FieldError, aggregate};
+use super::field::{FieldError, aggregate, first_and_count};
 use super::names::{RemoteNameError, remote_namespace_name};
 use super::selector::{self, NodeFacts, SELECTOR_PATH};
 
@@ -226,7 +226,8 @@ pub fn scheduling_annotation(spec: &NamespaceOffloadingSpec) -> String {
     if errors.is_empty() {
         "true".to_owned()
     } else {
-        format!("Invalid Cluster Selector : {}", aggregate(&errors))
+        // Annotations share 256 KiB per object: the first error and a count, never the whole list.
+        format!("Invalid Cluster Selector : {}", first_and_count(&errors))
     }
 }
 
