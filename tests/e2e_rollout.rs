@@ -112,6 +112,13 @@ fn shutdown_delay() -> String {
     std::env::var("ROLLOUT_SHUTDOWN_DELAY_SECONDS").unwrap_or_else(|_| "2".into())
 }
 
+/// A preStop `sleep` before SIGTERM (ROLLOUT_PRESTOP_MS; none by default): the drain must make it
+/// unnecessary, but with it the test shows what a build without the drain needs.
+fn pre_stop() -> Option<Duration> {
+    let ms: u64 = std::env::var("ROLLOUT_PRESTOP_MS").ok()?.parse().ok()?;
+    Some(Duration::from_millis(ms))
+}
+
 fn start_replica(cp: &ControlPlane, certs: &std::path::Path, addr: SocketAddr) -> Replica {
     Replica::spawn(
         cp,
@@ -201,8 +208,13 @@ async fn rolling_restarts_under_load_lose_no_admission() {
             event(format!("round {round}: {new_addr} ready and added"));
             let (_, mut old) = std::mem::replace(&mut slots[slot], (generation + 1, new));
             eps.set(old_addr, false, true).await;
+            if let Some(pre_stop) = pre_stop() {
+                event(format!("round {round}: {old_addr} marked terminating; preStop sleep {pre_stop:?}"));
+                tokio::time::sleep(pre_stop).await;
+            }
             old.sigterm();
-            event(format!("round {round}: {old_addr} marked terminating and sent SIGTERM"));
+            let marked = if pre_stop().is_some() { "" } else { "marked terminating and " };
+            event(format!("round {round}: {old_addr} {marked}sent SIGTERM"));
             let status = old.exited(Duration::from_secs(60)).await;
             event(format!("round {round}: {old_addr} exited ({status})"));
             assert!(status.success(), "{old_addr} exited with {status}:\n{}", old.log_tail(20));
@@ -239,11 +251,12 @@ async fn rolling_restarts_under_load_lose_no_admission() {
     let events = events.lock().unwrap().clone();
     let mut report = format!(
         "rolling restart: {writes} writes from {CLIENTS} clients in {:.1} s ({:.0} writes/s), {} rolls, \
-         shutdown delay {} s: {} failed because of the webhook, {} failed otherwise; test took {:.0} s\n",
+         shutdown delay {} s, preStop {:?}: {} failed because of the webhook, {} failed otherwise; test took {:.0} s\n",
         elapsed.as_secs_f64(),
         writes as f64 / elapsed.as_secs_f64(),
         ROUNDS * IPS.len(),
         shutdown_delay(),
+        pre_stop().unwrap_or_default(),
         webhook_failures.len(),
         other_failures.len(),
         began.elapsed().as_secs_f64(),
