@@ -110,6 +110,28 @@ impl Replica {
     }
 
     /// The log as a person reads it (without terminal colour codes).
+    /// Waits for the process to exit after a SIGTERM sent at `since`, watching `/readyz` meanwhile:
+    /// when it first failed (not 200), and when the process exited.
+    pub async fn drained(&mut self, since: Instant, timeout: Duration) -> Drained {
+        let mut not_ready_after = None;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Drained { status, not_ready_after, exited_after: since.elapsed() };
+            }
+            if not_ready_after.is_none() && self.readyz().is_some_and(|r| !r.starts_with("HTTP/1.1 200")) {
+                not_ready_after = Some(since.elapsed());
+            }
+            assert!(
+                since.elapsed() < timeout,
+                "the replica on {} did not exit within {timeout:?} of SIGTERM:\n{}",
+                self.addr,
+                self.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The log as a person reads it (without terminal colour codes).
     pub fn log_text(&self) -> String {
         strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
@@ -119,6 +141,15 @@ impl Replica {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// How a replica went after SIGTERM.
+#[derive(Debug, Clone, Copy)]
+pub struct Drained {
+    pub status: ExitStatus,
+    /// When `/readyz` first answered other than 200 (or not at all), if it was seen.
+    pub not_ready_after: Option<Duration>,
+    pub exited_after: Duration,
 }
 
 impl Drop for Replica {
