@@ -34,6 +34,14 @@ async fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         s.cancel();
     });
-    serve_tls(listener, tls::server_config(store)?, app, metrics, stop, Drain { delay: Duration::ZERO, timeout: Duration::from_secs(1) }).await;
+    serve_tls(
+        listener,
+        tls::server_config(store)?,
+        app,
+        metrics,
+        stop,
+        Drain { delay: Duration::ZERO, timeout: Duration::from_secs(1) },
+    )
+    .await;
     Ok(())
 }

@@ -13,6 +13,7 @@ use kube::{Api, Client};
 use tracing::{error, info, warn};
 
 use crate::crd::{NODE_TYPE_LABEL, REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE};
+use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, explain_watch};
 use crate::offloading::VirtualNode;
 use crate::offloading::names::rfc1123_label_problem;
 
@@ -28,6 +29,7 @@ pub struct ClusterView {
     nodes: Option<Store<Node>>,
     nodes_synced: Arc<AtomicBool>,
     id_synced: Arc<AtomicBool>,
+    faults: Faults,
 }
 
 impl ClusterView {
@@ -58,15 +60,27 @@ impl ClusterView {
         Some(store.state().iter().filter_map(|n| virtual_node(n)).collect())
     }
 
-    /// Whether every cache this view relies on has synced (what `/readyz` reports).
-    pub fn synced(&self) -> Result<(), &'static str> {
-        if !self.id_synced.load(Ordering::Acquire) {
-            return Err("cluster id ConfigMap not read yet");
+    /// What keeps this process from its job, shared by everything that talks to the API.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Whether every cache this view relies on has synced and nothing is at fault (what `/readyz`
+    /// reports, with the reason).
+    pub fn synced(&self) -> Result<(), String> {
+        let waiting = if !self.id_synced.load(Ordering::Acquire) {
+            Some("cluster id ConfigMap not read yet")
+        } else if self.nodes.is_some() && !self.nodes_synced.load(Ordering::Acquire) {
+            Some("virtual node cache not synced yet")
+        } else {
+            None
+        };
+        match (waiting, self.faults.summary()) {
+            (None, None) => Ok(()),
+            (Some(w), None) => Err(w.to_owned()),
+            (None, Some(f)) => Err(f),
+            (Some(w), Some(f)) => Err(format!("{w}: {f}")),
         }
-        if self.nodes.is_some() && !self.nodes_synced.load(Ordering::Acquire) {
-            return Err("virtual node cache not synced yet");
-        }
-        Ok(())
     }
 
     /// Starts the caches against a cluster: virtual nodes always, and the cluster id ConfigMap
@@ -84,6 +98,7 @@ impl ClusterView {
         let nodes: Api<Node> = Api::all(client.clone());
         let cfg = watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"));
         let synced = view.nodes_synced.clone();
+        let faults = view.faults.clone();
         tasks.push(Box::pin(async move {
             let ready = store.clone();
             tokio::spawn(async move {
@@ -95,9 +110,28 @@ impl ClusterView {
             watcher(nodes, cfg)
                 .default_backoff()
                 .reflect(writer)
-                .for_each(|ev| async move {
-                    if let Err(e) = ev {
-                        warn!(error = %e, "virtual node watch failed; retrying");
+                .for_each(|ev| {
+                    let faults = faults.clone();
+                    async move {
+                        let access = Access {
+                            verb: "list and watch",
+                            resource: "nodes",
+                            namespace: None,
+                            role: CLUSTER_ROLE,
+                        };
+                        match ev {
+                            Err(e) => {
+                                let problem = explain_watch(&e, access);
+                                if faults.set("nodes", format!("virtual nodes: {problem}")) {
+                                    warn!(%problem, "virtual node watch failed; retrying");
+                                }
+                            }
+                            Ok(_) => {
+                                if faults.clear("nodes") {
+                                    info!("virtual node watch works again");
+                                }
+                            }
+                        }
                     }
                 })
                 .await;
@@ -114,9 +148,23 @@ impl ClusterView {
                 futures::pin_mut!(stream);
                 loop {
                     match stream.try_next().await {
-                        Ok(Some(ev)) => v.apply_configmap_event(ev, &ns),
+                        Ok(Some(ev)) => {
+                            v.faults.clear("cluster-id");
+                            v.apply_configmap_event(ev, &ns)
+                        }
                         Ok(None) => break,
-                        Err(e) => warn!(error = %e, "cluster id ConfigMap watch failed; retrying"),
+                        Err(e) => {
+                            let access = Access {
+                                verb: "list and watch",
+                                resource: "configmaps",
+                                namespace: Some(&ns),
+                                role: CLUSTER_ID_ROLE,
+                            };
+                            let problem = explain_watch(&e, access);
+                            if v.faults.set("cluster-id", format!("cluster id ConfigMap: {problem}")) {
+                                warn!(%problem, "cluster id ConfigMap watch failed; retrying");
+                            }
+                        }
                     }
                 }
             }));

@@ -8,7 +8,7 @@
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
 //! - [`diagnose`]: the troubleshooting guide as one command.
 //! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
-//! - [`metrics`]: the Prometheus registry.
+//! - [`metrics`]: the Prometheus registry; [`health`]: faults `/readyz` reports, API errors explained.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
 pub mod admission;
@@ -17,6 +17,7 @@ pub mod cli;
 pub mod cluster;
 pub mod crd;
 pub mod diagnose;
+pub mod health;
 pub mod metrics;
 pub mod offloading;
 pub mod reconcile;
@@ -36,7 +37,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(cfg) => {
             let stop = CancellationToken::new();
             tokio::spawn(stop_on_signal(stop.clone()));
-            server::run(cfg, stop).await?;
+            server::run(*cfg, stop).await?;
         }
         Command::Certs(args) => {
             let mut names = args.dns;

@@ -256,7 +256,8 @@ fn review_with_values(n: usize, operation: &str) -> Vec<u8> {
 async fn a_huge_selector_gets_a_short_too_many_answer_and_a_short_annotation() {
     let body = review_with_values(100_000, "CREATE");
     assert!(body.len() > 1_000_000, "{}", body.len());
-    let (status, v) = post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body.clone()).await;
+    let (status, v) =
+        post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["response"]["allowed"], false);
     assert_eq!(
@@ -298,7 +299,8 @@ async fn many_bad_values_under_the_limit_list_ten_and_count_the_rest() {
 async fn a_huge_value_is_quoted_short() {
     let obj_value = "x".repeat(2_000_000);
     let body = String::from_utf8(review_with_values(1, "CREATE")).unwrap().replace("bad value 0", &obj_value);
-    let (_, v) = post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body.into_bytes()).await;
+    let (_, v) =
+        post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body.into_bytes()).await;
     let msg = v["response"]["status"]["message"].as_str().unwrap();
     assert!(msg.len() < 1024, "{}", msg.len());
     assert!(msg.contains("(2000000 characters in all)"), "{msg}");
@@ -317,7 +319,8 @@ async fn every_error_answer_is_json() {
             let status = resp.status();
             let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
             let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-            let v: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {bytes:?}"));
+            let v: Value =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {bytes:?}"));
             (status, ctype, v)
         }
     };

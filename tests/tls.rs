@@ -41,8 +41,14 @@ async fn start() -> Server {
         metrics: metrics.clone(),
     });
     let stop = CancellationToken::new();
-    let task =
-        tokio::spawn(serve_tls(listener, config, app, metrics.clone(), stop.clone(), Drain { delay: Duration::ZERO, timeout: Duration::from_secs(5) }));
+    let task = tokio::spawn(serve_tls(
+        listener,
+        config,
+        app,
+        metrics.clone(),
+        stop.clone(),
+        Drain { delay: Duration::ZERO, timeout: Duration::from_secs(5) },
+    ));
     Server { addr, store, metrics, stop, task, dir }
 }
 

@@ -15,10 +15,10 @@ use tracing::{debug, error, info, warn};
 
 use super::review::{self, Endpoint, Enforcement};
 use super::wire;
-use crate::offloading::field::truncate;
 use crate::cluster::ClusterView;
 use crate::metrics::{EndpointLabels, Metrics, ReviewLabels};
 use crate::offloading::Context;
+use crate::offloading::field::truncate;
 
 /// The largest review body accepted (SPEC §3).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -94,7 +94,8 @@ fn is_json(headers: &HeaderMap) -> bool {
 async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     if !is_json(headers) {
-        let got = headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let got =
+            headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         return bad_body(
             &s,
             endpoint,

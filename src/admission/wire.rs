@@ -61,7 +61,10 @@ mod tests {
         let ours: Value = serde_json::from_slice(&to_json(resp.into_review()).unwrap()).unwrap();
         let patch = ours["response"]["patch"].as_str().unwrap();
         let decoded = base64::engine::general_purpose::STANDARD.decode(patch).unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&decoded).unwrap(), json!([{"op": "add", "path": "/a", "value": "b"}]));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&decoded).unwrap(),
+            json!([{"op": "add", "path": "/a", "value": "b"}])
+        );
         // Every other field as kube-core writes it.
         let (mut a, mut b) = (ours.clone(), expected.clone());
         a["response"].as_object_mut().unwrap().remove("patch");

@@ -75,7 +75,9 @@ fn clip(value: &str) -> String {
 pub fn quoted(s: &str) -> String {
     match s.char_indices().nth(MAX_QUOTED_CHARS) {
         None => format!("{s:?}"),
-        Some((end, _)) => format!("{:?} (truncated: {} characters in all)", format!("{}...", &s[..end]), s.chars().count()),
+        Some((end, _)) => {
+            format!("{:?} (truncated: {} characters in all)", format!("{}...", &s[..end]), s.chars().count())
+        }
     }
 }
 
@@ -125,7 +127,8 @@ pub fn aggregate(errors: &[FieldError]) -> String {
         [] => String::new(),
         [one] => one.to_string(),
         many => {
-            let mut parts: Vec<String> = many.iter().take(MAX_LISTED_ERRORS).map(ToString::to_string).collect();
+            let mut parts: Vec<String> =
+                many.iter().take(MAX_LISTED_ERRORS).map(ToString::to_string).collect();
             if let Some(more) = more_errors(many.len()) {
                 parts.push(more);
             }
@@ -140,11 +143,9 @@ pub fn first_and_count(errors: &[FieldError]) -> String {
     match errors {
         [] => String::new(),
         [one] => one.to_string(),
-        [first, rest @ ..] => format!(
-            "{first} (and {} more error{})",
-            rest.len(),
-            if rest.len() == 1 { "" } else { "s" }
-        ),
+        [first, rest @ ..] => {
+            format!("{first} (and {} more error{})", rest.len(), if rest.len() == 1 { "" } else { "s" })
+        }
     }
 }
 
@@ -178,10 +179,7 @@ mod tests {
         let msg = aggregate(&many);
         assert!(msg.starts_with(r#"[spec.v[0]: Invalid value: "x y": bad, spec.v[1]: "#), "{msg}");
         assert!(msg.ends_with(r#"spec.v[9]: Invalid value: "x y": bad, and 99990 more errors]"#), "{msg}");
-        assert_eq!(
-            first_and_count(&many[..2]),
-            r#"spec.v[0]: Invalid value: "x y": bad (and 1 more error)"#
-        );
+        assert_eq!(first_and_count(&many[..2]), r#"spec.v[0]: Invalid value: "x y": bad (and 1 more error)"#);
         let huge = "a".repeat(3_000_000);
         let e = FieldError::invalid("spec.k", &huge, "too long");
         let shown = e.to_string();

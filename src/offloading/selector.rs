@@ -60,7 +60,11 @@ pub fn too_many(selector: &NodeSelector) -> Vec<FieldError> {
         }
     }
     if errors.is_empty() && total > MAX_VALUES {
-        errors.push(FieldError::too_many(format!("{terms_path}[*].values (all terms together)"), total, MAX_VALUES));
+        errors.push(FieldError::too_many(
+            format!("{terms_path}[*].values (all terms together)"),
+            total,
+            MAX_VALUES,
+        ));
     }
     errors
 }
@@ -369,7 +373,9 @@ mod tests {
         let s = selector(json!([{"matchExpressions": [{"key": "region", "operator": "In", "values": bad}]}]));
         assert_eq!(
             messages(&s),
-            vec!["spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].values: Too many: 100000: must have at most 256 items"]
+            vec![
+                "spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].values: Too many: 100000: must have at most 256 items"
+            ]
         );
         let terms: Vec<serde_json::Value> =
             (0..33).map(|_| json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]})).collect();
@@ -382,10 +388,13 @@ mod tests {
         let six: Vec<serde_json::Value> = (0..6).map(|_| term.clone()).collect();
         assert_eq!(
             messages(&selector(json!(six))),
-            vec!["spec.clusterSelector.nodeSelectorTerms[*].values (all terms together): Too many: 1200: must have at most 1024 items"]
+            vec![
+                "spec.clusterSelector.nodeSelectorTerms[*].values (all terms together): Too many: 1200: must have at most 1024 items"
+            ]
         );
         let at_limit: Vec<String> = (0..256).map(|i| format!("v{i}")).collect();
-        let ok = selector(json!([{"matchExpressions": [{"key": "a", "operator": "In", "values": at_limit}]}]));
+        let ok =
+            selector(json!([{"matchExpressions": [{"key": "a", "operator": "In", "values": at_limit}]}]));
         assert!(validate(&ok).is_empty());
     }
 
