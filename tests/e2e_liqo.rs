@@ -104,7 +104,7 @@ fn liqo_v1_offloads_a_good_object_and_fails_a_broken_selector_and_a_long_name() 
     });
     assert!(
         refused.contains(
-            "admission webhook \"nsoff.validate.liqo.io.liqo\" denied the request: NamespaceOffloading name must match offloading"
+            "admission webhook \"nsoff.validate.liqo.io\" denied the request: NamespaceOffloading name must match offloading"
         ),
         "{refused}"
     );

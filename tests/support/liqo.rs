@@ -285,7 +285,9 @@ impl LiqoWebhook {
         Self { process, port }
     }
 
-    /// Registers it by URL with its CA (`certs/ca.crt`), as Liqo's chart names it.
+    /// Registers it by URL with its CA (`certs/ca.crt`), named as Liqo's chart names it
+    /// (configuration `liqo-webhook`, webhook `nsoff.validate.liqo.io`: the same webhook name as
+    /// ours, so kubectl tells the two apart only by the message).
     pub fn register(&self, cp: &ControlPlane, certs: &Path) {
         // base64 by coreutils: no encoder crate for one test helper.
         let out = Command::new("base64").arg("-w0").arg(certs.join("ca.crt")).output().unwrap();
@@ -295,9 +297,9 @@ impl LiqoWebhook {
             "apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
 metadata:
-  name: liqo-webhook-namespaceoffloading
+  name: liqo-webhook
 webhooks:
-- name: nsoff.validate.liqo.io.liqo
+- name: nsoff.validate.liqo.io
   admissionReviewVersions: [v1, v1beta1]
   sideEffects: None
   failurePolicy: Fail
@@ -310,6 +312,11 @@ webhooks:
     apiVersions: [v1beta1]
     operations: [CREATE, UPDATE]
     resources: [namespaceoffloadings]
+  objectSelector:
+    matchExpressions:
+    - key: liqo.io/webhook-skip
+      operator: NotIn
+      values: [\"true\"]
 ",
             self.port
         );
