@@ -410,3 +410,79 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
     drop(theirs);
     drop(ours);
 }
+
+/// Liqo's own webhook beside ours, both refusing: where both refuse, the API server calls both and
+/// returns one refusal (the first to answer: k8s.io/apiserver's validating dispatcher returns
+/// `errs[0]` and only logs the others), so kubectl prints Liqo's or ours; where Liqo lets an object
+/// through, kubectl prints ours alone.
+#[test]
+fn liqo_webhook_beside_ours_in_deny_mode() {
+    liqo::bin_dir();
+    let c = support::ControlPlane::start();
+    liqo::install_crds(&c);
+    liqo::cluster_id_configmap(&c, CONSUMER_ID);
+    let certs = c.dir.path().join("certs");
+    certs_for_loopback(&certs);
+    let ours = Webhook::start(&c, &certs, &["--liqo-api", "v1", "--reconcile=false", "--cluster-id", CONSUMER_ID]);
+    ours.register(&c, &certs);
+    let theirs = liqo::LiqoWebhook::start(&c, &certs);
+    theirs.register(&c, &certs);
+    for ns in ["wrong", "equals", "long", "empty-selected"] {
+        c.kubectl_ok(&["create", "namespace", ns]);
+    }
+    const OURS: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: metadata.name: Invalid value: \"offload\"";
+    const LIQOS: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: NamespaceOffloading name must match offloading";
+
+    // Both registrations in effect: a server-side dry run of a wrong name is refused.
+    support::eventually(Duration::from_secs(30), "both webhooks to be called", || {
+        let out = apply(&c, &liqo::nsof_v1("wrong", "offload", &every()), &["--dry-run=server"]);
+        (out.stderr.contains(OURS) || out.stderr.contains(LIQOS)).then_some(())
+    });
+    // Both refuse a wrong name: each apply prints exactly one of the two refusals.
+    let (mut by_ours, mut by_liqo) = (0, 0);
+    for _ in 0..10 {
+        let out = apply(&c, &liqo::nsof_v1("wrong", "offload", &every()), &[]);
+        assert!(!out.ok, "a wrong name was stored");
+        match (out.stderr.contains(OURS), out.stderr.contains(LIQOS)) {
+            (true, false) => by_ours += 1,
+            (false, true) => by_liqo += 1,
+            _ => panic!("wanted one webhook's refusal of a wrong name, kubectl printed: {}", out.stderr),
+        }
+    }
+    println!("a wrong name, 10 applies: kubectl printed our refusal {by_ours} times, Liqo's {by_liqo} times");
+
+    // SelectedName without a remote name: both refuse, each in its own words.
+    let spec = "  namespaceMappingStrategy: SelectedName\n  podOffloadingStrategy: LocalAndRemote\n  clusterSelector:\n    nodeSelectorTerms: []\n";
+    let out = apply(&c, &liqo::nsof_v1("empty-selected", "offloading", spec), &[]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("spec.remoteNamespaceName: Required value")
+            || out.stderr.contains("The RemoteNamespaceName value cannot be empty when using the SelectedName NamespaceMappingStrategy"),
+        "{}",
+        out.stderr
+    );
+
+    // Liqo lets these through; kubectl prints our refusal alone.
+    let out = apply(&c, &liqo::nsof_v1("equals", "offloading", &expr("topology.liqo.io/region", "Equals", Some("[eu-west]"))), &[]);
+    assert!(!out.ok, "an Equals operator was stored");
+    assert_eq!(out.stderr.matches("denied the request").count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "admission webhook \"nsoff.validate.liqo.io\" denied the request: spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""
+        ),
+        "{}",
+        out.stderr
+    );
+    let long = "n".repeat(64 - CONSUMER_ID.len() - 1);
+    c.kubectl_ok(&["create", "namespace", &long]);
+    let out = apply(&c, &liqo::nsof_v1(&long, "offloading", &every()), &[]);
+    assert!(!out.ok, "a 64-character remote name was stored");
+    assert_eq!(out.stderr.matches("denied the request").count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("denied the request: metadata.namespace: Invalid value: \"{long}\"")),
+        "{}",
+        out.stderr
+    );
+    drop(theirs);
+    drop(ours);
+}
