@@ -110,3 +110,60 @@ fn liqo_v1_offloads_a_good_object_and_fails_a_broken_selector_and_a_long_name() 
     );
     pair.assert_running();
 }
+
+/// liqoctl (Liqo v1.2's own) through our webhook in deny mode: a good offload passes and reaches
+/// its phase; a namespace whose remote name would exceed 63 characters is refused at once, and
+/// liqoctl prints our refusal instead of waiting out its 20 s timeout. Skipped without liqoctl
+/// (LIQO_SKIP_LIQOCTL=1).
+#[test]
+fn liqoctl_offload_through_our_webhook() {
+    let Some(liqoctl) = liqo::liqoctl() else {
+        eprintln!("skipped: liqoctl was not built (LIQO_SKIP_LIQOCTL=1)");
+        return;
+    };
+    let mut pair = Pair::start(&[("topology.liqo.io/region", "eu-west")], &[]);
+    let c = &pair.consumer;
+    let certs = c.dir.path().join("certs");
+    certs_for_loopback(&certs);
+    let ours = support::Webhook::start(c, &certs, &["--liqo-api", "v1", "--reconcile=false", "--cluster-id", CONSUMER_ID]);
+    ours.register(c, &certs);
+    let offload = |ns: &str| {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(&liqoctl)
+            .args(["offload", "namespace", ns, "--namespace-mapping-strategy", "DefaultName"])
+            .args(["--pod-offloading-strategy", "LocalAndRemote", "--selector", "topology.liqo.io/region=eu-west"])
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .output()
+            .expect("could not run liqoctl");
+        let printed = support::Printed::from(out);
+        (printed, started.elapsed())
+    };
+
+    c.kubectl_ok(&["create", "namespace", "good"]);
+    // Until the registration is in effect an object would slip past us; make sure it is called.
+    eventually(Duration::from_secs(30), "our webhook to be called", || {
+        let out = apply(c, &liqo::nsof_v1("good", "offload", GOOD_SPEC), &["--dry-run=server"]);
+        out.stderr.contains("denied the request: metadata.name").then_some(())
+    });
+    let (out, took) = offload("good");
+    assert!(out.ok, "liqoctl offload of a good namespace failed after {took:?}:\n{}{}", out.stdout, out.stderr);
+    assert_eq!(phase(c, "good"), "Ready", "liqoctl waited for the phase:\n{}{}", out.stdout, out.stderr);
+    println!("liqoctl offload namespace good ({took:.1?}):\n{}{}", out.stdout, out.stderr);
+
+    let long_ns = "n".repeat(64 - CONSUMER_ID.len() - 1);
+    c.kubectl_ok(&["create", "namespace", &long_ns]);
+    let (out, took) = offload(&long_ns);
+    println!("liqoctl offload namespace {long_ns} ({took:.1?}):\n{}{}", out.stdout, out.stderr);
+    assert!(!out.ok, "liqoctl offloaded a namespace whose remote name is 64 characters long");
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        printed.contains("admission webhook \"nsoff.validate.liqo.io\" denied the request: metadata.namespace: Invalid value:")
+            && printed.contains(&format!("{long_ns}-{CONSUMER_ID}")),
+        "{printed}"
+    );
+    assert!(took < Duration::from_secs(15), "refused at once, not after liqoctl's 20 s timeout: took {took:?}");
+    assert_eq!(get(c, &["get", "namespaceoffloadings.offloading.liqo.io", "-n", &long_ns, "-o", "name"]), "");
+    pair.assert_running();
+    drop(ours);
+}
