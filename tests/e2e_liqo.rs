@@ -7,13 +7,17 @@ mod support;
 
 use std::time::Duration;
 
-use support::liqo::{self, Pair, CONSUMER_ID, PROVIDER_ID};
+use support::liqo::{self, CONSUMER_ID, PROVIDER_ID, Pair};
 use support::{apply, certs_for_loopback, eventually, get, wait_eq};
 
 const GOOD_SPEC: &str = "  namespaceMappingStrategy: DefaultName\n  podOffloadingStrategy: LocalAndRemote\n  clusterSelector:\n    nodeSelectorTerms: []\n";
 
 fn phase(cp: &support::ControlPlane, ns: &str) -> String {
-    liqo::jsonpath(cp, &["get", "namespaceoffloadings.offloading.liqo.io", "-n", ns, "offloading"], "{.status.offloadingPhase}")
+    liqo::jsonpath(
+        cp,
+        &["get", "namespaceoffloadings.offloading.liqo.io", "-n", ns, "offloading"],
+        "{.status.offloadingPhase}",
+    )
 }
 
 #[test]
@@ -65,7 +69,8 @@ fn liqo_v1_offloads_a_good_object_and_fails_a_broken_selector_and_a_long_name() 
     });
     assert!(
         event.starts_with("Invalid ClusterSelector: ")
-            && event.contains("nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""),
+            && event
+                .contains("nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""),
         "{event}"
     );
     let desired = liqo::jsonpath(
@@ -125,13 +130,22 @@ fn liqoctl_offload_through_our_webhook() {
     let c = &pair.consumer;
     let certs = c.dir.path().join("certs");
     certs_for_loopback(&certs);
-    let ours = support::Webhook::start(c, &certs, &["--liqo-api", "v1", "--reconcile=false", "--cluster-id", CONSUMER_ID]);
+    let ours = support::Webhook::start(
+        c,
+        &certs,
+        &["--liqo-api", "v1", "--reconcile=false", "--cluster-id", CONSUMER_ID],
+    );
     ours.register(c, &certs);
     let offload = |ns: &str| {
         let started = std::time::Instant::now();
         let out = std::process::Command::new(&liqoctl)
             .args(["offload", "namespace", ns, "--namespace-mapping-strategy", "DefaultName"])
-            .args(["--pod-offloading-strategy", "LocalAndRemote", "--selector", "topology.liqo.io/region=eu-west"])
+            .args([
+                "--pod-offloading-strategy",
+                "LocalAndRemote",
+                "--selector",
+                "topology.liqo.io/region=eu-west",
+            ])
             .arg("--kubeconfig")
             .arg(&c.kubeconfig)
             .output()
@@ -147,7 +161,11 @@ fn liqoctl_offload_through_our_webhook() {
         out.stderr.contains("denied the request: metadata.name").then_some(())
     });
     let (out, took) = offload("good");
-    assert!(out.ok, "liqoctl offload of a good namespace failed after {took:?}:\n{}{}", out.stdout, out.stderr);
+    assert!(
+        out.ok,
+        "liqoctl offload of a good namespace failed after {took:?}:\n{}{}",
+        out.stdout, out.stderr
+    );
     assert_eq!(phase(c, "good"), "Ready", "liqoctl waited for the phase:\n{}{}", out.stdout, out.stderr);
     println!("liqoctl offload namespace good ({took:.1?}):\n{}{}", out.stdout, out.stderr);
 
@@ -162,7 +180,10 @@ fn liqoctl_offload_through_our_webhook() {
             && printed.contains(&format!("{long_ns}-{CONSUMER_ID}")),
         "{printed}"
     );
-    assert!(took < Duration::from_secs(15), "refused at once, not after liqoctl's 20 s timeout: took {took:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "refused at once, not after liqoctl's 20 s timeout: took {took:?}"
+    );
     assert_eq!(get(c, &["get", "namespaceoffloadings.offloading.liqo.io", "-n", &long_ns, "-o", "name"]), "");
     pair.assert_running();
     drop(ours);

@@ -15,8 +15,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::liqo::{self, Pair, CONSUMER_ID, PROVIDER_ID};
-use support::{apply, certs_for_loopback, Webhook};
+use support::liqo::{self, CONSUMER_ID, PROVIDER_ID, Pair};
+use support::{Webhook, apply, certs_for_loopback};
 
 /// Labels of the provider's VirtualNode: what cluster selectors see (no Node exists).
 const PROVIDER_LABELS: &[(&str, &str)] = &[
@@ -50,7 +50,9 @@ fn field(key: &str, op: &str, values: Option<&str>) -> String {
 }
 
 fn selected(remote: &str) -> String {
-    format!("  namespaceMappingStrategy: SelectedName\n  remoteNamespaceName: \"{remote}\"\n  podOffloadingStrategy: LocalAndRemote\n  clusterSelector:\n    nodeSelectorTerms: []\n")
+    format!(
+        "  namespaceMappingStrategy: SelectedName\n  remoteNamespaceName: \"{remote}\"\n  podOffloadingStrategy: LocalAndRemote\n  clusterSelector:\n    nodeSelectorTerms: []\n"
+    )
 }
 
 struct Case {
@@ -160,7 +162,8 @@ impl Verdict {
     /// From what kubectl printed on stderr.
     fn from_kubectl(stderr: &str) -> Self {
         let warnings: Vec<&str> = stderr.lines().filter_map(|l| l.strip_prefix("Warning: ")).collect();
-        if let Some(d) = warnings.iter().find_map(|w| w.strip_prefix("would be denied (enforcement=warn): ")) {
+        if let Some(d) = warnings.iter().find_map(|w| w.strip_prefix("would be denied (enforcement=warn): "))
+        {
             Verdict::Deny(d.to_owned())
         } else if let Some(w) = warnings.first() {
             Verdict::Warn((*w).to_owned())
@@ -181,7 +184,11 @@ impl fmt::Display for Verdict {
 }
 
 fn short(s: &str) -> String {
-    if s.chars().count() > 70 { format!("{}...", s.chars().take(70).collect::<String>()) } else { s.to_owned() }
+    if s.chars().count() > 70 {
+        format!("{}...", s.chars().take(70).collect::<String>())
+    } else {
+        s.to_owned()
+    }
 }
 
 /// What Liqo did with one object.
@@ -219,7 +226,9 @@ impl Outcome {
 
     fn settled(&self) -> bool {
         match self {
-            Outcome::Stored { phase, .. } => matches!(phase.as_str(), "Ready" | "NoClusterSelected" | "AllFailed" | "SomeFailed"),
+            Outcome::Stored { phase, .. } => {
+                matches!(phase.as_str(), "Ready" | "NoClusterSelected" | "AllFailed" | "SomeFailed")
+            }
             _ => true,
         }
     }
@@ -263,10 +272,25 @@ fn observe(pair: &Pair, stored: &[&Case]) -> BTreeMap<String, Outcome> {
     let c = &pair.consumer;
     let nsofs = json(c, &["get", "namespaceoffloadings.offloading.liqo.io", "-A"]);
     let events = json(c, &["get", "events", "-A", "--field-selector", "reason=Invalid,type=Warning"]);
-    let map = json(c, &["get", "namespacemaps.offloading.liqo.io", "-n", &format!("liqo-tenant-{PROVIDER_ID}"), PROVIDER_ID]);
+    let map = json(
+        c,
+        &[
+            "get",
+            "namespacemaps.offloading.liqo.io",
+            "-n",
+            &format!("liqo-tenant-{PROVIDER_ID}"),
+            PROVIDER_ID,
+        ],
+    );
     let pmap = json(
         &pair.provider,
-        &["get", "namespacemaps.offloading.liqo.io", "-n", &format!("liqo-tenant-{CONSUMER_ID}"), PROVIDER_ID],
+        &[
+            "get",
+            "namespacemaps.offloading.liqo.io",
+            "-n",
+            &format!("liqo-tenant-{CONSUMER_ID}"),
+            PROVIDER_ID,
+        ],
     );
     let items = nsofs["items"].as_array().cloned().unwrap_or_default();
     let mut out = BTreeMap::new();
@@ -320,7 +344,8 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
     c.kubectl_ok(&["create", "namespace", "probe"]);
     support::eventually(Duration::from_secs(30), "both webhooks to be called", || {
         let out = apply(c, &liqo::nsof_v1("probe", "offload", &every()), &["--dry-run=server"]);
-        (out.stderr.contains("would be denied") && out.stderr.contains("NamespaceOffloading name must match")).then_some(())
+        (out.stderr.contains("would be denied") && out.stderr.contains("NamespaceOffloading name must match"))
+            .then_some(())
     });
     let mut verdicts = BTreeMap::new();
     let mut refused = BTreeMap::new();
@@ -329,7 +354,8 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
         let out = apply(c, &liqo::nsof_v1(&case.ns, case.name, &case.spec), &[]);
         verdicts.insert(case.ns.clone(), Verdict::from_kubectl(&out.stderr));
         if !out.ok {
-            let err = out.stderr.lines().filter(|l| !l.starts_with("Warning: ")).collect::<Vec<_>>().join(" ");
+            let err =
+                out.stderr.lines().filter(|l| !l.starts_with("Warning: ")).collect::<Vec<_>>().join(" ");
             let outcome = match err.split_once("denied the request: ") {
                 Some((_, m)) => Outcome::WebhookDenied(m.to_owned()),
                 None => Outcome::SchemaRefused(err),
@@ -359,7 +385,10 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
     // The table.
     let mut table = String::new();
     let (mut false_refusals, mut misses, mut unsettled) = (vec![], vec![], vec![]);
-    table.push_str(&format!("{:<28} | {:<40} | {:<76} | {}\n", "namespace", "object", "our verdict", "Liqo v1.2"));
+    table.push_str(&format!(
+        "{:<28} | {:<40} | {:<76} | {}\n",
+        "namespace", "object", "our verdict", "Liqo v1.2"
+    ));
     for case in &corpus {
         let verdict = &verdicts[&case.ns];
         let outcome = outcomes.get(&case.ns).cloned().unwrap_or(Outcome::Stored {
@@ -386,8 +415,19 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
         } else {
             ""
         };
-        let ns = if case.ns.len() > 28 { format!("{}...({})", &case.ns[..18], case.ns.len()) } else { case.ns.clone() };
-        table.push_str(&format!("{:<28} | {:<40} | {:<76} | {}{}\n", ns, short(&case.what), verdict.to_string(), outcome, mark));
+        let ns = if case.ns.len() > 28 {
+            format!("{}...({})", &case.ns[..18], case.ns.len())
+        } else {
+            case.ns.clone()
+        };
+        table.push_str(&format!(
+            "{:<28} | {:<40} | {:<76} | {}{}\n",
+            ns,
+            short(&case.what),
+            verdict.to_string(),
+            outcome,
+            mark
+        ));
     }
     let denied = verdicts.values().filter(|v| matches!(v, Verdict::Deny(_))).count();
     let failed = corpus.iter().filter(|c| outcomes.get(&c.ns).is_some_and(Outcome::failure)).count();
@@ -423,7 +463,8 @@ fn liqo_webhook_beside_ours_in_deny_mode() {
     liqo::cluster_id_configmap(&c, CONSUMER_ID);
     let certs = c.dir.path().join("certs");
     certs_for_loopback(&certs);
-    let ours = Webhook::start(&c, &certs, &["--liqo-api", "v1", "--reconcile=false", "--cluster-id", CONSUMER_ID]);
+    let ours =
+        Webhook::start(&c, &certs, &["--liqo-api", "v1", "--reconcile=false", "--cluster-id", CONSUMER_ID]);
     ours.register(&c, &certs);
     let theirs = liqo::LiqoWebhook::start(&c, &certs);
     theirs.register(&c, &certs);
@@ -463,7 +504,11 @@ fn liqo_webhook_beside_ours_in_deny_mode() {
     );
 
     // Liqo lets these through; kubectl prints our refusal alone.
-    let out = apply(&c, &liqo::nsof_v1("equals", "offloading", &expr("topology.liqo.io/region", "Equals", Some("[eu-west]"))), &[]);
+    let out = apply(
+        &c,
+        &liqo::nsof_v1("equals", "offloading", &expr("topology.liqo.io/region", "Equals", Some("[eu-west]"))),
+        &[],
+    );
     assert!(!out.ok, "an Equals operator was stored");
     assert_eq!(out.stderr.matches("denied the request").count(), 1, "{}", out.stderr);
     assert!(

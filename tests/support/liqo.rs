@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{apply, eventually, free_port, ControlPlane, ROOT};
+use super::{ControlPlane, ROOT, apply, eventually, free_port};
 
 /// The consumer's cluster id in the Liqo tests: a UUID, as the Helm chart generates one when none
 /// is given (36 characters, so a namespace of 26 makes a 63-character remote name).
@@ -169,10 +169,22 @@ pub fn virtual_node_v1(cp: &ControlPlane, id: &str, labels: &[(&str, &str)]) {
 
 /// The NamespaceMap the VirtualNode reconciler made for remote cluster `id`, once it exists.
 pub fn wait_namespace_map(cp: &ControlPlane, id: &str) {
-    eventually(Duration::from_secs(90), &format!("NamespaceMap {id} from Liqo's VirtualNode reconciler"), || {
-        let p = cp.kubectl(&["get", "namespacemaps.offloading.liqo.io", "-n", &format!("liqo-tenant-{id}"), id, "-o", "name"]);
-        p.ok.then_some(())
-    });
+    eventually(
+        Duration::from_secs(90),
+        &format!("NamespaceMap {id} from Liqo's VirtualNode reconciler"),
+        || {
+            let p = cp.kubectl(&[
+                "get",
+                "namespacemaps.offloading.liqo.io",
+                "-n",
+                &format!("liqo-tenant-{id}"),
+                id,
+                "-o",
+                "name",
+            ]);
+            p.ok.then_some(())
+        },
+    );
 }
 
 /// One of Liqo's processes; killed on drop. Its log is `<control plane dir>/<name>.log`.
@@ -232,11 +244,14 @@ impl Drop for LiqoProcess {
 /// Liqo's offloading reconcilers on `cp` for local cluster `cluster_id`: `controllers` among
 /// `namespaceoffloading`, `virtualnode` (a consumer) and `namespacemap` (a provider); `extra` e.g.
 /// `--client-qps=20`.
-pub fn start_controllers(cp: &ControlPlane, cluster_id: &str, controllers: &[&str], extra: &[&str]) -> LiqoProcess {
-    let mut args = vec![
-        format!("--cluster-id={cluster_id}"),
-        format!("--controllers={}", controllers.join(",")),
-    ];
+pub fn start_controllers(
+    cp: &ControlPlane,
+    cluster_id: &str,
+    controllers: &[&str],
+    extra: &[&str],
+) -> LiqoProcess {
+    let mut args =
+        vec![format!("--cluster-id={cluster_id}"), format!("--controllers={}", controllers.join(","))];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let name = format!("liqo-controllers-{}", controllers.join("-"));
     let mut p = LiqoProcess::spawn(cp.dir.path(), &name, "liqo-controllers", &args, Some(&cp.kubeconfig));
@@ -277,7 +292,8 @@ impl LiqoWebhook {
             format!("--webhook-port={port}"),
             format!("--cert-dir={}", certs.display()),
         ];
-        let mut process = LiqoProcess::spawn(cp.dir.path(), &format!("liqo-webhook-{port}"), "liqo-webhook", &args, None);
+        let mut process =
+            LiqoProcess::spawn(cp.dir.path(), &format!("liqo-webhook-{port}"), "liqo-webhook", &args, None);
         eventually(Duration::from_secs(30), "Liqo's webhook to listen", || {
             process.assert_running();
             std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
@@ -365,8 +381,12 @@ impl Pair {
         cluster_id_configmap(&provider, PROVIDER_ID);
         tenant_namespace(&provider, CONSUMER_ID);
         remote_cluster_v1(&consumer, PROVIDER_ID, provider_labels);
-        let consumer_ctrl =
-            start_controllers(&consumer, CONSUMER_ID, &["namespaceoffloading", "virtualnode"], consumer_extra);
+        let consumer_ctrl = start_controllers(
+            &consumer,
+            CONSUMER_ID,
+            &["namespaceoffloading", "virtualnode"],
+            consumer_extra,
+        );
         let provider_ctrl = start_controllers(&provider, PROVIDER_ID, &["namespacemap"], &[]);
         wait_namespace_map(&consumer, PROVIDER_ID);
         let replicator = start_replicator(&consumer, &provider);

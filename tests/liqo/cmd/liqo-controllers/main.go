@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -56,6 +57,8 @@ func main() {
 	// --client-qps, --client-max-burst, --client-timeout: Liqo's own rate-limit flags.
 	restcfg.InitFlags(pflag.CommandLine)
 	flagsutils.InitKlogFlags(pflag.CommandLine)
+	// controller-runtime's --kubeconfig is a Go flag; $KUBECONFIG works too.
+	pflag.CommandLine.AddGoFlagSet(flag.CommandLine)
 	pflag.Parse()
 	log.SetLogger(klog.NewKlogr())
 
