@@ -440,8 +440,35 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
         applied,
         started.elapsed() - applied,
     ));
+    // Who wrote what Liqo's controllers own: the status of every NamespaceOffloading and the
+    // NamespaceMap (our webhook runs with --reconcile=false and must write neither).
+    let managers = |v: &Value, status: bool| -> std::collections::BTreeSet<String> {
+        let objs = v["items"].as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+        objs.iter()
+            .flat_map(|o| o["metadata"]["managedFields"].as_array().cloned().unwrap_or_default())
+            .filter(|m| (m["subresource"] == "status") == status)
+            .filter_map(|m| m["manager"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let nsofs = json(
+        &pair.consumer,
+        &["get", "namespaceoffloadings.offloading.liqo.io", "-A", "--show-managed-fields"],
+    );
+    let map =
+        json(&pair.consumer, &["get", "namespacemaps.offloading.liqo.io", "-A", "--show-managed-fields"]);
+    let status_writers = managers(&nsofs, true);
+    let map_writers: std::collections::BTreeSet<String> =
+        managers(&map, false).union(&managers(&map, true)).cloned().collect();
+    table.push_str(&format!(
+        "NamespaceOffloading status written by {status_writers:?}; NamespaceMaps written by {map_writers:?}\n"
+    ));
     println!("{table}");
     std::fs::write(pair.consumer.dir.path().join("differential.txt"), &table).unwrap();
+    assert!(
+        status_writers.iter().all(|m| m == "liqo-controllers")
+            && map_writers.iter().all(|m| m == "liqo-controllers" || m == "liqo-crd-replicator"),
+        "something besides Liqo wrote what Liqo's controllers own\n{table}"
+    );
     assert!(unsettled.is_empty(), "did not settle in Liqo: {unsettled:?}\n{table}");
     assert!(
         false_refusals.is_empty() && misses.is_empty(),
