@@ -17,7 +17,7 @@ const BAD_OPERATOR: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - ma
 
 #[tokio::test]
 async fn kubectl_apply_refuses_broken_namespace_offloadings_and_says_why() {
-    let (cp, _certs, wh) = support::cluster_with_webhook(&["--cluster-id", CLUSTER_ID]);
+    let (cp, _certs, wh) = support::cluster_with_webhook(&["--cluster-id", CLUSTER_ID, "--reconcile=false"]);
     let long_ns = "payments-processing-europe-1";
     for ns in ["web", "api", long_ns] {
         cp.kubectl_ok(&["create", "namespace", ns]);
@@ -167,7 +167,7 @@ async fn warn_mode_lets_broken_objects_in_and_the_cluster_id_comes_from_liqo_con
         "liqo",
         &format!("--from-literal=CLUSTER_ID={CLUSTER_ID}"),
     ]);
-    let wh = Webhook::start(&cp, &certs, &["--enforcement", "warn"]);
+    let wh = Webhook::start(&cp, &certs, &["--enforcement", "warn", "--reconcile=false"]);
     wh.register(&cp, &certs);
     let ns = "team-a-namespace-with-27chr";
     assert_eq!(ns.len(), 27);
