@@ -34,6 +34,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Built once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the validating and mutating webhooks, probes and metrics.
@@ -114,9 +116,10 @@ pub struct ServeConfig {
     /// Serve the webhooks alone, without reading anything from a cluster.
     #[arg(long, env = "NO_CLUSTER", default_value_t = false)]
     pub no_cluster: bool,
-    /// Run the reconcile loop (NamespaceMaps, status) when a cluster is configured.
-    #[arg(long, env = "RECONCILE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub reconcile: bool,
+    /// Run the reconcile loop (NamespaceMaps, status) when a cluster is configured [default: true
+    /// on Liqo v0.3; it never runs on Liqo v1.x, where `true` is an error].
+    #[arg(long, env = "RECONCILE", action = clap::ArgAction::Set)]
+    pub reconcile: Option<bool>,
     /// Namespace of the Lease that elects the one active reconciler.
     #[arg(long, env = "POD_NAMESPACE", default_value = "offloading-webhook")]
     pub lease_namespace: String,

@@ -6,6 +6,7 @@
 //! - [`server`]: TLS with certificate reload, listeners, probes, metrics, graceful shutdown.
 //! - [`reconcile`]: the reconcile loops (NamespaceMaps, status), one active replica via a Lease.
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
+//! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.
 //! - [`diagnose`]: the troubleshooting guide as one command.
 //! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
 //! - [`metrics`]: the Prometheus registry.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod cluster;
 pub mod crd;
 pub mod diagnose;
+pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
 pub mod reconcile;
