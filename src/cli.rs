@@ -59,7 +59,8 @@ pub struct DiagnoseArgs {
     /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// The local cluster id (default: Liqo's liqo-clusterid-configmap).
+    /// The local cluster id (default: Liqo's liqo-clusterid-configmap; on v1.x found by its label
+    /// app.kubernetes.io/name=clusterid-configmap).
     #[arg(long, env = "CLUSTER_ID")]
     pub cluster_id: Option<String>,
     /// The namespace Liqo runs in.
@@ -72,6 +73,9 @@ pub struct DiagnoseArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Which Liqo API to read: `auto` finds out, as `serve` does.
+    #[arg(long, env = "LIQO_API", value_enum, default_value_t = LiqoApi::Auto)]
+    pub liqo_api: LiqoApi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -63,8 +63,16 @@ async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
         let client = diagnose::connect(args.kubeconfig.as_ref()).await?;
         let remotes =
             reconcile::remote::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
-        diagnose::diagnose(&client, &args.namespace, args.cluster_id.clone(), &args.liqo_namespace, &remotes)
-            .await
+        let generation = liqo_api::resolve(&client, args.liqo_api).await?;
+        diagnose::diagnose(
+            &client,
+            generation,
+            &args.namespace,
+            args.cluster_id.clone(),
+            &args.liqo_namespace,
+            &remotes,
+        )
+        .await
     };
     match looked.await {
         Ok(report) => {

@@ -160,15 +160,10 @@ fn judge_spec(spec: &NamespaceOffloadingSpec, namespace: &str, ctx: &Context<'_>
             &PodOffloadingStrategy::SUPPORTED,
         ));
     }
-    let selector_ok = match ctx.generation {
-        Generation::V0_3 => {
-            let errors = selector_errors(spec);
-            let ok = errors.is_empty();
-            v.errors.extend(errors);
-            ok
-        }
-        Generation::V1 => judge_selector_v1(spec, ctx.virtual_nodes, v),
-    };
+    let selector = judge_selector(spec, ctx);
+    let selector_ok = selector.allowed();
+    v.errors.extend(selector.errors);
+    v.warnings.extend(selector.warnings);
     if let Err(e) = derived_name(spec, namespace, ctx.cluster_id) {
         match e {
             RemoteNameError::UnknownClusterId => v.warnings.push(format!(
@@ -219,6 +214,18 @@ fn judge_spec(spec: &NamespaceOffloadingSpec, namespace: &str, ctx: &Context<'_>
 /// Liqo v0.3 and this project's reconcile loop.
 pub fn selector_errors(spec: &NamespaceOffloadingSpec) -> Vec<FieldError> {
     spec.cluster_selector.as_ref().map(selector::validate).unwrap_or_default()
+}
+
+/// The clusterSelector's part of the verdict, by the rule of the generation in `ctx`.
+pub fn judge_selector(spec: &NamespaceOffloadingSpec, ctx: &Context<'_>) -> Verdict {
+    let mut v = Verdict::default();
+    match ctx.generation {
+        Generation::V0_3 => v.errors = selector_errors(spec),
+        Generation::V1 => {
+            judge_selector_v1(spec, ctx.virtual_nodes, &mut v);
+        }
+    }
+    v
 }
 
 /// Whether the generation's controller selects the virtual node (for a selector it accepts).
