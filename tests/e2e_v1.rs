@@ -248,7 +248,7 @@ async fn serve_and_diagnose_on_liqo_v1() {
     assert!(p.stdout.contains("liqo API:            v1.x"), "{}", p.stdout);
     assert!(p.stdout.contains(&format!("local cluster id {LOCAL_ID}")), "{}", p.stdout);
     assert!(p.stdout.contains(&format!("currentMapping: {remote_name} CreationLoopBackOff")), "{}", p.stdout);
-    assert!(p.stdout.contains(&format!("conditions:     Ready=False (CreationLoopBackOff)")), "{}", p.stdout);
+    assert!(p.stdout.contains("conditions:     Ready=False (CreationLoopBackOff)"), "{}", p.stdout);
     assert!(
         p.stdout.contains(&format!("the remote namespace cannot be created in cluster {REMOTE_ID} (CreationLoopBackOff)\n     fix: look at namespace {remote_name} in cluster {REMOTE_ID}: if it exists without liqo.io/managed-by-namespace-map=liqo-tenant-{LOCAL_ID}/{REMOTE_ID}, rename or remove it")),
         "{}",
