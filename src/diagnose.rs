@@ -762,7 +762,10 @@ pub fn render(r: &Report) -> String {
         r.mapping_strategy.clone().unwrap_or_else(none),
         r.local_cluster_id.clone().unwrap_or_else(|| "unknown".into())
     );
-    let _ = writeln!(o, "  {SCHEDULING_ENABLED}: {}", r.scheduling_enabled.clone().unwrap_or_else(none));
+    // Liqo v1.x keeps no such annotation: its Events say what v0.3's annotation said.
+    if r.liqo_api != Generation::V1.as_str() || r.scheduling_enabled.is_some() {
+        let _ = writeln!(o, "  {SCHEDULING_ENABLED}: {}", r.scheduling_enabled.clone().unwrap_or_else(none));
+    }
     if !r.clusters.is_empty() {
         let _ = writeln!(o, "clusters:");
     }
