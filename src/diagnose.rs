@@ -32,7 +32,7 @@ use crate::offloading::names::RemoteNameError;
 use crate::offloading::rules::{derived_name, judge_selector, selects};
 use crate::offloading::{Generation, VirtualNode, aggregate, selector};
 use crate::reconcile::remote::{REMOTE_NAMESPACE_ANNOTATION, RemoteClients};
-use crate::reconcile::tenant::tenant_namespace;
+use crate::reconcile::tenant::{TENANT_CLUSTER_ID_LABEL, TENANT_NAMESPACE_LABEL, tenant_namespace};
 use crate::reconcile::watch::decode;
 
 /// The annotation Liqo v1.x puts on the remote namespaces it creates: the key
@@ -42,6 +42,8 @@ pub const MANAGED_BY_ANNOTATION: &str = "liqo.io/managed-by-namespace-map";
 /// Labels of the NamespaceMaps Liqo v1.x's NamespaceOffloading controller reads.
 pub const REPLICATION_LABEL: &str = "liqo.io/replication";
 pub const REMOTE_ID_LABEL: &str = "liqo.io/remoteID";
+/// The label of a tenant namespace on Liqo v1.x (with `liqo.io/remote-cluster-id`).
+pub const V1_TENANT_NAMESPACE_LABEL: &str = "liqo.io/tenant-namespace";
 
 /// What `diagnose` found, also printed as JSON with `-o json`.
 #[derive(Debug, Serialize, Default)]
@@ -114,6 +116,8 @@ pub struct Facts {
     pub local_cluster_id: Option<String>,
     /// Events about the NamespaceOffloading, oldest first.
     pub events: Vec<EventFact>,
+    /// The tenant namespace of each remote cluster, found by the generation's labels.
+    pub tenants: BTreeMap<String, String>,
     /// The remote clusters as the generation's controller matches them.
     pub nodes: Vec<VirtualNode>,
     /// The NamespaceMap of each remote cluster, as the generation's controller finds it.
@@ -211,6 +215,19 @@ impl Adapter {
                 list.items.into_iter().find_map(|c| c.data?.get(CLUSTER_ID_KEY).cloned())
             }
         }
+    }
+
+    /// The tenant namespaces by remote cluster id: v0.3 labels them `discovery.liqo.io/*`, v1.x
+    /// `liqo.io/tenant-namespace=true` and `liqo.io/remote-cluster-id`.
+    async fn tenants(&self, client: &Client) -> BTreeMap<String, String> {
+        let (marker, id_label) = match self.generation {
+            Generation::V0_3 => (TENANT_NAMESPACE_LABEL, TENANT_CLUSTER_ID_LABEL),
+            Generation::V1 => (V1_TENANT_NAMESPACE_LABEL, REMOTE_CLUSTER_ID_LABEL),
+        };
+        let api: Api<Namespace> = Api::all(client.clone());
+        let lp = ListParams::default().labels(&format!("{marker}=true,{id_label}"));
+        let Ok(list) = api.list(&lp).await else { return BTreeMap::new() };
+        list.items.iter().filter_map(|n| Some((n.labels().get(id_label)?.clone(), n.name_any()))).collect()
     }
 
     /// The remote clusters: v0.3's virtual Nodes; v1.x's VirtualNodes with their Node's labels.
@@ -334,6 +351,7 @@ pub async fn gather(
             })
             .collect();
     }
+    f.tenants = adapter.tenants(client).await;
     f.nodes = adapter.nodes(client).await?;
     let lp = ListParams::default().labels(&adapter.map_selector);
     let mut maps: Vec<NamespaceMap> =
@@ -349,7 +367,7 @@ pub async fn gather(
     let status = obj.status.clone().unwrap_or_default();
     for id in cluster_ids(&f.nodes, &f.maps, status.remote_namespaces_conditions.keys()) {
         let wanted = wanted_name(f.maps.get(&id), namespace);
-        let remote = match remotes.get(client, &id, &tenant_namespace(&id)).await {
+        let remote = match remotes.get(client, &id, &tenant_of(&f.tenants, &id)).await {
             Ok(Some(remote)) => remote,
             Ok(None) => continue,
             Err(e) => {
@@ -390,6 +408,11 @@ fn cluster_ids<'a>(
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// The tenant namespace of a remote cluster: the one labelled for it, else the conventional name.
+fn tenant_of(tenants: &BTreeMap<String, String>, id: &str) -> String {
+    tenants.get(id).cloned().unwrap_or_else(|| tenant_namespace(id))
 }
 
 /// The remote name the map has for `namespace`, else the one it wants.
@@ -605,16 +628,24 @@ pub fn judge(f: &Facts) -> Report {
             r.notes.push(format!("cluster {id} has no virtual node: the peering may be gone"));
         }
         // A map that does not decode is reported as such already.
-        if map.is_none() && node.is_some() && !undecodable_maps.contains(&tenant_namespace(&id).as_str()) {
+        let tenant = tenant_of(&f.tenants, &id);
+        if map.is_none() && node.is_some() && !undecodable_maps.contains(&tenant.as_str()) {
             let (cause, fix) = match g {
                 Generation::V0_3 => (
-                    format!("cluster {id} has no NamespaceMap in {}", tenant_namespace(&id)),
+                    format!("cluster {id} has no NamespaceMap in {tenant}"),
                     format!("check that {} is running", controller(g)),
+                ),
+                Generation::V1 if !f.tenants.contains_key(&id) => (
+                    format!(
+                        "cluster {id} has no tenant namespace (labelled {V1_TENANT_NAMESPACE_LABEL}=true and {REMOTE_CLUSTER_ID_LABEL}={id}), so Liqo makes no NamespaceMap for it"
+                    ),
+                    format!(
+                        "the peering with cluster {id} is incomplete: check it (liqoctl info peer {id}), or label its tenant namespace"
+                    ),
                 ),
                 Generation::V1 => (
                     format!(
-                        "cluster {id} has no NamespaceMap that Liqo reads (named {id}, labelled {REPLICATION_LABEL}=true and {REMOTE_ID_LABEL}={id}, in {})",
-                        tenant_namespace(&id)
+                        "cluster {id} has no NamespaceMap that Liqo reads (named {id}, labelled {REPLICATION_LABEL}=true and {REMOTE_ID_LABEL}={id}, in {tenant})"
                     ),
                     format!(
                         "Liqo's VirtualNode controller creates it: check that liqo-controller-manager is running and that the VirtualNode of cluster {id} exists (kubectl get virtualnodes -A)"
@@ -870,6 +901,7 @@ mod tests {
                        "remoteNamespacesConditions": {REMOTE: [{"type": "Ready", "status": "True"}]}}),
             )),
             local_cluster_id: Some(LOCAL.into()),
+            tenants: [(REMOTE.to_string(), format!("liqo-tenant-{REMOTE}"))].into(),
             nodes: vec![node()],
             maps: [(REMOTE.to_string(), map(Some(&remote_name), Some((&remote_name, current))))].into(),
             ..Default::default()
@@ -1041,6 +1073,14 @@ mod tests {
         assert_eq!(
             judge(&f).problems[0].cause,
             "cluster calm-sea has no NamespaceMap in liqo-tenant-calm-sea"
+        );
+        // v1.x finds the tenant namespace by label; without one the peering is incomplete.
+        let mut f = facts(Generation::V1, "InProgress", "Accepted");
+        f.maps.clear();
+        f.tenants.clear();
+        assert_eq!(
+            judge(&f).problems[0].cause,
+            "cluster calm-sea has no tenant namespace (labelled liqo.io/tenant-namespace=true and liqo.io/remote-cluster-id=calm-sea), so Liqo makes no NamespaceMap for it"
         );
     }
 

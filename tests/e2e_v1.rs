@@ -96,6 +96,8 @@ async fn serve_and_diagnose_on_liqo_v1() {
     // A remote cluster the v1.x way: tenant namespace and VirtualNode, no Node (its spec.labels count).
     let tenant = format!("liqo-tenant-{REMOTE_ID}");
     namespace(&cp, &tenant);
+    let id_label = format!("liqo.io/remote-cluster-id={REMOTE_ID}");
+    cp.kubectl_ok(&["label", "namespace", &tenant, "liqo.io/tenant-namespace=true", &id_label]);
     let vn = format!(
         "apiVersion: offloading.liqo.io/v1beta1\nkind: VirtualNode\nmetadata:\n  name: {REMOTE_ID}\n  namespace: {tenant}\nspec:\n  clusterID: {REMOTE_ID}\n  createNode: false\n  labels:\n    topology.liqo.io/region: eu-west\n"
     );
