@@ -301,5 +301,16 @@ async fn serve_and_diagnose_on_liqo_v1() {
     assert_eq!(finalizers, "");
     let log = log_of(&cp, &wh);
     assert!(!log.contains("reconcile loops started") && !log.contains("Lease"), "{log}");
+    // Every write to NamespaceOffloadings and NamespaceMaps (spec and status) came from kubectl here.
+    for kind in ["namespaceoffloadings.offloading.liqo.io", "namespacemaps.offloading.liqo.io"] {
+        let managers = support::get(
+            &cp,
+            &["get", kind, "-A", "-o", "jsonpath={.items[*].metadata.managedFields[*].manager}"],
+        );
+        assert!(!managers.is_empty(), "{kind}");
+        for m in managers.split_whitespace() {
+            assert!(m.starts_with("kubectl"), "{kind} written by {m}: {managers}");
+        }
+    }
     assert!(wh.terminate().success());
 }
