@@ -70,7 +70,7 @@ impl LiqoVirtualNode {
 /// the Node named like the VirtualNode and labelled with its cluster id when there is one;
 /// otherwise the VirtualNode's `spec.labels` plus `liqo.io/remote-cluster-id` and
 /// `storage.liqo.io/available` (Liqo writes "true" when the VirtualNode lists no storage class).
-pub fn v1_virtual_nodes(virtual_nodes: &[LiqoVirtualNode], nodes: &[Node]) -> Vec<VirtualNode> {
+pub fn v1_virtual_nodes(virtual_nodes: &[LiqoVirtualNode], nodes: &[Arc<Node>]) -> Vec<VirtualNode> {
     virtual_nodes
         .iter()
         .map(|vn| {
@@ -145,8 +145,7 @@ impl ClusterView {
             Some(vns) => {
                 let vns: Vec<LiqoVirtualNode> =
                     vns.state().iter().filter_map(|o| LiqoVirtualNode::from_dynamic(o)).collect();
-                let nodes: Vec<Node> = store.state().iter().map(|n| n.as_ref().clone()).collect();
-                Some(v1_virtual_nodes(&vns, &nodes))
+                Some(v1_virtual_nodes(&vns, &store.state()))
             }
             None => Some(store.state().iter().filter_map(|n| virtual_node(n)).collect()),
         }
@@ -340,7 +339,7 @@ mod tests {
         let node: Node = serde_json::from_value(json!({"metadata": {"name": "vk-a", "labels": {
             "liqo.io/type": "virtual-node", "liqo.io/remote-cluster-id": "frosty-bird", "gpu": "true"}}}))
         .unwrap();
-        let got = v1_virtual_nodes(&[a, b], &[node]);
+        let got = v1_virtual_nodes(&[a, b], &[Arc::new(node)]);
         assert_eq!(got[0].cluster_id, "frosty-bird");
         assert_eq!(got[0].labels.get("gpu").map(String::as_str), Some("true"));
         assert_eq!(got[0].labels.get("topology.liqo.io/region"), None, "the Node's labels win");

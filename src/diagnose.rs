@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
 use k8s_openapi::api::events::v1::Event;
@@ -250,7 +251,11 @@ impl Adapter {
                     .filter_map(LiqoVirtualNode::from_dynamic)
                     .collect();
                 let lp = ListParams::default().labels(REMOTE_CLUSTER_ID_LABEL);
-                let nodes = read("virtual nodes", nodes_api.list(&lp).await)?.items;
+                let nodes: Vec<_> = read("virtual nodes", nodes_api.list(&lp).await)?
+                    .items
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect();
                 Ok(v1_virtual_nodes(&vns, &nodes))
             }
         }
