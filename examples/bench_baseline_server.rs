@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use offloading_webhook::metrics::Metrics;
-use offloading_webhook::server::{serve_tls, tls};
+use offloading_webhook::server::{Drain, serve_tls, tls};
 use tokio_util::sync::CancellationToken;
 
 async fn echo(body: Bytes) -> axum::Json<serde_json::Value> {
@@ -34,6 +34,14 @@ async fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         s.cancel();
     });
-    serve_tls(listener, tls::server_config(store)?, app, metrics, stop, Duration::from_secs(1)).await;
+    serve_tls(
+        listener,
+        tls::server_config(store)?,
+        app,
+        metrics,
+        stop,
+        Drain { delay: Duration::ZERO, timeout: Duration::from_secs(1) },
+    )
+    .await;
     Ok(())
 }

@@ -49,7 +49,10 @@ async fn mutate(name: &str) -> Value {
 fn patched(review_in: &[u8], review_out: &Value) -> Value {
     let input: Value = serde_json::from_slice(review_in).unwrap();
     let mut obj = input["request"]["object"].clone();
-    let bytes: Vec<u8> = serde_json::from_value(review_out["response"]["patch"].clone()).unwrap();
+    // The API defines `patch` as base64 in JSON, as Go's encoding of []byte.
+    use base64::Engine as _;
+    let encoded = review_out["response"]["patch"].as_str().expect("the patch is a base64 string");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
     let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
     json_patch::patch(&mut obj, &patch).unwrap();
     obj
@@ -224,6 +227,116 @@ async fn metrics_count_reviews_by_endpoint_operation_and_result() {
     assert!(text.contains(r#"offloading_webhook_admission_reviews_total{endpoint="validate",operation="CREATE",result="allowed"} 1"#));
     assert!(
         text.contains("offloading_webhook_admission_review_duration_seconds_count{endpoint=\"validate\"} 2")
+    );
+}
+
+/// A review of a CREATE whose one `In` expression lists `n` bad values.
+fn review_with_values(n: usize, operation: &str) -> Vec<u8> {
+    let values: Vec<String> = (0..n).map(|i| format!("bad value {i}")).collect();
+    let obj = json!({
+        "apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
+        "metadata": {"name": "offloading", "namespace": "web"},
+        "spec": {"clusterSelector": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "region", "operator": "In", "values": values}]}]}}
+    });
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "big-1",
+            "kind": {"group": "offloading.liqo.io", "version": "v1alpha1", "kind": "NamespaceOffloading"},
+            "resource": {"group": "offloading.liqo.io", "version": "v1alpha1", "resource": "namespaceoffloadings"},
+            "operation": operation, "userInfo": {"username": "admin"},
+            "name": "offloading", "namespace": "web", "object": obj
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_huge_selector_gets_a_short_too_many_answer_and_a_short_annotation() {
+    let body = review_with_values(100_000, "CREATE");
+    assert!(body.len() > 1_000_000, "{}", body.len());
+    let (status, v) =
+        post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["response"]["allowed"], false);
+    assert_eq!(
+        v["response"]["status"]["message"],
+        "spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].values: Too many: 100000: must have at most 256 items"
+    );
+    assert!(v.to_string().len() < 1024);
+
+    let (status, v) = post_with(state(Enforcement::Deny), "/mutate/namespace-offloading", body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let obj = patched(&body, &v);
+    let annotation = obj["metadata"]["annotations"]["liqo.io/scheduling-enabled"].as_str().unwrap();
+    assert!(annotation.len() < 1024, "{}", annotation.len());
+    assert!(annotation.starts_with("Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].values: Too many: 100000"), "{annotation}");
+}
+
+#[tokio::test]
+async fn many_bad_values_under_the_limit_list_ten_and_count_the_rest() {
+    let body = review_with_values(200, "CREATE");
+    let (_, v) = post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body.clone()).await;
+    let msg = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.starts_with(r#"[spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].values[0]: Invalid value: "bad value 0": a valid label value must consist of"#), "{msg}");
+    assert!(msg.ends_with(", and 190 more errors]"), "{msg}");
+    assert!(msg.len() < 4096, "{}", msg.len());
+
+    let (_, v) = post_with(state(Enforcement::Deny), "/mutate/namespace-offloading", body.clone()).await;
+    let obj = patched(&body, &v);
+    let annotation = obj["metadata"]["annotations"]["liqo.io/scheduling-enabled"].as_str().unwrap();
+    assert!(annotation.ends_with("(and 199 more errors)"), "{annotation}");
+    assert!(annotation.len() < 1024);
+
+    let (_, v) = post_with(state(Enforcement::Warn), "/validate/namespace-offloading", body).await;
+    let warnings = v["response"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 11);
+    assert_eq!(warnings[10], "... and 190 more errors that would deny it");
+}
+
+#[tokio::test]
+async fn a_huge_value_is_quoted_short() {
+    let obj_value = "x".repeat(2_000_000);
+    let body = String::from_utf8(review_with_values(1, "CREATE")).unwrap().replace("bad value 0", &obj_value);
+    let (_, v) =
+        post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body.into_bytes()).await;
+    let msg = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.len() < 1024, "{}", msg.len());
+    assert!(msg.contains("(2000000 characters in all)"), "{msg}");
+}
+
+#[tokio::test]
+async fn every_error_answer_is_json() {
+    let get = |path: &str, method: &str, ct: Option<&str>| {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(ct) = ct {
+            b = b.header("content-type", ct);
+        }
+        let req = b.body(Body::from("{}")).unwrap();
+        async move {
+            let resp = router(state(Enforcement::Deny)).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: Value =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {bytes:?}"));
+            (status, ctype, v)
+        }
+    };
+    let (status, ctype, v) = get("/nowhere", "POST", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(ctype.as_deref(), Some("application/json"));
+    assert_eq!(v["code"], 404);
+    assert!(v["error"].as_str().unwrap().starts_with(r#"no such path "/nowhere""#), "{v}");
+    let (status, _, v) = get("/validate/namespace-offloading", "GET", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(v["error"], "method GET is not allowed here: send the AdmissionReview with POST");
+    let (status, _, v) = get("/mutate/namespace-offloading", "POST", Some("text/plain")).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        v["error"],
+        r#"content type "text/plain" is not supported: send the AdmissionReview as application/json"#
     );
 }
 

@@ -9,7 +9,7 @@ use offloading_webhook::admission::{AdmissionState, Enforcement, router};
 use offloading_webhook::certs;
 use offloading_webhook::cluster::ClusterView;
 use offloading_webhook::metrics::Metrics;
-use offloading_webhook::server::{serve_tls, tls};
+use offloading_webhook::server::{Drain, serve_tls, tls};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::AsyncWriteExt;
@@ -41,8 +41,14 @@ async fn start() -> Server {
         metrics: metrics.clone(),
     });
     let stop = CancellationToken::new();
-    let task =
-        tokio::spawn(serve_tls(listener, config, app, metrics.clone(), stop.clone(), Duration::from_secs(5)));
+    let task = tokio::spawn(serve_tls(
+        listener,
+        config,
+        app,
+        metrics.clone(),
+        stop.clone(),
+        Drain { delay: Duration::ZERO, timeout: Duration::from_secs(5) },
+    ));
     Server { addr, store, metrics, stop, task, dir }
 }
 

@@ -6,17 +6,19 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::review::{self, Endpoint, Enforcement};
+use super::wire;
 use crate::cluster::ClusterView;
 use crate::metrics::{EndpointLabels, Metrics, ReviewLabels};
 use crate::offloading::Context;
+use crate::offloading::field::truncate;
 
 /// The largest review body accepted (SPEC §3).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -35,21 +37,75 @@ pub struct AdmissionState {
 /// (`server` adds the probes next to them.)
 pub fn router(state: AdmissionState) -> Router {
     Router::new()
-        .route("/validate/namespace-offloading", post(validate))
-        .route("/mutate/namespace-offloading", post(mutate))
+        .route("/validate/namespace-offloading", post(validate).fallback(method_not_allowed))
+        .route("/mutate/namespace-offloading", post(mutate).fallback(method_not_allowed))
+        .fallback(not_found)
         .with_state(state)
 }
 
-async fn validate(State(s): State<AdmissionState>, body: Body) -> Response {
-    handle(s, Endpoint::Validate, body).await
+/// A JSON error body, as every answer that is not an AdmissionReview gets.
+pub fn json_error(code: StatusCode, message: &str) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "error": message, "code": code.as_u16() }).to_string(),
+    )
+        .into_response()
 }
 
-async fn mutate(State(s): State<AdmissionState>, body: Body) -> Response {
-    handle(s, Endpoint::Mutate, body).await
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let path = truncate(uri.path(), 256);
+    json_error(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "no such path {path:?}: the webhooks are POST /validate/namespace-offloading and POST \
+             /mutate/namespace-offloading; probes GET /healthz, /readyz, /livez"
+        ),
+    )
 }
 
-async fn handle(s: AdmissionState, endpoint: Endpoint, body: Body) -> Response {
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    let mut resp = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method {method} is not allowed here: send the AdmissionReview with POST"),
+    );
+    resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    resp
+}
+
+async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Body) -> Response {
+    handle(s, Endpoint::Validate, &headers, body).await
+}
+
+async fn mutate(State(s): State<AdmissionState>, headers: HeaderMap, body: Body) -> Response {
+    handle(s, Endpoint::Mutate, &headers, body).await
+}
+
+/// The API server sends `application/json`; no content type at all is taken as JSON too.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_none_or(|v| {
+        v.to_str().is_ok_and(|v| {
+            let mime = v.split(';').next().unwrap_or_default().trim();
+            mime.eq_ignore_ascii_case("application/json")
+        })
+    })
+}
+
+async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
+    if !is_json(headers) {
+        let got =
+            headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        return bad_body(
+            &s,
+            endpoint,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "content type {:?} is not supported: send the AdmissionReview as application/json",
+                truncate(got.as_deref().unwrap_or_default(), 128)
+            ),
+        );
+    }
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -116,19 +172,22 @@ async fn handle(s: AdmissionState, endpoint: Endpoint, body: Body) -> Response {
         .review_seconds
         .get_or_create(&EndpointLabels { endpoint: endpoint.as_str() })
         .observe(started.elapsed().as_secs_f64());
-    axum::Json(answer.review).into_response()
+    match wire::to_json(answer.review) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            // Our own types always serialize; if that ever breaks, say so rather than answer nothing.
+            error!(error = %e, "could not serialize an AdmissionReview answer");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "could not serialize the answer")
+        }
+    }
 }
 
 fn bad_body(s: &AdmissionState, endpoint: Endpoint, code: StatusCode, message: String) -> Response {
+    let message = truncate(&message, 1024);
     warn!(endpoint = endpoint.as_str(), status = code.as_u16(), %message, "rejected a request body");
     s.metrics
         .reviews
         .get_or_create(&ReviewLabels { endpoint: endpoint.as_str(), operation: "unknown", result: "invalid" })
         .inc();
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "error": message, "code": code.as_u16() }).to_string(),
-    )
-        .into_response()
+    json_error(code, &message)
 }

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod review;
+pub mod wire;
 
 pub use http::{AdmissionState, MAX_BODY_BYTES, router};
 pub use review::{Endpoint, Enforcement};

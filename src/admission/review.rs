@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tracing::{error, warn};
 
 use crate::crd::{NamespaceOffloading, SCHEDULING_ENABLED};
+use crate::offloading::field::{MAX_LISTED_ERRORS, truncate};
 use crate::offloading::{Context, Verdict, review_create, review_update, scheduling_annotation};
 
 /// The API group whose NamespaceOffloadings are judged.
@@ -42,6 +43,9 @@ impl Endpoint {
         }
     }
 }
+
+/// The most of a request's own text (a path, a decode error) that a message quotes.
+const MAX_QUOTED_BYTES: usize = 512;
 
 /// A body that is not an AdmissionReview at all: answered with HTTP 400, not a review.
 #[derive(Debug, thiserror::Error)]
@@ -137,12 +141,13 @@ fn judge(
     verdict: Verdict,
     enforcement: Enforcement,
 ) -> (AdmissionResponse, Outcome) {
-    let mut warnings = verdict.warnings.clone();
+    let mut warnings = bounded(verdict.warnings.iter().cloned(), verdict.warnings.len(), "warnings");
     let outcome = if verdict.allowed() {
         Outcome::Allowed
     } else if enforcement == Enforcement::Warn {
-        warnings
-            .splice(0..0, verdict.errors.iter().map(|e| format!("would be denied (enforcement=warn): {e}")));
+        let would = verdict.errors.iter().map(|e| format!("would be denied (enforcement=warn): {e}"));
+        let would = bounded(would, verdict.errors.len(), "errors that would deny it");
+        warnings.splice(0..0, would);
         Outcome::Warned
     } else {
         Outcome::Denied
@@ -154,6 +159,16 @@ fn judge(
         resp.warnings = Some(warnings);
     }
     (resp, outcome)
+}
+
+/// At most [`MAX_LISTED_ERRORS`] of `total` items, then one line counting the rest: kubectl prints
+/// each warning on its own line, and the API server keeps only a few KiB of them.
+fn bounded(items: impl Iterator<Item = String>, total: usize, what: &str) -> Vec<String> {
+    let mut out: Vec<String> = items.take(MAX_LISTED_ERRORS).collect();
+    if total > MAX_LISTED_ERRORS {
+        out.push(format!("... and {} more {what}", total - MAX_LISTED_ERRORS));
+    }
+    out
 }
 
 /// Sets `liqo.io/scheduling-enabled`, and nothing else, when it does not already hold the value.
@@ -201,6 +216,8 @@ fn not_ours(
         Some(s) if !s.is_empty() => format!("{}/{}/{}", gvr.group, gvr.resource, s),
         _ => format!("{}/{} {}", gvr.group, gvr.resource, gvr.version),
     };
+    // A hand-made review may carry anything here; what we quote stays short.
+    let what = truncate(&what, MAX_QUOTED_BYTES);
     error!(resource = %what, "received a review for a resource this webhook does not judge: check the webhook configuration's rules");
     let mut resp = resp;
     resp.warnings = Some(vec![format!(
@@ -224,6 +241,7 @@ fn undecodable(
         return Ok(not_ours(resp, &req.resource, req.sub_resource.as_deref(), operation));
     }
     let path = typed_err.path().to_string();
+    let path = truncate(&path, MAX_QUOTED_BYTES).into_owned();
     let (which, field) = match path.split_once('.') {
         Some(("request", rest)) => match rest.split_once('.') {
             Some((w @ ("object" | "oldObject"), field)) => (w, field.to_owned()),
@@ -231,9 +249,11 @@ fn undecodable(
         },
         _ => ("request", path.clone()),
     };
-    // The position is in the review body, which the person at kubectl never saw.
+    // The position is in the review body, which the person at kubectl never saw; serde quotes the
+    // offending value, which may be megabytes long.
     let inner = typed_err.inner().to_string();
     let inner = inner.rsplit_once(" at line ").map_or(inner.as_str(), |(head, _)| head);
+    let inner = truncate(inner, MAX_QUOTED_BYTES);
     let message = if which == "request" {
         format!("the AdmissionReview request could not be read: {field}: {inner}")
     } else {

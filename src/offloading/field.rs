@@ -3,6 +3,12 @@
 
 use std::fmt;
 
+/// How many errors a message lists in full; the rest are counted (`and N more errors`), so that a
+/// selector with thousands of bad values gets a denial of a few KiB, not megabytes.
+pub const MAX_LISTED_ERRORS: usize = 10;
+/// How much of a value a message quotes.
+pub const MAX_QUOTED_CHARS: usize = 128;
+
 /// One problem with one field of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -15,6 +21,8 @@ pub struct FieldError {
 pub enum FieldErrorKind {
     /// The value is not one of a fixed set.
     Unsupported { value: String, supported: Vec<String> },
+    /// A list longer than any real selector needs.
+    TooMany { actual: usize, max: usize },
     /// The value is malformed; `detail` says what is expected.
     Invalid { value: String, detail: String },
     /// A value is needed and missing.
@@ -28,7 +36,7 @@ impl FieldError {
         Self {
             path: path.into(),
             kind: FieldErrorKind::Unsupported {
-                value: value.to_owned(),
+                value: clip(value),
                 supported: supported.iter().map(|s| (*s).to_owned()).collect(),
             },
         }
@@ -37,7 +45,7 @@ impl FieldError {
     pub fn invalid(path: impl Into<String>, value: &str, detail: impl Into<String>) -> Self {
         Self {
             path: path.into(),
-            kind: FieldErrorKind::Invalid { value: value.to_owned(), detail: detail.into() },
+            kind: FieldErrorKind::Invalid { value: clip(value), detail: detail.into() },
         }
     }
 
@@ -48,6 +56,41 @@ impl FieldError {
     pub fn forbidden(path: impl Into<String>, detail: impl Into<String>) -> Self {
         Self { path: path.into(), kind: FieldErrorKind::Forbidden { detail: detail.into() } }
     }
+
+    pub fn too_many(path: impl Into<String>, actual: usize, max: usize) -> Self {
+        Self { path: path.into(), kind: FieldErrorKind::TooMany { actual, max } }
+    }
+}
+
+/// Keeps at most [`MAX_QUOTED_CHARS`] characters of a value (and says how long it was), so that an
+/// error about a huge value stays small from the moment it is made.
+fn clip(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}... ({} characters in all)", &value[..end], value.chars().count()),
+    }
+}
+
+/// `s` quoted as `{:?}` quotes it, at most [`MAX_QUOTED_CHARS`] characters of it.
+pub fn quoted(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => format!("{s:?}"),
+        Some((end, _)) => {
+            format!("{:?} (truncated: {} characters in all)", format!("{}...", &s[..end]), s.chars().count())
+        }
+    }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary, marked when cut.
+pub fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... (truncated from {} bytes)", &s[..end], s.len()).into()
 }
 
 impl fmt::Display for FieldError {
@@ -70,20 +113,46 @@ impl fmt::Display for FieldError {
                 write!(f, "{}: Required value: {detail}", self.path)
             }
             FieldErrorKind::Forbidden { detail } => write!(f, "{}: Forbidden: {detail}", self.path),
+            FieldErrorKind::TooMany { actual, max } => {
+                write!(f, "{}: Too many: {actual}: must have at most {max} items", self.path)
+            }
         }
     }
 }
 
-/// Joins errors as Kubernetes' `ErrorList.ToAggregate()` does: one error alone, several as `[a, b]`.
+/// Joins errors as Kubernetes' `ErrorList.ToAggregate()` does: one error alone, several as
+/// `[a, b]`; past [`MAX_LISTED_ERRORS`], the rest as `and N more errors`.
 pub fn aggregate(errors: &[FieldError]) -> String {
     match errors {
         [] => String::new(),
         [one] => one.to_string(),
         many => {
-            let parts: Vec<String> = many.iter().map(ToString::to_string).collect();
+            let mut parts: Vec<String> =
+                many.iter().take(MAX_LISTED_ERRORS).map(ToString::to_string).collect();
+            if let Some(more) = more_errors(many.len()) {
+                parts.push(more);
+            }
             format!("[{}]", parts.join(", "))
         }
     }
+}
+
+/// The first error alone, and how many others there are: for places that must stay short (the
+/// `liqo.io/scheduling-enabled` annotation, Event messages).
+pub fn first_and_count(errors: &[FieldError]) -> String {
+    match errors {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => {
+            format!("{first} (and {} more error{})", rest.len(), if rest.len() == 1 { "" } else { "s" })
+        }
+    }
+}
+
+/// `and N more errors` for a list of `total` past what is listed in full.
+pub fn more_errors(total: usize) -> Option<String> {
+    let more = total.checked_sub(MAX_LISTED_ERRORS).filter(|m| *m > 0)?;
+    Some(format!("and {more} more error{}", if more == 1 { "" } else { "s" }))
 }
 
 #[cfg(test)]
@@ -100,6 +169,28 @@ mod tests {
         assert_eq!(
             aggregate(&[r.clone(), FieldError::forbidden("spec.z", "no")]),
             "[spec.y: Required value: must be set, spec.z: Forbidden: no]"
+        );
+    }
+
+    #[test]
+    fn long_lists_and_long_values_stay_short() {
+        let many: Vec<FieldError> =
+            (0..100_000).map(|i| FieldError::invalid(format!("spec.v[{i}]"), "x y", "bad")).collect();
+        let msg = aggregate(&many);
+        assert!(msg.starts_with(r#"[spec.v[0]: Invalid value: "x y": bad, spec.v[1]: "#), "{msg}");
+        assert!(msg.ends_with(r#"spec.v[9]: Invalid value: "x y": bad, and 99990 more errors]"#), "{msg}");
+        assert_eq!(first_and_count(&many[..2]), r#"spec.v[0]: Invalid value: "x y": bad (and 1 more error)"#);
+        let huge = "a".repeat(3_000_000);
+        let e = FieldError::invalid("spec.k", &huge, "too long");
+        let shown = e.to_string();
+        assert!(shown.len() < 300, "{}", shown.len());
+        assert!(shown.contains("... (3000000 characters in all)"), "{shown}");
+        assert_eq!(quoted("short"), r#""short""#);
+        assert!(quoted(&huge).ends_with("(truncated: 3000000 characters in all)"));
+        assert_eq!(truncate("héllo", 2), "h... (truncated from 6 bytes)");
+        assert_eq!(
+            FieldError::too_many("spec.x", 300, 256).to_string(),
+            "spec.x: Too many: 300: must have at most 256 items"
         );
     }
 }

@@ -115,7 +115,7 @@ pub enum RemoteNameError {
         ns_len = namespace.len()
     )]
     DefaultNameTooLong { name: String, namespace: String, cluster_id: String, max_namespace: usize },
-    #[error("the remote namespace name {name:?} ({len} characters) is not a valid namespace name: {problem}; choose another spec.remoteNamespaceName", len = name.len())]
+    #[error("the remote namespace name {shown} ({len} characters) is not a valid namespace name: {problem}; choose another spec.remoteNamespaceName", shown = super::field::quoted(name), len = name.len())]
     InvalidName { name: String, problem: String },
     #[error(
         "the remote namespace name {name:?} is a namespace every Kubernetes cluster already has: \

@@ -10,7 +10,7 @@ use crate::crd::{
     PodOffloadingStrategy,
 };
 
-use super::field::{FieldError, aggregate};
+use super::field::{FieldError, aggregate, first_and_count};
 use super::names::{RemoteNameError, remote_namespace_name};
 use super::selector::{self, NodeFacts, SELECTOR_PATH};
 
@@ -258,6 +258,12 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&[VirtualNode
         v.errors.push(missing_terms_error());
         return false;
     };
+    // Bounded before any per-term work, on every generation (SPEC §3).
+    let too_many = selector::too_many(sel);
+    if !too_many.is_empty() {
+        v.errors.extend(too_many);
+        return false;
+    }
     let reading = selector::read_lazily(sel);
     v.warnings.extend(reading.meaningless.iter().cloned());
     if reading.broken.is_empty() {
@@ -341,14 +347,20 @@ pub fn scheduling_annotation(spec: &NamespaceOffloadingSpec, generation: Generat
         (Generation::V0_3, _) => selector_errors(spec),
         (Generation::V1, None) => vec![missing_terms_error()],
         (Generation::V1, Some(sel)) => {
-            let reading = selector::read_lazily(sel);
-            if reading.all_broken() { reading.errors() } else { Vec::new() }
+            let too_many = selector::too_many(sel);
+            if !too_many.is_empty() {
+                too_many
+            } else {
+                let reading = selector::read_lazily(sel);
+                if reading.all_broken() { reading.errors() } else { Vec::new() }
+            }
         }
     };
     if errors.is_empty() {
         "true".to_owned()
     } else {
-        format!("Invalid Cluster Selector : {}", aggregate(&errors))
+        // Annotations share 256 KiB per object: the first error and a count, never the whole list.
+        format!("Invalid Cluster Selector : {}", first_and_count(&errors))
     }
 }
 
@@ -656,9 +668,22 @@ mod tests {
             assert!(v.message().contains("nodeSelectorTerms[1].matchExpressions[0].values: Required value"));
         }
         let a = scheduling_annotation(&o.spec, Generation::V1);
+        assert!(a.starts_with("Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms[1]"), "{a}");
+        assert!(a.ends_with("(and 1 more error)"), "{a}");
+    }
+
+    #[test]
+    fn v1_selectors_past_the_limits_are_refused_too() {
+        let terms: Vec<serde_json::Value> =
+            (0..33).map(|_| json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]})).collect();
+        let o = obj(sel(json!(terms)));
+        assert_eq!(
+            errors(&review_create(&o, "web", &v1(None))),
+            vec!["spec.clusterSelector.nodeSelectorTerms: Too many: 33: must have at most 32 items"]
+        );
         assert!(
-            a.starts_with("Invalid Cluster Selector : [spec.clusterSelector.nodeSelectorTerms[1]"),
-            "{a}"
+            scheduling_annotation(&o.spec, Generation::V1)
+                .ends_with("Too many: 33: must have at most 32 items")
         );
     }
 

@@ -17,9 +17,65 @@ const FIELD_OPERATORS: [&str; 2] = ["In", "NotIn"];
 /// The only field a matchFields requirement may name.
 pub const NODE_NAME_FIELD: &str = "metadata.name";
 
-/// Every syntax problem of the selector, each with its field path.
-pub fn validate(selector: &NodeSelector) -> Vec<FieldError> {
+/// Limits far above what any real selector needs (Kubernetes' DRA device selectors stop at 32;
+/// 256 values name every cluster of a large fleet). Past them a selector is refused with `Too many`
+/// before any per-value work, so one review cannot make the webhook do unbounded work.
+pub const MAX_TERMS: usize = 32;
+pub const MAX_REQUIREMENTS_PER_TERM: usize = 32;
+pub const MAX_VALUES_PER_REQUIREMENT: usize = 256;
+pub const MAX_VALUES: usize = 1024;
+
+/// `Too many` errors for lists over the limits; empty when the selector is within them.
+pub fn too_many(selector: &NodeSelector) -> Vec<FieldError> {
+    let terms = &selector.node_selector_terms;
+    let terms_path = format!("{SELECTOR_PATH}.nodeSelectorTerms");
+    if terms.len() > MAX_TERMS {
+        return vec![FieldError::too_many(terms_path, terms.len(), MAX_TERMS)];
+    }
     let mut errors = Vec::new();
+    let mut total = 0usize;
+    for (i, term) in terms.iter().enumerate() {
+        let lists = [("matchExpressions", &term.match_expressions), ("matchFields", &term.match_fields)];
+        for (name, reqs) in lists {
+            let reqs = reqs.as_deref().unwrap_or_default();
+            if reqs.len() > MAX_REQUIREMENTS_PER_TERM {
+                errors.push(FieldError::too_many(
+                    format!("{terms_path}[{i}].{name}"),
+                    reqs.len(),
+                    MAX_REQUIREMENTS_PER_TERM,
+                ));
+                continue;
+            }
+            for (j, req) in reqs.iter().enumerate() {
+                let n = req.values.as_ref().map_or(0, Vec::len);
+                total += n;
+                if n > MAX_VALUES_PER_REQUIREMENT {
+                    errors.push(FieldError::too_many(
+                        format!("{terms_path}[{i}].{name}[{j}].values"),
+                        n,
+                        MAX_VALUES_PER_REQUIREMENT,
+                    ));
+                }
+            }
+        }
+    }
+    if errors.is_empty() && total > MAX_VALUES {
+        errors.push(FieldError::too_many(
+            format!("{terms_path}[*].values (all terms together)"),
+            total,
+            MAX_VALUES,
+        ));
+    }
+    errors
+}
+
+/// Every syntax problem of the selector, each with its field path. A selector over the limits of
+/// [`too_many`] gets only those errors.
+pub fn validate(selector: &NodeSelector) -> Vec<FieldError> {
+    let mut errors = too_many(selector);
+    if !errors.is_empty() {
+        return errors;
+    }
     for (i, term) in selector.node_selector_terms.iter().enumerate() {
         let term_path = format!("{SELECTOR_PATH}.nodeSelectorTerms[{i}]");
         for (j, req) in term.match_expressions.iter().flatten().enumerate() {
@@ -435,6 +491,37 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn lists_past_the_limits_are_refused_before_any_value_is_judged() {
+        let bad: Vec<String> = (0..100_000).map(|i| format!("bad value {i}")).collect();
+        let s = selector(json!([{"matchExpressions": [{"key": "region", "operator": "In", "values": bad}]}]));
+        assert_eq!(
+            messages(&s),
+            vec![
+                "spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].values: Too many: 100000: must have at most 256 items"
+            ]
+        );
+        let terms: Vec<serde_json::Value> =
+            (0..33).map(|_| json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]})).collect();
+        assert_eq!(
+            messages(&selector(json!(terms))),
+            vec!["spec.clusterSelector.nodeSelectorTerms: Too many: 33: must have at most 32 items"]
+        );
+        let values: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+        let term = json!({"matchExpressions": [{"key": "a", "operator": "In", "values": values}]});
+        let six: Vec<serde_json::Value> = (0..6).map(|_| term.clone()).collect();
+        assert_eq!(
+            messages(&selector(json!(six))),
+            vec![
+                "spec.clusterSelector.nodeSelectorTerms[*].values (all terms together): Too many: 1200: must have at most 1024 items"
+            ]
+        );
+        let at_limit: Vec<String> = (0..256).map(|i| format!("v{i}")).collect();
+        let ok =
+            selector(json!([{"matchExpressions": [{"key": "a", "operator": "In", "values": at_limit}]}]));
+        assert!(validate(&ok).is_empty());
     }
 
     #[test]

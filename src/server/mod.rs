@@ -48,25 +48,56 @@ pub enum ServeError {
     LiqoApi(#[from] crate::liqo_api::LiqoApiError),
 }
 
-/// Serves `app` over TLS on `listener` until `stop` is cancelled, then lets in-flight requests
-/// finish (at most `drain`). Each connection is its own task: a bad or slow handshake touches
-/// nothing else.
+/// How a stopping server hands its clients over (SPEC §3, Shutdown).
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// After `stop`, keep accepting and answering this long (with /readyz failing and HTTP/1.1
+    /// answers saying `Connection: close`), so that the API server, which learns of the endpoint
+    /// change late and keeps pooled keep-alive connections, has moved elsewhere before the
+    /// listener closes.
+    pub delay: Duration,
+    /// Then at most this long for in-flight reviews to finish.
+    pub timeout: Duration,
+}
+
+/// Serves `app` over TLS on `listener` until `stop` is cancelled, then drains (see [`Drain`]):
+/// answers go on for `drain.delay`, each HTTP/1.1 connection closed after its next answer; then
+/// the listener closes, h2 clients get GOAWAY, idle connections are closed and in-flight requests
+/// finish (at most `drain.timeout`). Each connection is its own task: a bad or slow handshake
+/// touches nothing else.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     app: Router,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-    drain: Duration,
+    drain: Drain,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
+    let app = app.layer(axum::middleware::from_fn_with_state(stop.clone(), close_while_draining));
+    // Cancelled when the listener closes, `drain.delay` after `stop`.
+    let closing = CancellationToken::new();
+    tokio::spawn({
+        let (stop, closing) = (stop.clone(), closing.clone());
+        async move {
+            stop.cancelled().await;
+            if !drain.delay.is_zero() {
+                info!(
+                    delay_seconds = drain.delay.as_secs_f64(),
+                    "draining: /readyz fails, reviews are still answered until the API server routes elsewhere"
+                );
+                tokio::time::sleep(drain.delay).await;
+            }
+            closing.cancel();
+        }
+    });
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = closing.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -78,19 +109,19 @@ pub async fn serve_tls(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, app, metrics, builder, watcher, stop) = (
+        let (acceptor, app, metrics, builder, watcher, closing) = (
             acceptor.clone(),
             app.clone(),
             metrics.clone(),
             builder.clone(),
             graceful.watcher(),
-            stop.clone(),
+            closing.clone(),
         );
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-            // A client still handshaking at shutdown has sent no request: drop it, don't wait.
+            // A client still handshaking when the listener closes has sent no request: drop it.
             let handshake = tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = closing.cancelled() => return,
                 h = handshake => h,
             };
             let stream = match handshake {
@@ -114,11 +145,29 @@ pub async fn serve_tls(
         });
     }
     drop(listener);
-    info!("stopped accepting; finishing in-flight requests");
+    info!("stopped accepting; closing idle connections, GOAWAY to h2 clients, finishing in-flight requests");
     tokio::select! {
         _ = graceful.shutdown() => info!("all connections closed"),
-        _ = tokio::time::sleep(drain) => warn!(drain_seconds = drain.as_secs(), "connections still open after the drain period; closing them"),
+        _ = tokio::time::sleep(drain.timeout) => warn!(drain_seconds = drain.timeout.as_secs(), "connections still open after the drain period; closing them"),
     }
+}
+
+/// While draining, every HTTP/1.1 answer closes its connection: a pooled keep-alive connection is
+/// retired after a request it was already carrying, never closed under a request in flight (Go's
+/// client does not retry a POST on a reused connection). h2 has GOAWAY for this, sent when the
+/// listener closes.
+async fn close_while_draining(
+    State(stop): State<CancellationToken>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let http1 = req.version() < axum::http::Version::HTTP_2;
+    let mut resp = next.run(req).await;
+    if http1 && stop.is_cancelled() {
+        resp.headers_mut()
+            .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// What the probes report.
@@ -246,7 +295,8 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
         }
     };
     tokio::spawn(mark_draining);
-    serve_tls(webhook, tls, app, metrics, webhook_stop, cfg.drain_timeout()).await;
+    let drain = Drain { delay: cfg.shutdown_delay(), timeout: cfg.drain_timeout() };
+    serve_tls(webhook, tls, app, metrics, webhook_stop, drain).await;
     if let Some(r) = reconciler {
         let _ = r.await;
     }

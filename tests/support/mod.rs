@@ -4,6 +4,8 @@
 //! test sees another's objects.
 #![allow(dead_code)]
 
+pub mod serving;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
