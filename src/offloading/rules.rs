@@ -281,8 +281,12 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&[VirtualNode
         .collect();
     if !unmatched.is_empty() {
         v.errors.extend(reading.errors());
-        let which: Vec<String> =
-            unmatched.iter().map(|n| format!("{} (node {})", n.cluster_id, n.name)).collect();
+        // A few clusters name the problem; a fleet of them would only make the answer long.
+        let mut which: Vec<String> =
+            unmatched.iter().take(5).map(|n| format!("{} (node {})", n.cluster_id, n.name)).collect();
+        if unmatched.len() > 5 {
+            which.push(format!("and {} more", unmatched.len() - 5));
+        }
         v.errors.push(FieldError::forbidden(
             SELECTOR_PATH,
             format!(

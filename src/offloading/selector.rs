@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
 
-use super::field::FieldError;
+use super::field::{FieldError, quoted};
 use super::names::{dns1123_subdomain_problem, label_value_problem, qualified_name_problem};
 
 pub const SELECTOR_PATH: &str = "spec.clusterSelector";
@@ -251,12 +251,13 @@ fn meaningless_field(req: &NodeSelectorRequirement, path: &str) -> Option<String
         // Liqo compares "" with the value.
         let holds = if value.is_empty() { !not_in } else { not_in };
         return Some(format!(
-            "{path}.key: {:?} is not a node field (only \"metadata.name\" is): Liqo accepts it but \
-             compares an empty string with {value:?}, so this requirement {}; use matchExpressions \
+            "{path}.key: {} is not a node field (only \"metadata.name\" is): Liqo accepts it but \
+             compares an empty string with {}, so this requirement {}; use matchExpressions \
              on a cluster label, or key metadata.name",
-            req.key,
+            quoted(&req.key),
+            quoted(value),
             if holds {
-                "always holds and selects nothing by itself"
+                "always holds and restricts nothing"
             } else {
                 "never holds and its term matches no cluster"
             }
@@ -264,8 +265,9 @@ fn meaningless_field(req: &NodeSelectorRequirement, path: &str) -> Option<String
     }
     let problem = dns1123_subdomain_problem(value)?;
     Some(format!(
-        "{path}.values[0]: {value:?} is not a node name ({problem}): no virtual node is named so, so \
+        "{path}.values[0]: {} is not a node name ({problem}): no virtual node is named so, so \
          this requirement {}; give the name of a virtual node (kubectl get nodes -l liqo.io/type=virtual-node)",
+        quoted(value),
         if not_in {
             "always holds and excludes nothing"
         } else {
