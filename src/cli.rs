@@ -39,7 +39,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the validating and mutating webhooks, probes and metrics.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Write a development CA and a serving certificate (ca.crt, tls.crt, tls.key).
     Certs(CertsArgs),
     /// Print the CustomResourceDefinitions (what manifests/crds.yaml holds).

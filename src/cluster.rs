@@ -16,6 +16,7 @@ use kube::{Api, Client};
 use tracing::{error, info, warn};
 
 use crate::crd::{NODE_TYPE_LABEL, REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE};
+use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, explain_watch};
 use crate::offloading::names::rfc1123_label_problem;
 use crate::offloading::{Generation, VirtualNode};
 
@@ -103,6 +104,7 @@ pub struct ClusterView {
     liqo_virtual_nodes: Option<Store<DynamicObject>>,
     nodes_synced: Arc<AtomicBool>,
     id_synced: Arc<AtomicBool>,
+    faults: Faults,
 }
 
 impl ClusterView {
@@ -151,15 +153,27 @@ impl ClusterView {
         }
     }
 
-    /// Whether every cache this view relies on has synced (what `/readyz` reports).
-    pub fn synced(&self) -> Result<(), &'static str> {
-        if !self.id_synced.load(Ordering::Acquire) {
-            return Err("cluster id ConfigMap not read yet");
+    /// What keeps this process from its job, shared by everything that talks to the API.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Whether every cache this view relies on has synced and nothing is at fault (what `/readyz`
+    /// reports, with the reason).
+    pub fn synced(&self) -> Result<(), String> {
+        let waiting = if !self.id_synced.load(Ordering::Acquire) {
+            Some("cluster id ConfigMap not read yet")
+        } else if self.nodes.is_some() && !self.nodes_synced.load(Ordering::Acquire) {
+            Some("virtual node cache not synced yet")
+        } else {
+            None
+        };
+        match (waiting, self.faults.summary()) {
+            (None, None) => Ok(()),
+            (Some(w), None) => Err(w.to_owned()),
+            (None, Some(f)) => Err(f),
+            (Some(w), Some(f)) => Err(format!("{w}: {f}")),
         }
-        if self.nodes.is_some() && !self.nodes_synced.load(Ordering::Acquire) {
-            return Err("virtual node cache not synced yet");
-        }
-        Ok(())
     }
 
     /// Starts the caches against a cluster of that Liqo generation: virtual nodes always, and the
@@ -188,13 +202,35 @@ impl ClusterView {
             let vn_writer = reflector::store::Writer::<DynamicObject>::new(virtual_node_resource());
             let vn_store = vn_writer.as_reader();
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &virtual_node_resource());
+            let faults = view.faults.clone();
             tasks.push(Box::pin(async move {
                 watcher(api, watcher::Config::default())
                     .default_backoff()
                     .reflect(vn_writer)
-                    .for_each(|ev| async move {
-                        if let Err(e) = ev {
-                            warn!(error = %e, "VirtualNode watch failed; retrying");
+                    .for_each(|ev| {
+                        let faults = faults.clone();
+                        async move {
+                            match ev {
+                                Err(e) => {
+                                    let access = Access {
+                                        verb: "list and watch",
+                                        resource: "virtualnodes.offloading.liqo.io",
+                                        namespace: None,
+                                        role: CLUSTER_ROLE,
+                                    };
+                                    let problem = explain_watch(&e, access);
+                                    if faults
+                                        .set("virtualnodes", format!("Liqo v1.x VirtualNodes: {problem}"))
+                                    {
+                                        warn!(%problem, "VirtualNode watch failed; retrying");
+                                    }
+                                }
+                                Ok(_) => {
+                                    if faults.clear("virtualnodes") {
+                                        info!("VirtualNode watch works again");
+                                    }
+                                }
+                            }
                         }
                     })
                     .await;
@@ -203,6 +239,7 @@ impl ClusterView {
         });
         view.liqo_virtual_nodes = vn_store.clone();
         let synced = view.nodes_synced.clone();
+        let faults = view.faults.clone();
         tasks.push(Box::pin(async move {
             let ready = store.clone();
             tokio::spawn(async move {
@@ -218,9 +255,28 @@ impl ClusterView {
             watcher(nodes, cfg)
                 .default_backoff()
                 .reflect(writer)
-                .for_each(|ev| async move {
-                    if let Err(e) = ev {
-                        warn!(error = %e, "virtual node watch failed; retrying");
+                .for_each(|ev| {
+                    let faults = faults.clone();
+                    async move {
+                        let access = Access {
+                            verb: "list and watch",
+                            resource: "nodes",
+                            namespace: None,
+                            role: CLUSTER_ROLE,
+                        };
+                        match ev {
+                            Err(e) => {
+                                let problem = explain_watch(&e, access);
+                                if faults.set("nodes", format!("virtual nodes: {problem}")) {
+                                    warn!(%problem, "virtual node watch failed; retrying");
+                                }
+                            }
+                            Ok(_) => {
+                                if faults.clear("nodes") {
+                                    info!("virtual node watch works again");
+                                }
+                            }
+                        }
                     }
                 })
                 .await;
@@ -243,9 +299,23 @@ impl ClusterView {
                 futures::pin_mut!(stream);
                 loop {
                     match stream.try_next().await {
-                        Ok(Some(ev)) => v.apply_configmap_event(ev, &ns),
+                        Ok(Some(ev)) => {
+                            v.faults.clear("cluster-id");
+                            v.apply_configmap_event(ev, &ns)
+                        }
                         Ok(None) => break,
-                        Err(e) => warn!(error = %e, "cluster id ConfigMap watch failed; retrying"),
+                        Err(e) => {
+                            let access = Access {
+                                verb: "list and watch",
+                                resource: "configmaps",
+                                namespace: Some(&ns),
+                                role: CLUSTER_ID_ROLE,
+                            };
+                            let problem = explain_watch(&e, access);
+                            if v.faults.set("cluster-id", format!("cluster id ConfigMap: {problem}")) {
+                                warn!(%problem, "cluster id ConfigMap watch failed; retrying");
+                            }
+                        }
                     }
                 }
             }));

@@ -9,7 +9,7 @@
 //! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.
 //! - [`diagnose`]: the troubleshooting guide as one command.
 //! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
-//! - [`metrics`]: the Prometheus registry.
+//! - [`metrics`]: the Prometheus registry; [`health`]: faults `/readyz` reports, API errors explained.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
 pub mod admission;
@@ -18,6 +18,7 @@ pub mod cli;
 pub mod cluster;
 pub mod crd;
 pub mod diagnose;
+pub mod health;
 pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
@@ -38,7 +39,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(cfg) => {
             let stop = CancellationToken::new();
             tokio::spawn(stop_on_signal(stop.clone()));
-            server::run(cfg, stop).await?;
+            server::run(*cfg, stop).await?;
         }
         Command::Certs(args) => {
             let mut names = args.dns;

@@ -13,6 +13,8 @@ use kube::{Client, Error};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::health::{Access, Faults, LEASE_ROLE, explain};
+
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
     pub name: String,
@@ -32,8 +34,13 @@ enum Outcome {
 
 /// Runs `work` while this replica holds the Lease; cancels the token it got when leadership is
 /// lost. Returns when `stop` is cancelled, after releasing the Lease if held.
-pub async fn run_while_leader<F, Fut>(client: Client, cfg: LeaseConfig, stop: CancellationToken, work: F)
-where
+pub async fn run_while_leader<F, Fut>(
+    client: Client,
+    cfg: LeaseConfig,
+    faults: Faults,
+    stop: CancellationToken,
+    work: F,
+) where
     F: Fn(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -61,11 +68,40 @@ where
                     last_holder = holder;
                 }
             }
-            Err(e) => warn!(lease = %cfg.name, error = %e, "could not acquire or renew the lease"),
+            Err((verb, e)) => {
+                let access = Access {
+                    verb,
+                    resource: "leases.coordination.k8s.io",
+                    namespace: Some(&cfg.namespace),
+                    role: LEASE_ROLE,
+                };
+                let problem = format!(
+                    "the reconcile loop cannot run: Lease {}/{}: {} (the Lease's namespace is \
+                     --lease-namespace, env POD_NAMESPACE; --reconcile=false runs the webhooks alone)",
+                    cfg.namespace,
+                    cfg.name,
+                    explain(&e, access)
+                );
+                // A misconfiguration (RBAC, a missing namespace) is said once and carried by
+                // /readyz until fixed; a passing failure (an API server restart) only logged.
+                if !is_misconfiguration(&e) {
+                    warn!(lease = %cfg.name, namespace = %cfg.namespace, %problem, "could not acquire or renew the lease; retrying");
+                } else if faults.set("lease", problem.clone()) {
+                    warn!(lease = %cfg.name, namespace = %cfg.namespace, %problem, "could not acquire or renew the lease; retrying");
+                }
+                continue_after(&stop, cfg.retry).await;
+                if stop.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
         }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(cfg.retry) => {}
+        if faults.clear("lease") {
+            info!(lease = %cfg.name, namespace = %cfg.namespace, "the Lease can be used again");
+        }
+        continue_after(&stop, cfg.retry).await;
+        if stop.is_cancelled() {
+            break;
         }
     }
     if let Some((token, task)) = running.take() {
@@ -79,13 +115,29 @@ where
     }
 }
 
+/// An answer that no retry will change until someone fixes the setup.
+fn is_misconfiguration(e: &Error) -> bool {
+    matches!(e, Error::Api(s) if matches!(s.code, 401 | 403 | 404))
+}
+
+/// Waits `retry`, or less when `stop` comes first.
+async fn continue_after(stop: &CancellationToken, retry: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(retry) => {}
+    }
+}
+
 fn now() -> MicroTime {
     MicroTime(Timestamp::now())
 }
 
-async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Error> {
+/// The verb that failed, and how.
+type Failure = (&'static str, Error);
+
+async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Failure> {
     let seconds = i32::try_from(cfg.duration.as_secs()).unwrap_or(i32::MAX);
-    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+    let Some(mut lease) = api.get_opt(&cfg.name).await.map_err(|e| ("get", e))? else {
         let lease = Lease {
             metadata: ObjectMeta { name: Some(cfg.name.clone()), ..Default::default() },
             spec: Some(LeaseSpec {
@@ -102,7 +154,7 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Err
             Err(Error::Api(s)) if s.is_already_exists() => {
                 Ok(Outcome::Standby("(just created by another)".into()))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(("create", e)),
         };
     };
     let spec = lease.spec.get_or_insert_with(Default::default);
@@ -128,7 +180,7 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Err
     match api.replace(&cfg.name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(Outcome::Leading),
         Err(Error::Api(s)) if s.is_conflict() => Ok(Outcome::Standby(holder)),
-        Err(e) => Err(e),
+        Err(e) => Err(("update", e)),
     }
 }
 

@@ -145,7 +145,8 @@ pub async fn run(
 ) {
     let identity = cfg.lease.identity.clone();
     let remotes = cfg.remotes.clone();
-    lease::run_while_leader(client.clone(), cfg.lease, stop, move |token| {
+    let faults = cluster.faults().clone();
+    lease::run_while_leader(client.clone(), cfg.lease, faults, stop, move |token| {
         controllers(
             client.clone(),
             cluster.clone(),

@@ -36,12 +36,12 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("could not listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("could not listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("could not connect to the Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(kube::Error),
     #[error("could not read the kubeconfig: {0}")]
     Kubeconfig(String),
     #[error(transparent)]
@@ -58,6 +58,12 @@ pub struct Drain {
     pub delay: Duration,
     /// Then at most this long for in-flight reviews to finish.
     pub timeout: Duration,
+}
+
+impl From<kube::Error> for ServeError {
+    fn from(e: kube::Error) -> Self {
+        Self::Kube(e)
+    }
 }
 
 /// Serves `app` over TLS on `listener` until `stop` is cancelled, then drains (see [`Drain`]):
@@ -192,7 +198,7 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
     }
     match h.cluster.synced() {
         Ok(()) => (StatusCode::OK, "ok\n".into()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
     }
 }
 
@@ -215,7 +221,7 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|cause| ServeError::Bind { addr, cause })
 }
 
 /// Serves a plain-HTTP router until `stop`.
@@ -230,7 +236,7 @@ async fn serve_plain(listener: TcpListener, app: Router, stop: CancellationToken
 pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let store = tls::CertStore::load(&cfg.tls_cert_file, &cfg.tls_key_file, metrics.clone())?;
-    let tls = tls::server_config(store.clone())?;
+    let tls = tls::server_config_with_client_ca(store.clone(), cfg.client_ca_file.as_deref())?;
 
     let client = crate::cli::kube_client(&cfg).await?;
     let mut reconciler = None;

@@ -17,22 +17,32 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 
+/// Each message carries its cause in full (and none is a `source`), so that `{:#}` in `main` does
+/// not print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("could not read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("could not read {what} {path}: {cause}")]
+    Read { what: &'static str, path: PathBuf, cause: std::io::Error },
+    #[error("the client CA file {path} (--client-ca-file) cannot be used: {detail}")]
+    ClientCa { path: PathBuf, detail: String },
     #[error("{path} holds no PEM certificate (is it the key file?): {detail}")]
     NoCertificate { path: PathBuf, detail: String },
     #[error("{path} holds no PEM private key (is it the certificate file?): {detail}")]
     NoKey { path: PathBuf, detail: String },
-    #[error("the private key in {path} cannot be used: {source}")]
-    BadKey { path: PathBuf, source: rustls::Error },
-    #[error("the certificate in {cert} and the key in {key} do not belong together: {source}")]
-    Mismatch { cert: PathBuf, key: PathBuf, source: rustls::Error },
+    #[error("the private key in {path} cannot be used: {cause}")]
+    BadKey { path: PathBuf, cause: rustls::Error },
+    #[error("the certificate in {cert} and the key in {key} do not belong together: {cause}")]
+    Mismatch { cert: PathBuf, key: PathBuf, cause: rustls::Error },
     #[error("the certificate in {path} cannot be parsed: {detail}")]
     BadCertificate { path: PathBuf, detail: String },
     #[error("TLS configuration failed: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        Self::Config(e)
+    }
 }
 
 /// The crypto provider used everywhere (ring).
@@ -70,19 +80,22 @@ pub fn load_pair(
     let signing = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|source| TlsError::BadKey { path: key_path.to_owned(), source })?;
+        .map_err(|cause| TlsError::BadKey { path: key_path.to_owned(), cause })?;
     let certified = CertifiedKey::new(certs, signing);
-    certified.keys_match().map_err(|source| TlsError::Mismatch {
+    certified.keys_match().map_err(|cause| TlsError::Mismatch {
         cert: cert_path.to_owned(),
         key: key_path.to_owned(),
-        source,
+        cause,
     })?;
     Ok(Loaded { key: Arc::new(certified), not_after })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|cause| TlsError::Read { what, path: path.to_owned(), cause })
 }
+
+const CERT_FILE: &str = "the serving certificate (--tls-cert-file)";
+const KEY_FILE: &str = "the serving key (--tls-key-file)";
 
 /// The serving certificate, swapped in place when the files change.
 pub struct CertStore {
@@ -103,7 +116,7 @@ impl std::fmt::Debug for CertStore {
 impl CertStore {
     /// Loads the pair once; the server does not start without a good one.
     pub fn load(cert_path: &Path, key_path: &Path, metrics: Arc<Metrics>) -> Result<Arc<Self>, TlsError> {
-        let (c, k) = (read(cert_path)?, read(key_path)?);
+        let (c, k) = (read(CERT_FILE, cert_path)?, read(KEY_FILE, key_path)?);
         let loaded = load_pair(cert_path, &c, key_path, &k)?;
         metrics.cert_expiry_seconds.set(loaded.not_after);
         Ok(Arc::new(Self {
@@ -118,7 +131,7 @@ impl CertStore {
     /// Reads the files again and swaps the pair if they changed and are good.
     /// Returns whether a new certificate is now served.
     pub fn reload(&self) -> bool {
-        let files = read(&self.cert_path).and_then(|c| Ok((c, read(&self.key_path)?)));
+        let files = read(CERT_FILE, &self.cert_path).and_then(|c| Ok((c, read(KEY_FILE, &self.key_path)?)));
         let (c, k) = match files {
             Ok(f) => f,
             Err(e) => {
@@ -170,10 +183,37 @@ impl ResolvesServerCert for CertStore {
 
 /// rustls server config: TLS 1.3 and 1.2, ALPN h2 then http/1.1, certificate from the store.
 pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&version::TLS13, &version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+    server_config_with_client_ca(store, None)
+}
+
+/// The same, and with `client_ca`, mutual TLS: only a client (the API server) presenting a
+/// certificate signed by that CA completes the handshake.
+pub fn server_config_with_client_ca(
+    store: Arc<CertStore>,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
+    };
+    let mut cfg = builder.with_cert_resolver(store);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+fn client_verifier(path: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let bad = |detail: String| TlsError::ClientCa { path: path.to_owned(), detail };
+    let pem = read("the client CA (--client-ca-file)", path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("it holds no PEM certificate".into()));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| bad(e.to_string()))
 }
