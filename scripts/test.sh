@@ -13,5 +13,8 @@ cargo clippy --all-targets --locked -- -D warnings
 step "control-plane binaries (tests/controlplane/build.sh; cached in target/controlplane/bin)"
 CONTROLPLANE_BIN=$(tests/controlplane/build.sh)
 export CONTROLPLANE_BIN
+step "Liqo v1.2 binaries (tests/liqo/build.sh; cached in target/liqo/bin)"
+LIQO_BIN=$(tests/liqo/build.sh)
+export LIQO_BIN
 step "cargo test (unit, router, TLS, e2e on the real control plane)"
 cargo test --locked --all-targets "$@"

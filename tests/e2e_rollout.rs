@@ -408,7 +408,13 @@ async fn mutual_tls_answers_the_api_server_and_refuses_clients_without_its_certi
         Err(e) => chain(&e),
     };
     eprintln!("without a certificate: {err}");
-    assert!(err.to_lowercase().contains("certificate"), "not refused at the handshake: {err}");
+    // With TLS 1.3 the client's side of the handshake is over before the server checks its
+    // certificate: the refusal reaches it as an alert or as the connection closing unanswered.
+    let lower = err.to_lowercase();
+    assert!(
+        lower.contains("certificate") || lower.contains("connection closed") || lower.contains("alert"),
+        "not refused at the handshake: {err}"
+    );
 
     let rogue_ca = openssl_ca(pki.path(), "rogue-ca", "someone-else");
     let (rogue_crt, rogue_key) = openssl_client_cert(

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Memory under hostile reviews: one release `serve` answers, one at a time, the largest reviews a
+# client can send (a CREATE whose one `In` lists 100 000 bad values, ~0.9 MB; CREATEs of 3 MiB - 1
+# KiB made of many bad values, of one huge value, of many terms; an UPDATE with two 1.5 MiB objects)
+# on both webhooks; after each, the process's peak RSS (VmHWM) and the answer's size, and the
+# annotation the mutating webhook would set. Baseline: the same process's peak RSS after a
+# typical review, measured first in the same run.
+# Usage: scripts/memory-bench.sh      (targets: peak RSS < 64 MiB, answer < 64 KiB, annotation < 1 KiB)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo build --quiet --release --bin offloading-webhook
+work=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+target/release/offloading-webhook certs --out "$work" --ip 127.0.0.1 >/dev/null
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wh=$(port); probe=$(port)
+target/release/offloading-webhook serve --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
+  --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --webhook-addr "127.0.0.1:$wh" \
+  --probe-addr "127.0.0.1:$probe" --metrics-addr "127.0.0.1:$(port)" 2>"$work/webhook.log" &
+pid=$!
+until curl -sf "http://127.0.0.1:$probe/readyz" >/dev/null; do sleep 0.1; done
+
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+LIMIT = 3 * 1024 * 1024 - 1024
+def review(spec, op="CREATE", old=None):
+    obj = {"apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
+           "metadata": {"name": "offloading", "namespace": "web"}, "spec": spec}
+    req = {"uid": "mem-1", "kind": {"group": "offloading.liqo.io", "version": "v1alpha1", "kind": "NamespaceOffloading"},
+           "resource": {"group": "offloading.liqo.io", "version": "v1alpha1", "resource": "namespaceoffloadings"},
+           "operation": op, "userInfo": {"username": "admin"}, "name": "offloading", "namespace": "web", "object": obj}
+    if old is not None:
+        req["oldObject"] = dict(obj, spec=old)
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req}
+def sel(values=None, terms=None):
+    if terms is not None:
+        return {"clusterSelector": {"nodeSelectorTerms": terms}}
+    return {"clusterSelector": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "region", "operator": "In", "values": values}]}]}}
+def fill(make, lo=1, hi=2_000_000):
+    # the largest n whose review stays under LIMIT bytes
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(json.dumps(make(mid))) <= LIMIT: lo = mid
+        else: hi = mid - 1
+    return make(lo)
+cases = {
+    "typical": review({"clusterSelector": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "topology.liqo.io/region", "operator": "In", "values": ["eu-west"]}]}]}}),
+    "100k-bad-values": review(sel([f"bad value {i}" for i in range(100_000)])),
+    "3MiB-bad-values": fill(lambda n: review(sel([f"b {i}" for i in range(n)]))),
+    "3MiB-one-value": fill(lambda n: review(sel(["x" * n]))),
+    "3MiB-terms": fill(lambda n: review(sel(terms=[{"matchExpressions": [{"key": "k", "operator": "Equals"}]}] * n))),
+    "3MiB-update": fill(lambda n: review(sel([f"b {i}" for i in range(n)]), "UPDATE", sel([f"c {i}" for i in range(n)]))),
+}
+for name, r in cases.items():
+    with open(f"{work}/{name}.json", "w") as f:
+        json.dump(r, f)
+PY
+
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$pid/status"; }
+printf '%-18s %-9s %10s %12s %12s %14s\n' review endpoint "body KiB" "answer B" "annot. B" "peak RSS MiB"
+for name in typical 100k-bad-values 3MiB-bad-values 3MiB-one-value 3MiB-terms 3MiB-update; do
+  for ep in validate mutate; do
+    curl -s --cacert "$work/ca.crt" -H 'content-type: application/json' --data-binary "@$work/$name.json" \
+      -o "$work/answer.json" "https://127.0.0.1:$wh/$ep/namespace-offloading"
+    annot=$(python3 -c '
+import json, sys, base64
+a = json.load(open(sys.argv[1]))["response"]
+p = a.get("patch")
+if not p: print(0); sys.exit()
+ops = json.loads(base64.b64decode(p))
+v = ops[0]["value"]
+print(len(v if isinstance(v, str) else next(iter(v.values()))))' "$work/answer.json")
+    printf '%-18s %-9s %10d %12d %12d %14.1f\n' "$name" "$ep" $(( $(stat -c %s "$work/$name.json") / 1024 )) \
+      "$(stat -c %s "$work/answer.json")" "$annot" "$(echo "$(hwm) / 1024" | bc -l)"
+  done
+done
+echo "log lines: longest $(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$work/webhook.log") bytes"
