@@ -23,7 +23,11 @@ fn echo_uid(body: &[u8]) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let ctx = Context { cluster_id: Some("b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a"), virtual_nodes: None };
+    let ctx = Context {
+        cluster_id: Some("b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a"),
+        virtual_nodes: None,
+        ..Default::default()
+    };
     let mut g = c.benchmark_group("review");
     for name in ["create-valid.json", "create-bad-selector.json"] {
         let body = fixture(name);

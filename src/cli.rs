@@ -34,6 +34,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Built once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the validating and mutating webhooks, probes and metrics.
@@ -57,7 +59,8 @@ pub struct DiagnoseArgs {
     /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// The local cluster id (default: Liqo's liqo-clusterid-configmap).
+    /// The local cluster id (default: Liqo's liqo-clusterid-configmap; on v1.x found by its label
+    /// app.kubernetes.io/name=clusterid-configmap).
     #[arg(long, env = "CLUSTER_ID")]
     pub cluster_id: Option<String>,
     /// The namespace Liqo runs in.
@@ -70,6 +73,9 @@ pub struct DiagnoseArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Which Liqo API to read: `auto` finds out, as `serve` does.
+    #[arg(long, env = "LIQO_API", value_enum, default_value_t = LiqoApi::Auto)]
+    pub liqo_api: LiqoApi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,9 +120,10 @@ pub struct ServeConfig {
     /// Serve the webhooks alone, without reading anything from a cluster.
     #[arg(long, env = "NO_CLUSTER", default_value_t = false)]
     pub no_cluster: bool,
-    /// Run the reconcile loop (NamespaceMaps, status) when a cluster is configured.
-    #[arg(long, env = "RECONCILE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub reconcile: bool,
+    /// Run the reconcile loop (NamespaceMaps, status) when a cluster is configured [default: true
+    /// on Liqo v0.3; it never runs on Liqo v1.x, where `true` is an error].
+    #[arg(long, env = "RECONCILE", action = clap::ArgAction::Set)]
+    pub reconcile: Option<bool>,
     /// Namespace of the Lease that elects the one active reconciler.
     #[arg(long, env = "POD_NAMESPACE", default_value = "offloading-webhook")]
     pub lease_namespace: String,

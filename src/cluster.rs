@@ -1,5 +1,7 @@
 //! What the webhook knows of the local cluster, kept in memory so that no review waits on the API:
-//! the local cluster id (a flag, or Liqo's ConfigMap followed live) and the virtual nodes.
+//! the Liqo generation, the local cluster id (a flag, or Liqo's ConfigMap followed live) and the
+//! virtual nodes (Nodes on Liqo v0.3; on v1.x VirtualNodes, with the labels of their Node when
+//! there is one, as Liqo's own matcher reads them).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -14,19 +17,91 @@ use tracing::{error, info, warn};
 
 use crate::crd::{NODE_TYPE_LABEL, REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE};
 use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, explain_watch};
-use crate::offloading::VirtualNode;
 use crate::offloading::names::rfc1123_label_problem;
+use crate::offloading::{Generation, VirtualNode};
 
 /// The ConfigMap in the Liqo namespace that holds the local cluster id.
 pub const CLUSTER_ID_CONFIGMAP: &str = "liqo-clusterid-configmap";
 /// Its key.
 pub const CLUSTER_ID_KEY: &str = "CLUSTER_ID";
+/// The label Liqo v1.x finds that ConfigMap by (`consts.ClusterIDConfigMapSelector`).
+pub const CLUSTER_ID_CONFIGMAP_SELECTOR: &str = "app.kubernetes.io/name=clusterid-configmap";
+/// The label Liqo v1.x adds to a VirtualNode's labels when it has no Node.
+pub const STORAGE_AVAILABLE_LABEL: &str = "storage.liqo.io/available";
+
+/// Liqo v1.x's VirtualNode (`offloading.liqo.io/v1beta1`), read as a dynamic object: only
+/// `spec.clusterID`, `spec.labels` and `spec.storageClasses` matter here.
+pub fn virtual_node_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("offloading.liqo.io", "v1beta1", "VirtualNode"),
+        "virtualnodes",
+    )
+}
+
+/// What a Liqo v1.x VirtualNode says about its remote cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiqoVirtualNode {
+    pub name: String,
+    pub cluster_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub storage_classes: usize,
+}
+
+impl LiqoVirtualNode {
+    /// `None` for a VirtualNode without `spec.clusterID` (Liqo skips those too).
+    pub fn from_dynamic(obj: &DynamicObject) -> Option<Self> {
+        let spec = obj.data.get("spec")?;
+        let cluster_id = spec.get("clusterID")?.as_str().filter(|s| !s.is_empty())?.to_owned();
+        let labels = spec
+            .get("labels")
+            .and_then(|l| l.as_object())
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .unwrap_or_default();
+        let storage_classes = spec.get("storageClasses").and_then(|s| s.as_array()).map_or(0, Vec::len);
+        Some(Self {
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            cluster_id,
+            labels,
+            storage_classes,
+        })
+    }
+}
+
+/// The remote clusters as Liqo v1.2 matches them (`ForgeFakeNodeFromVirtualNode`): the labels of
+/// the Node named like the VirtualNode and labelled with its cluster id when there is one;
+/// otherwise the VirtualNode's `spec.labels` plus `liqo.io/remote-cluster-id` and
+/// `storage.liqo.io/available` (Liqo writes "true" when the VirtualNode lists no storage class).
+pub fn v1_virtual_nodes(virtual_nodes: &[LiqoVirtualNode], nodes: &[Arc<Node>]) -> Vec<VirtualNode> {
+    virtual_nodes
+        .iter()
+        .map(|vn| {
+            let node = nodes.iter().find(|n| {
+                n.metadata.name.as_deref() == Some(vn.name.as_str())
+                    && n.metadata.labels.as_ref().and_then(|l| l.get(REMOTE_CLUSTER_ID_LABEL))
+                        == Some(&vn.cluster_id)
+            });
+            let labels = match node {
+                Some(n) => n.metadata.labels.clone().unwrap_or_default(),
+                None => {
+                    let mut l = vn.labels.clone();
+                    l.insert(REMOTE_CLUSTER_ID_LABEL.into(), vn.cluster_id.clone());
+                    l.insert(STORAGE_AVAILABLE_LABEL.into(), (vn.storage_classes == 0).to_string());
+                    l
+                }
+            };
+            VirtualNode { name: vn.name.clone(), cluster_id: vn.cluster_id.clone(), labels }
+        })
+        .collect()
+}
 
 /// A cheap, shareable view of the cluster for request handlers.
 #[derive(Clone, Default)]
 pub struct ClusterView {
     cluster_id: Arc<RwLock<Option<String>>>,
+    generation: Generation,
     nodes: Option<Store<Node>>,
+    /// Liqo v1.x's VirtualNodes, when the cluster runs v1.x.
+    liqo_virtual_nodes: Option<Store<DynamicObject>>,
     nodes_synced: Arc<AtomicBool>,
     id_synced: Arc<AtomicBool>,
     faults: Faults,
@@ -39,6 +114,17 @@ impl ClusterView {
         view.set_cluster_id(cluster_id);
         view.id_synced.store(true, Ordering::Release);
         view
+    }
+
+    /// The same view judging by the rules of `generation`.
+    pub fn with_generation(mut self, generation: Generation) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// The Liqo generation the cluster runs (v0.3 when no cluster is configured).
+    pub fn generation(&self) -> Generation {
+        self.generation
     }
 
     pub fn cluster_id(&self) -> Option<String> {
@@ -57,7 +143,14 @@ impl ClusterView {
         if !self.nodes_synced.load(Ordering::Acquire) {
             return None;
         }
-        Some(store.state().iter().filter_map(|n| virtual_node(n)).collect())
+        match &self.liqo_virtual_nodes {
+            Some(vns) => {
+                let vns: Vec<LiqoVirtualNode> =
+                    vns.state().iter().filter_map(|o| LiqoVirtualNode::from_dynamic(o)).collect();
+                Some(v1_virtual_nodes(&vns, &store.state()))
+            }
+            None => Some(store.state().iter().filter_map(|n| virtual_node(n)).collect()),
+        }
     }
 
     /// What keeps this process from its job, shared by everything that talks to the API.
@@ -83,26 +176,78 @@ impl ClusterView {
         }
     }
 
-    /// Starts the caches against a cluster: virtual nodes always, and the cluster id ConfigMap
-    /// unless the id was given. The returned futures run until the process stops.
+    /// Starts the caches against a cluster of that Liqo generation: virtual nodes always, and the
+    /// cluster id ConfigMap unless the id was given. The returned futures run until the process
+    /// stops.
     pub fn with_cluster(
         client: Client,
         fixed_id: Option<String>,
         liqo_namespace: &str,
+        generation: Generation,
     ) -> (Self, Vec<futures::future::BoxFuture<'static, ()>>) {
-        let mut view = Self::fixed(fixed_id.clone());
+        let mut view = Self::fixed(fixed_id.clone()).with_generation(generation);
         let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
 
         let (store, writer) = reflector::store::<Node>();
         view.nodes = Some(store.clone());
         let nodes: Api<Node> = Api::all(client.clone());
-        let cfg = watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"));
+        // Liqo v1.x finds a VirtualNode's Node by its cluster id label alone.
+        let cfg = match generation {
+            Generation::V0_3 => {
+                watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"))
+            }
+            Generation::V1 => watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL),
+        };
+        let vn_store = (generation == Generation::V1).then(|| {
+            let vn_writer = reflector::store::Writer::<DynamicObject>::new(virtual_node_resource());
+            let vn_store = vn_writer.as_reader();
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &virtual_node_resource());
+            let faults = view.faults.clone();
+            tasks.push(Box::pin(async move {
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .reflect(vn_writer)
+                    .for_each(|ev| {
+                        let faults = faults.clone();
+                        async move {
+                            match ev {
+                                Err(e) => {
+                                    let access = Access {
+                                        verb: "list and watch",
+                                        resource: "virtualnodes.offloading.liqo.io",
+                                        namespace: None,
+                                        role: CLUSTER_ROLE,
+                                    };
+                                    let problem = explain_watch(&e, access);
+                                    if faults
+                                        .set("virtualnodes", format!("Liqo v1.x VirtualNodes: {problem}"))
+                                    {
+                                        warn!(%problem, "VirtualNode watch failed; retrying");
+                                    }
+                                }
+                                Ok(_) => {
+                                    if faults.clear("virtualnodes") {
+                                        info!("VirtualNode watch works again");
+                                    }
+                                }
+                            }
+                        }
+                    })
+                    .await;
+            }));
+            vn_store
+        });
+        view.liqo_virtual_nodes = vn_store.clone();
         let synced = view.nodes_synced.clone();
         let faults = view.faults.clone();
         tasks.push(Box::pin(async move {
             let ready = store.clone();
             tokio::spawn(async move {
-                if ready.wait_until_ready().await.is_ok() {
+                let vns_ready = match &vn_store {
+                    Some(s) => s.wait_until_ready().await.is_ok(),
+                    None => true,
+                };
+                if vns_ready && ready.wait_until_ready().await.is_ok() {
                     synced.store(true, Ordering::Release);
                     info!(nodes = ready.state().len(), "virtual node cache synced");
                 }
@@ -140,7 +285,13 @@ impl ClusterView {
         if fixed_id.is_none() {
             view.id_synced.store(false, Ordering::Release);
             let cms: Api<ConfigMap> = Api::namespaced(client, liqo_namespace);
-            let cfg = watcher::Config::default().fields(&format!("metadata.name={CLUSTER_ID_CONFIGMAP}"));
+            // Liqo v1.x finds its ConfigMap by label, v0.3 by name.
+            let cfg = match generation {
+                Generation::V0_3 => {
+                    watcher::Config::default().fields(&format!("metadata.name={CLUSTER_ID_CONFIGMAP}"))
+                }
+                Generation::V1 => watcher::Config::default().labels(CLUSTER_ID_CONFIGMAP_SELECTOR),
+            };
             let v = view.clone();
             let ns = liqo_namespace.to_owned();
             tasks.push(Box::pin(async move {
@@ -229,4 +380,51 @@ pub fn virtual_node(node: &Node) -> Option<VirtualNode> {
         cluster_id: labels.get(REMOTE_CLUSTER_ID_LABEL)?.clone(),
         labels: labels.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vn(name: &str, id: &str, labels: serde_json::Value, storage: serde_json::Value) -> LiqoVirtualNode {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "offloading.liqo.io/v1beta1", "kind": "VirtualNode",
+            "metadata": {"name": name, "namespace": format!("liqo-tenant-{id}")},
+            "spec": {"clusterID": id, "labels": labels, "storageClasses": storage}
+        }))
+        .unwrap();
+        LiqoVirtualNode::from_dynamic(&obj).unwrap()
+    }
+
+    #[test]
+    fn v1_labels_come_from_the_node_else_from_the_virtual_node() {
+        let a = vn("vk-a", "frosty-bird", json!({"topology.liqo.io/region": "eu"}), json!([]));
+        let b = vn(
+            "vk-b",
+            "calm-sea",
+            json!({"topology.liqo.io/region": "us"}),
+            json!([{"storageClassName": "x"}]),
+        );
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "vk-a", "labels": {
+            "liqo.io/type": "virtual-node", "liqo.io/remote-cluster-id": "frosty-bird", "gpu": "true"}}}))
+        .unwrap();
+        let got = v1_virtual_nodes(&[a, b], &[Arc::new(node)]);
+        assert_eq!(got[0].cluster_id, "frosty-bird");
+        assert_eq!(got[0].labels.get("gpu").map(String::as_str), Some("true"));
+        assert_eq!(got[0].labels.get("topology.liqo.io/region"), None, "the Node's labels win");
+        assert_eq!(got[1].labels.get("topology.liqo.io/region").map(String::as_str), Some("us"));
+        assert_eq!(got[1].labels.get(REMOTE_CLUSTER_ID_LABEL).map(String::as_str), Some("calm-sea"));
+        assert_eq!(got[1].labels.get(STORAGE_AVAILABLE_LABEL).map(String::as_str), Some("false"));
+    }
+
+    #[test]
+    fn a_virtual_node_without_cluster_id_is_skipped() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "offloading.liqo.io/v1beta1", "kind": "VirtualNode",
+            "metadata": {"name": "x"}, "spec": {}
+        }))
+        .unwrap();
+        assert_eq!(LiqoVirtualNode::from_dynamic(&obj), None);
+    }
 }

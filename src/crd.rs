@@ -165,8 +165,24 @@ pub struct NamespaceOffloadingSpec {
     #[serde(default)]
     pub pod_offloading_strategy: PodOffloadingStrategy,
     /// Which remote clusters (virtual nodes) the namespace is extended to; absent selects all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // `{}` and `{nodeSelectorTerms: null}` read as absent: k8s-openapi would read them as an empty
+    // list, which means "every cluster" and is what Liqo v1.x accepts, while an absent list is what
+    // Liqo v1.x fails on. Every rule treats those two spellings as the absent selector.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "selector_with_terms")]
     pub cluster_selector: Option<NodeSelector>,
+}
+
+/// A clusterSelector, `None` when it is absent, null, or has no `nodeSelectorTerms` (or null ones).
+fn selector_with_terms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NodeSelector>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire {
+        #[serde(default)]
+        node_selector_terms: Option<Vec<k8s_openapi::api::core::v1::NodeSelectorTerm>>,
+    }
+    Ok(Option::<Wire>::deserialize(d)?
+        .and_then(|w| w.node_selector_terms)
+        .map(|terms| NodeSelector { node_selector_terms: terms }))
 }
 
 /// Offloading phase of the whole namespace.
@@ -319,6 +335,18 @@ mod tests {
         assert_eq!(s.pod_offloading_strategy, PodOffloadingStrategy::LocalAndRemote);
         let back = serde_json::to_value(&s).unwrap();
         assert_eq!(back["namespaceMappingStrategy"], "Foo");
+    }
+
+    #[test]
+    fn a_selector_without_terms_reads_as_absent() {
+        let spec = |j: &str| serde_json::from_str::<NamespaceOffloadingSpec>(j).unwrap().cluster_selector;
+        assert_eq!(spec("{}"), None);
+        assert_eq!(spec(r#"{"clusterSelector":null}"#), None);
+        assert_eq!(spec(r#"{"clusterSelector":{}}"#), None);
+        assert_eq!(spec(r#"{"clusterSelector":{"nodeSelectorTerms":null}}"#), None);
+        assert_eq!(spec(r#"{"clusterSelector":{"nodeSelectorTerms":[]}}"#), Some(NodeSelector::default()));
+        let s = spec(r#"{"clusterSelector":{"nodeSelectorTerms":[{}]}}"#).unwrap();
+        assert_eq!(s.node_selector_terms.len(), 1);
     }
 
     #[test]

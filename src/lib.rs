@@ -6,6 +6,7 @@
 //! - [`server`]: TLS with certificate reload, listeners, probes, metrics, graceful shutdown.
 //! - [`reconcile`]: the reconcile loops (NamespaceMaps, status), one active replica via a Lease.
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
+//! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.
 //! - [`diagnose`]: the troubleshooting guide as one command.
 //! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
 //! - [`metrics`]: the Prometheus registry; [`health`]: faults `/readyz` reports, API errors explained.
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod crd;
 pub mod diagnose;
 pub mod health;
+pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
 pub mod reconcile;
@@ -62,8 +64,16 @@ async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
         let client = diagnose::connect(args.kubeconfig.as_ref()).await?;
         let remotes =
             reconcile::remote::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
-        diagnose::diagnose(&client, &args.namespace, args.cluster_id.clone(), &args.liqo_namespace, &remotes)
-            .await
+        let generation = liqo_api::resolve(&client, args.liqo_api).await?;
+        diagnose::diagnose(
+            &client,
+            generation,
+            &args.namespace,
+            args.cluster_id.clone(),
+            &args.liqo_namespace,
+            &remotes,
+        )
+        .await
     };
     match looked.await {
         Ok(report) => {

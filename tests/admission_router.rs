@@ -339,3 +339,38 @@ async fn every_error_answer_is_json() {
         r#"content type "text/plain" is not supported: send the AdmissionReview as application/json"#
     );
 }
+
+/// A v1beta1 review whose object has no clusterSelector, judged as a Liqo v1.x and a v0.3 cluster.
+#[tokio::test]
+async fn liqo_v1_never_marks_an_object_without_node_selector_terms_true() {
+    let mut review: Value = serde_json::from_slice(&fixture("create-valid-v1beta1.json")).unwrap();
+    review["request"]["object"]["spec"].as_object_mut().unwrap().remove("clusterSelector");
+    let body = serde_json::to_vec(&review).unwrap();
+    let v1 = |enforcement| AdmissionState {
+        enforcement,
+        cluster: ClusterView::fixed(Some("frosty-bird".into()))
+            .with_generation(offloading_webhook::offloading::Generation::V1),
+        metrics: Metrics::new(),
+    };
+
+    let (_, out) = post_with(v1(Enforcement::Warn), "/mutate/namespace-offloading", body.clone()).await;
+    let annotation = patched(&body, &out)["metadata"]["annotations"]["liqo.io/scheduling-enabled"].clone();
+    assert!(
+        annotation.as_str().unwrap().starts_with("Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms: Required value: Liqo v1.x needs it"),
+        "{annotation}"
+    );
+    let (_, out) = post_with(v1(Enforcement::Deny), "/validate/namespace-offloading", body.clone()).await;
+    assert_eq!(out["response"]["allowed"], false);
+    assert!(
+        out["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("to offload to every remote cluster set clusterSelector: {nodeSelectorTerms: []}")
+    );
+
+    // Liqo v0.3 selects every cluster with it.
+    let (_, out) = post_with(state(Enforcement::Deny), "/mutate/namespace-offloading", body.clone()).await;
+    assert_eq!(patched(&body, &out)["metadata"]["annotations"]["liqo.io/scheduling-enabled"], "true");
+    let (_, out) = post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body).await;
+    assert_eq!(out["response"]["allowed"], true);
+}

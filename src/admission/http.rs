@@ -137,7 +137,11 @@ async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body
     };
     let nodes = s.cluster.virtual_nodes();
     let cluster_id = s.cluster.cluster_id();
-    let ctx = Context { cluster_id: cluster_id.as_deref(), virtual_nodes: nodes.as_deref() };
+    let ctx = Context {
+        cluster_id: cluster_id.as_deref(),
+        virtual_nodes: nodes.as_deref(),
+        generation: s.cluster.generation(),
+    };
     let answer = match review::answer(&bytes, endpoint, &ctx, s.enforcement) {
         Ok(a) => a,
         Err(e) => return bad_body(&s, endpoint, StatusCode::BAD_REQUEST, e.to_string()),

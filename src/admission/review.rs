@@ -123,7 +123,7 @@ pub fn answer(
                     };
                     judge(resp, verdict, enforcement)
                 }
-                Endpoint::Mutate => (mutate(resp, obj), Outcome::Allowed),
+                Endpoint::Mutate => (mutate(resp, obj, ctx), Outcome::Allowed),
             }
         }
         (Operation::Create | Operation::Update, None) => {
@@ -172,8 +172,8 @@ fn bounded(items: impl Iterator<Item = String>, total: usize, what: &str) -> Vec
 }
 
 /// Sets `liqo.io/scheduling-enabled`, and nothing else, when it does not already hold the value.
-fn mutate(resp: AdmissionResponse, obj: &NamespaceOffloading) -> AdmissionResponse {
-    let value = scheduling_annotation(&obj.spec);
+fn mutate(resp: AdmissionResponse, obj: &NamespaceOffloading, ctx: &Context<'_>) -> AdmissionResponse {
+    let value = scheduling_annotation(&obj.spec, ctx.generation);
     let annotations = obj.metadata.annotations.as_ref();
     if annotations.and_then(|a| a.get(SCHEDULING_ENABLED)) == Some(&value) {
         return resp;

@@ -10,4 +10,6 @@ pub mod status;
 
 pub use field::{FieldError, aggregate};
 pub use names::RemoteNameError;
-pub use rules::{Context, Verdict, VirtualNode, review_create, review_update, scheduling_annotation};
+pub use rules::{
+    Context, Generation, Verdict, VirtualNode, review_create, review_update, scheduling_annotation,
+};

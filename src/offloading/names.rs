@@ -117,9 +117,24 @@ pub enum RemoteNameError {
     DefaultNameTooLong { name: String, namespace: String, cluster_id: String, max_namespace: usize },
     #[error("the remote namespace name {shown} ({len} characters) is not a valid namespace name: {problem}; choose another spec.remoteNamespaceName", shown = super::field::quoted(name), len = name.len())]
     InvalidName { name: String, problem: String },
+    #[error(
+        "the remote namespace name {name:?} is a namespace every Kubernetes cluster already has: \
+         Liqo never owns it, so creating it in the remote clusters always fails \
+         (CreationLoopBackOff, phase AllFailed); {fix}",
+        fix = if *same_name {
+            "offload this namespace with namespaceMappingStrategy DefaultName, or SelectedName with \
+             another spec.remoteNamespaceName"
+        } else {
+            "choose another spec.remoteNamespaceName"
+        }
+    )]
+    ExistsEverywhere { name: String, same_name: bool },
     #[error("the local cluster id is not known yet, so the DefaultName remote name cannot be derived")]
     UnknownClusterId,
 }
+
+/// Namespaces every Kubernetes cluster has: a remote namespace of that name is never Liqo's.
+pub const NAMESPACES_EVERYWHERE: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// The remote namespace name a strategy derives for `namespace` (SPEC §2), checked to be a valid
 /// namespace name.
@@ -150,10 +165,14 @@ pub fn remote_namespace_name(
             name
         }
     };
-    match rfc1123_label_problem(&name) {
-        None => Ok(name),
-        Some(problem) => Err(RemoteNameError::InvalidName { name, problem }),
+    if let Some(problem) = rfc1123_label_problem(&name) {
+        return Err(RemoteNameError::InvalidName { name, problem });
     }
+    if NAMESPACES_EVERYWHERE.contains(&name.as_str()) {
+        let same_name = *strategy == NamespaceMappingStrategy::EnforceSameName;
+        return Err(RemoteNameError::ExistsEverywhere { name, same_name });
+    }
+    Ok(name)
 }
 
 /// How long a local namespace may be for DefaultName with this cluster id.
@@ -208,6 +227,23 @@ mod tests {
             remote_namespace_name(&DefaultName, "web", None, None),
             Err(RemoteNameError::UnknownClusterId)
         );
+    }
+
+    #[test]
+    fn names_every_cluster_has_are_never_liqo_s() {
+        for name in NAMESPACES_EVERYWHERE {
+            let err = remote_namespace_name(&SelectedName, "web", Some(name), None).unwrap_err();
+            assert_eq!(err, RemoteNameError::ExistsEverywhere { name: name.into(), same_name: false });
+            assert!(err.to_string().ends_with("always fails (CreationLoopBackOff, phase AllFailed); choose another spec.remoteNamespaceName"), "{err}");
+            let err = remote_namespace_name(&EnforceSameName, name, None, None).unwrap_err();
+            assert!(
+                err.to_string().contains("offload this namespace with namespaceMappingStrategy DefaultName"),
+                "{err}"
+            );
+        }
+        // DefaultName always adds the cluster id.
+        assert!(remote_namespace_name(&DefaultName, "default", None, Some(UUID)).is_ok());
+        assert!(remote_namespace_name(&SelectedName, "web", Some("kube-system-2"), None).is_ok());
     }
 
     #[test]

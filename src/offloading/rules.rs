@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::NodeSelector;
+
 use crate::crd::{
     NamespaceMappingStrategy, NamespaceOffloading, NamespaceOffloadingSpec, OFFLOADING_NAME,
     PodOffloadingStrategy,
@@ -26,6 +28,26 @@ impl VirtualNode {
     }
 }
 
+/// The Liqo generation whose behaviour the verdict follows where generations differ (SPEC §7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Generation {
+    /// Liqo v0.3, the troubleshooting guide's API; this project's reconcile loop plays its
+    /// controllers, with eager selector validation.
+    #[default]
+    V0_3,
+    /// Liqo v1.x: its own controllers, matching lazily (`LazyErrorNodeSelector`).
+    V1,
+}
+
+impl Generation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V0_3 => "v0.3",
+            Self::V1 => "v1.x",
+        }
+    }
+}
+
 /// What the judge knows about the cluster, each part possibly unknown.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Context<'a> {
@@ -33,6 +55,8 @@ pub struct Context<'a> {
     pub cluster_id: Option<&'a str>,
     /// The virtual nodes known right now; `None` when no cache is running or it has not synced.
     pub virtual_nodes: Option<&'a [VirtualNode]>,
+    /// The Liqo generation the cluster runs.
+    pub generation: Generation,
 }
 
 /// Errors deny the object; warnings are shown by kubectl as `Warning: ...`.
@@ -136,9 +160,10 @@ fn judge_spec(spec: &NamespaceOffloadingSpec, namespace: &str, ctx: &Context<'_>
             &PodOffloadingStrategy::SUPPORTED,
         ));
     }
-    let selector_errors = selector_errors(spec);
-    let selector_ok = selector_errors.is_empty();
-    v.errors.extend(selector_errors);
+    let selector = judge_selector(spec, ctx);
+    let selector_ok = selector.allowed();
+    v.errors.extend(selector.errors);
+    v.warnings.extend(selector.warnings);
     if let Err(e) = derived_name(spec, namespace, ctx.cluster_id) {
         match e {
             RemoteNameError::UnknownClusterId => v.warnings.push(format!(
@@ -173,7 +198,7 @@ fn judge_spec(spec: &NamespaceOffloadingSpec, namespace: &str, ctx: &Context<'_>
                  once a peering exists and matches spec.clusterSelector"
                     .into(),
             );
-        } else if !nodes.iter().any(|n| selector::matches(selector, &n.facts())) {
+        } else if !nodes.iter().any(|n| selects(ctx.generation, selector, n)) {
             let ids: Vec<&str> = nodes.iter().map(|n| n.cluster_id.as_str()).collect();
             v.warnings.push(format!(
                 "{SELECTOR_PATH} matches none of the {} virtual nodes known now (remote clusters {}): \
@@ -185,9 +210,107 @@ fn judge_spec(spec: &NamespaceOffloadingSpec, namespace: &str, ctx: &Context<'_>
     }
 }
 
-/// Syntax errors of the clusterSelector (empty when absent or well formed).
+/// Syntax errors of the clusterSelector (empty when absent or well formed), by the eager rule of
+/// Liqo v0.3 and this project's reconcile loop.
 pub fn selector_errors(spec: &NamespaceOffloadingSpec) -> Vec<FieldError> {
     spec.cluster_selector.as_ref().map(selector::validate).unwrap_or_default()
+}
+
+/// The clusterSelector's part of the verdict, by the rule of the generation in `ctx`.
+pub fn judge_selector(spec: &NamespaceOffloadingSpec, ctx: &Context<'_>) -> Verdict {
+    let mut v = Verdict::default();
+    match ctx.generation {
+        Generation::V0_3 => v.errors = selector_errors(spec),
+        Generation::V1 => {
+            judge_selector_v1(spec, ctx.virtual_nodes, &mut v);
+        }
+    }
+    v
+}
+
+/// Whether the generation's controller selects the virtual node (for a selector it accepts).
+pub fn selects(generation: Generation, selector: Option<&NodeSelector>, node: &VirtualNode) -> bool {
+    match generation {
+        Generation::V0_3 => selector::matches(selector, &node.facts()),
+        Generation::V1 => selector::matches_lazily(selector, &node.facts()),
+    }
+}
+
+/// The error of a v1.x object without `nodeSelectorTerms`.
+pub fn missing_terms_error() -> FieldError {
+    FieldError::required(
+        format!("{SELECTOR_PATH}.nodeSelectorTerms"),
+        "Liqo v1.x needs it: without it, Liqo's controller writes nodeSelectorTerms: null with its \
+         finalizer, its own CRD refuses that, and the object stays NoClusterSelected forever, with no \
+         Event; to offload to every remote cluster set clusterSelector: {nodeSelectorTerms: []}",
+    )
+}
+
+/// What Liqo v1.x fails on in the clusterSelector, as errors; what works only by luck, as warnings.
+/// Returns whether the selector is accepted.
+///
+/// Liqo v1.2 judges the selector per virtual node (`MatchVirtualNodeSelectorTerms` ->
+/// `LazyErrorNodeSelector.Match`): a broken term costs nothing while a well-formed term matches
+/// that node, and turns the whole object `Invalid` (no cluster selected, never retried) as soon as
+/// one virtual node matches none of the well-formed terms.
+fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&[VirtualNode]>, v: &mut Verdict) -> bool {
+    let Some(sel) = spec.cluster_selector.as_ref() else {
+        v.errors.push(missing_terms_error());
+        return false;
+    };
+    // Bounded before any per-term work, on every generation (SPEC §3).
+    let too_many = selector::too_many(sel);
+    if !too_many.is_empty() {
+        v.errors.extend(too_many);
+        return false;
+    }
+    let reading = selector::read_lazily(sel);
+    v.warnings.extend(reading.meaningless.iter().cloned());
+    if reading.broken.is_empty() {
+        return true;
+    }
+    if reading.all_broken() {
+        // Every virtual node, now or later, gets the parse errors.
+        v.errors.extend(reading.errors());
+        return false;
+    }
+    let unmatched: Vec<&VirtualNode> = nodes
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| !selector::matches_lazily(Some(sel), &n.facts()))
+        .collect();
+    if !unmatched.is_empty() {
+        v.errors.extend(reading.errors());
+        // A few clusters name the problem; a fleet of them would only make the answer long.
+        let mut which: Vec<String> =
+            unmatched.iter().take(5).map(|n| format!("{} (node {})", n.cluster_id, n.name)).collect();
+        if unmatched.len() > 5 {
+            which.push(format!("and {} more", unmatched.len() - 5));
+        }
+        v.errors.push(FieldError::forbidden(
+            SELECTOR_PATH,
+            format!(
+                "remote cluster {} matches none of the well-formed terms, so Liqo v1.x reports the \
+                 malformed terms above (Event Invalid) and selects no cluster at all: fix or remove them",
+                which.join(", ")
+            ),
+        ));
+        return false;
+    }
+    for (i, errors) in &reading.broken {
+        let more = match errors.len() {
+            1 => String::new(),
+            n => format!(" (and {} more problems in this term)", n - 1),
+        };
+        v.warnings.push(format!(
+            "{SELECTOR_PATH}.nodeSelectorTerms[{i}] is malformed and works only by luck: {}{more}; \
+             Liqo v1.x ignores it while another term matches every remote cluster, and the day a \
+             cluster matches none of the other terms the whole object turns Invalid and no cluster \
+             is selected: fix or remove this term",
+            errors[0]
+        ));
+    }
+    true
 }
 
 /// The remote namespace name of this spec in `namespace`.
@@ -209,7 +332,8 @@ fn name_error(spec: &NamespaceOffloadingSpec, namespace: &str, e: RemoteNameErro
         RemoteNameError::MissingSelectedName => {
             FieldError::required("spec.remoteNamespaceName", e.to_string())
         }
-        RemoteNameError::DefaultNameTooLong { .. } => {
+        RemoteNameError::DefaultNameTooLong { .. }
+        | RemoteNameError::ExistsEverywhere { same_name: true, .. } => {
             FieldError::invalid("metadata.namespace", namespace, e.to_string())
         }
         _ => FieldError::invalid(
@@ -220,9 +344,22 @@ fn name_error(spec: &NamespaceOffloadingSpec, namespace: &str, e: RemoteNameErro
     }
 }
 
-/// The value of the `liqo.io/scheduling-enabled` annotation Liqo v0.3 keeps on the object.
-pub fn scheduling_annotation(spec: &NamespaceOffloadingSpec) -> String {
-    let errors = selector_errors(spec);
+/// The value of the `liqo.io/scheduling-enabled` annotation Liqo v0.3 keeps on the object: `"true"`
+/// only when the generation's controller will select with this selector.
+pub fn scheduling_annotation(spec: &NamespaceOffloadingSpec, generation: Generation) -> String {
+    let errors = match (generation, spec.cluster_selector.as_ref()) {
+        (Generation::V0_3, _) => selector_errors(spec),
+        (Generation::V1, None) => vec![missing_terms_error()],
+        (Generation::V1, Some(sel)) => {
+            let too_many = selector::too_many(sel);
+            if !too_many.is_empty() {
+                too_many
+            } else {
+                let reading = selector::read_lazily(sel);
+                if reading.all_broken() { reading.errors() } else { Vec::new() }
+            }
+        }
+    };
     if errors.is_empty() {
         "true".to_owned()
     } else {
@@ -247,7 +384,7 @@ mod tests {
     }
 
     fn ctx() -> Context<'static> {
-        Context { cluster_id: Some(UUID), virtual_nodes: None }
+        Context { cluster_id: Some(UUID), virtual_nodes: None, generation: Generation::V0_3 }
     }
 
     fn errors(v: &Verdict) -> Vec<String> {
@@ -323,7 +460,7 @@ mod tests {
             cluster_id: "cluster-a".into(),
             labels: [("region".to_string(), "us".to_string())].into(),
         }];
-        let c = Context { cluster_id: Some(UUID), virtual_nodes: Some(&nodes) };
+        let c = Context { cluster_id: Some(UUID), virtual_nodes: Some(&nodes), ..Default::default() };
         let o = obj(json!({"clusterSelector": {"nodeSelectorTerms": [
             {}, {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]}]}}));
         let v = review_create(&o, "web", &c);
@@ -335,7 +472,7 @@ mod tests {
                 "spec.clusterSelector matches none of the 1 virtual nodes known now (remote clusters cluster-a): phase will be NoClusterSelected until a cluster with matching labels appears".to_string(),
             ]
         );
-        let none = Context { cluster_id: Some(UUID), virtual_nodes: Some(&[]) };
+        let none = Context { cluster_id: Some(UUID), virtual_nodes: Some(&[]), ..Default::default() };
         assert!(
             review_create(&obj(json!({})), "web", &none).warnings[0]
                 .starts_with("no remote cluster is known yet")
@@ -369,12 +506,199 @@ mod tests {
 
     #[test]
     fn annotation_carries_the_selector_error() {
-        assert_eq!(scheduling_annotation(&obj(json!({})).spec), "true");
+        assert_eq!(scheduling_annotation(&obj(json!({})).spec, Generation::V0_3), "true");
         let o = obj(json!({"clusterSelector": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": "region", "operator": "In"}]}]}}));
         assert_eq!(
-            scheduling_annotation(&o.spec),
+            scheduling_annotation(&o.spec, Generation::V0_3),
             "Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].values: Required value: must be specified when `operator` is \"In\": list the label values to match"
         );
+    }
+
+    // Liqo v1.x (SPEC §3, §7; issue 11): deny exactly what Liqo v1.2 fails on, warn on luck.
+
+    const V1_ID: &str = "frosty-bird";
+
+    fn v1(nodes: Option<&[VirtualNode]>) -> Context<'_> {
+        Context { cluster_id: Some(V1_ID), virtual_nodes: nodes, generation: Generation::V1 }
+    }
+
+    fn node(id: &str, region: &str) -> VirtualNode {
+        VirtualNode {
+            name: format!("vk-{id}"),
+            cluster_id: id.into(),
+            labels: [("region".to_string(), region.to_string())].into(),
+        }
+    }
+
+    fn sel(terms: serde_json::Value) -> serde_json::Value {
+        json!({"clusterSelector": {"nodeSelectorTerms": terms}})
+    }
+
+    #[test]
+    fn v1_denies_a_selector_without_terms_and_v0_3_allows_it() {
+        let fix = "to offload to every remote cluster set clusterSelector: {nodeSelectorTerms: []}";
+        for spec in [
+            json!({}),
+            json!({"clusterSelector": {}}),
+            json!({"clusterSelector": {"nodeSelectorTerms": null}}),
+        ] {
+            let v = review_create(&obj(spec.clone()), "web", &v1(None));
+            assert_eq!(v.errors.len(), 1, "{spec}");
+            let msg = v.message();
+            assert!(
+                msg.starts_with("spec.clusterSelector.nodeSelectorTerms: Required value: Liqo v1.x needs it"),
+                "{msg}"
+            );
+            assert!(msg.ends_with(fix), "{msg}");
+            assert!(review_create(&obj(spec.clone()), "web", &ctx()).allowed(), "{spec}");
+            assert_eq!(scheduling_annotation(&obj(spec.clone()).spec, Generation::V0_3), "true");
+            let a = scheduling_annotation(&obj(spec).spec, Generation::V1);
+            assert!(
+                a.starts_with(
+                    "Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms: Required value"
+                ),
+                "{a}"
+            );
+        }
+        let every = obj(sel(json!([])));
+        assert_eq!(review_create(&every, "web", &v1(None)), Verdict::default());
+        assert_eq!(scheduling_annotation(&every.spec, Generation::V1), "true");
+    }
+
+    #[test]
+    fn names_every_cluster_has_are_denied_on_both_generations() {
+        for c in [ctx(), v1(None)] {
+            let o =
+                obj(json!({"namespaceMappingStrategy": "SelectedName", "remoteNamespaceName": "kube-system",
+                "clusterSelector": {"nodeSelectorTerms": []}}));
+            let msg = review_create(&o, "web", &c).message();
+            assert!(msg.starts_with(r#"spec.remoteNamespaceName: Invalid value: "kube-system": the remote namespace name "kube-system" is a namespace every Kubernetes cluster already has"#), "{msg}");
+            let o = obj(
+                json!({"namespaceMappingStrategy": "EnforceSameName", "clusterSelector": {"nodeSelectorTerms": []}}),
+            );
+            let msg = review_create(&o, "default", &c).message();
+            assert!(
+                msg.starts_with(
+                    r#"metadata.namespace: Invalid value: "default": the remote namespace name "default""#
+                ),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn v1_match_fields_liqo_accepts_warn_instead_of_denying() {
+        let nodes = [node("a", "eu")];
+        let o = obj(sel(json!([{"matchFields": [
+            {"key": "metadata.labels", "operator": "NotIn", "values": ["x"]},
+            {"key": "metadata.name", "operator": "NotIn", "values": ["Not_A_Node"]}]}])));
+        let v = review_create(&o, "web", &v1(Some(&nodes)));
+        assert!(v.allowed(), "{}", v.message());
+        assert_eq!(v.warnings.len(), 2, "{:?}", v.warnings);
+        assert!(v.warnings[0].starts_with(r#"spec.clusterSelector.nodeSelectorTerms[0].matchFields[0].key: "metadata.labels" is not a node field (only "metadata.name" is): Liqo accepts it but compares an empty string with "x", so this requirement always holds"#), "{}", v.warnings[0]);
+        assert!(
+            v.warnings[1].contains(r#""Not_A_Node" is not a node name"#)
+                && v.warnings[1].contains("always holds and excludes nothing"),
+            "{}",
+            v.warnings[1]
+        );
+        // Under In it never holds: the term matches nothing, so nothing is selected (a warning).
+        let o =
+            obj(sel(json!([{"matchFields": [{"key": "spec.podCIDR", "operator": "In", "values": ["x"]}]}])));
+        let v = review_create(&o, "web", &v1(Some(&nodes)));
+        assert!(v.allowed());
+        assert!(v.warnings[0].contains("never holds and its term matches no cluster"), "{:?}", v.warnings);
+        assert!(
+            v.warnings[1].starts_with("spec.clusterSelector matches none of the 1 virtual nodes"),
+            "{:?}",
+            v.warnings
+        );
+        // What Liqo's field selector parser refuses is still denied.
+        let o = obj(sel(json!([{"matchFields": [{"key": "metadata.name", "operator": "Exists"}]}])));
+        assert_eq!(
+            errors(&review_create(&o, "web", &v1(Some(&nodes)))),
+            vec![
+                r#"spec.clusterSelector.nodeSelectorTerms[0].matchFields[0].operator: Unsupported value: "Exists": supported values: "In", "NotIn""#
+            ]
+        );
+        // v0.3 keeps the eager rule of its reconcile loop.
+        let o = obj(sel(
+            json!([{"matchFields": [{"key": "metadata.labels", "operator": "NotIn", "values": ["x"]}]}]),
+        ));
+        assert!(!review_create(&o, "web", &ctx()).allowed());
+    }
+
+    #[test]
+    fn v1_a_broken_term_beside_a_matching_one_is_a_loud_warning() {
+        let terms = json!([
+            {"matchExpressions": [{"key": "region", "operator": "Equals", "values": ["eu"]}]},
+            {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]}]);
+        let o = obj(sel(terms));
+        let eu = [node("a", "eu")];
+        let v = review_create(&o, "web", &v1(Some(&eu)));
+        assert!(v.allowed(), "{}", v.message());
+        assert_eq!(
+            v.warnings,
+            vec![r#"spec.clusterSelector.nodeSelectorTerms[0] is malformed and works only by luck: spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"; Liqo v1.x ignores it while another term matches every remote cluster, and the day a cluster matches none of the other terms the whole object turns Invalid and no cluster is selected: fix or remove this term"#.to_string()]
+        );
+        // No virtual node known (or no cache): nothing fails yet; the same warning.
+        assert!(review_create(&o, "web", &v1(None)).allowed());
+        assert!(review_create(&o, "web", &v1(Some(&[]))).allowed());
+        assert_eq!(scheduling_annotation(&o.spec, Generation::V1), "true");
+        // A cluster the good term does not match: Liqo reports the broken term now.
+        let both = [node("a", "eu"), node("b", "us")];
+        let v = review_create(&o, "web", &v1(Some(&both)));
+        assert_eq!(
+            errors(&v),
+            vec![
+                r#"spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt""#.to_string(),
+                "spec.clusterSelector: Forbidden: remote cluster b (node vk-b) matches none of the well-formed terms, so Liqo v1.x reports the malformed terms above (Event Invalid) and selects no cluster at all: fix or remove them".to_string(),
+            ]
+        );
+        // v0.3 refuses any broken term.
+        assert!(!review_create(&o, "web", &ctx()).allowed());
+    }
+
+    #[test]
+    fn v1_a_selector_whose_every_term_is_broken_is_denied() {
+        let o = obj(sel(json!([
+            {},
+            {"matchExpressions": [{"key": "region", "operator": "In"}]},
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a", "b"]}]}])));
+        for nodes in [None, Some(&[][..])] {
+            let v = review_create(&o, "web", &v1(nodes));
+            assert_eq!(v.errors.len(), 2, "{}", v.message());
+            assert!(v.message().contains("nodeSelectorTerms[1].matchExpressions[0].values: Required value"));
+        }
+        let a = scheduling_annotation(&o.spec, Generation::V1);
+        assert!(a.starts_with("Invalid Cluster Selector : spec.clusterSelector.nodeSelectorTerms[1]"), "{a}");
+        assert!(a.ends_with("(and 1 more error)"), "{a}");
+    }
+
+    #[test]
+    fn v1_selectors_past_the_limits_are_refused_too() {
+        let terms: Vec<serde_json::Value> =
+            (0..33).map(|_| json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]})).collect();
+        let o = obj(sel(json!(terms)));
+        assert_eq!(
+            errors(&review_create(&o, "web", &v1(None))),
+            vec!["spec.clusterSelector.nodeSelectorTerms: Too many: 33: must have at most 32 items"]
+        );
+        assert!(
+            scheduling_annotation(&o.spec, Generation::V1)
+                .ends_with("Too many: 33: must have at most 32 items")
+        );
+    }
+
+    #[test]
+    fn v1_matching_skips_broken_terms() {
+        let o = obj(sel(json!([
+            {"matchExpressions": [{"key": "region", "operator": "Equals", "values": ["us"]}]},
+            {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]}])));
+        let sel = o.spec.cluster_selector.as_ref();
+        assert!(selects(Generation::V1, sel, &node("a", "eu")));
+        assert!(!selects(Generation::V1, sel, &node("b", "us")));
+        assert!(selects(Generation::V1, None, &node("b", "us")));
     }
 }

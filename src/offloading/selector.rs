@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
 
-use super::field::FieldError;
+use super::field::{FieldError, quoted};
 use super::names::{dns1123_subdomain_problem, label_value_problem, qualified_name_problem};
 
 pub const SELECTOR_PATH: &str = "spec.clusterSelector";
@@ -141,27 +141,153 @@ fn validate_expression(req: &NodeSelectorRequirement, path: &str, errors: &mut V
     }
 }
 
+/// The eager rule (Liqo v0.3, and this project's own reconcile loop): a matchFields requirement
+/// names `metadata.name`, with In or NotIn and one value that is a node name.
 fn validate_field(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<FieldError>) {
     if req.key != NODE_NAME_FIELD {
         errors.push(FieldError::unsupported(format!("{path}.key"), &req.key, &[NODE_NAME_FIELD]));
     }
-    let values = req.values.as_deref().unwrap_or_default();
-    if FIELD_OPERATORS.contains(&req.operator.as_str()) {
-        if values.len() != 1 {
-            errors.push(FieldError::required(
-                format!("{path}.values"),
-                format!(
-                    "must be only one value when `operator` is {:?} for a node field selector (got {})",
-                    req.operator,
-                    values.len()
-                ),
-            ));
-        } else if let Some(problem) = dns1123_subdomain_problem(&values[0]) {
+    let parse = field_parse_errors(req, path);
+    let parsed = parse.is_empty();
+    errors.extend(parse);
+    if parsed {
+        let values = req.values.as_deref().unwrap_or_default();
+        if let Some(problem) = dns1123_subdomain_problem(&values[0]) {
             errors.push(FieldError::invalid(format!("{path}.values[0]"), &values[0], problem));
         }
-    } else {
-        errors.push(FieldError::unsupported(format!("{path}.operator"), &req.operator, &FIELD_OPERATORS));
     }
+}
+
+/// What k8s.io/component-helpers' node field selector refuses (`nodeSelectorRequirementsAsFieldSelector`,
+/// the matcher of Liqo v1.x): an operator other than In and NotIn, or not exactly one value. It
+/// checks neither the key nor the value.
+fn field_parse_errors(req: &NodeSelectorRequirement, path: &str) -> Vec<FieldError> {
+    let values = req.values.as_deref().unwrap_or_default();
+    if !FIELD_OPERATORS.contains(&req.operator.as_str()) {
+        return vec![FieldError::unsupported(format!("{path}.operator"), &req.operator, &FIELD_OPERATORS)];
+    }
+    if values.len() != 1 {
+        return vec![FieldError::required(
+            format!("{path}.values"),
+            format!(
+                "must be only one value when `operator` is {:?} for a node field selector (got {})",
+                req.operator,
+                values.len()
+            ),
+        )];
+    }
+    Vec::new()
+}
+
+/// Every parse error of one term as Liqo v1.x's matcher sees it (labels as `labels.NewRequirement`
+/// checks them, fields as [`field_parse_errors`]).
+fn term_parse_errors(term: &NodeSelectorTerm, term_path: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (j, req) in term.match_expressions.iter().flatten().enumerate() {
+        validate_expression(req, &format!("{term_path}.matchExpressions[{j}]"), &mut errors);
+    }
+    for (j, req) in term.match_fields.iter().flatten().enumerate() {
+        errors.extend(field_parse_errors(req, &format!("{term_path}.matchFields[{j}]")));
+    }
+    errors
+}
+
+/// A selector as Liqo v1.x reads it. Liqo v1.2 matches with k8s.io/component-helpers'
+/// `LazyErrorNodeSelector` (v0.35.2), per virtual node: empty terms are skipped, a term with a
+/// parse error is skipped too, and its errors are reported only when no other term matches that
+/// node; one node with such errors makes Liqo's controller emit `Invalid` and select no cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LazyReading {
+    /// Index of each term with parse errors, and those errors.
+    pub broken: Vec<(usize, Vec<FieldError>)>,
+    /// Indexes of the non-empty terms without parse errors.
+    pub well_formed: Vec<usize>,
+    /// matchFields requirements Liqo accepts that can never mean anything, as warnings.
+    pub meaningless: Vec<String>,
+}
+
+impl LazyReading {
+    /// Whether every non-empty term is broken (and one is): Liqo fails on every virtual node.
+    pub fn all_broken(&self) -> bool {
+        !self.broken.is_empty() && self.well_formed.is_empty()
+    }
+
+    /// Every parse error, term by term.
+    pub fn errors(&self) -> Vec<FieldError> {
+        self.broken.iter().flat_map(|(_, e)| e.iter().cloned()).collect()
+    }
+}
+
+/// Reads `selector` as Liqo v1.x does.
+pub fn read_lazily(selector: &NodeSelector) -> LazyReading {
+    let mut r = LazyReading::default();
+    for (i, term) in selector.node_selector_terms.iter().enumerate() {
+        if is_empty_term(term) {
+            continue;
+        }
+        let term_path = format!("{SELECTOR_PATH}.nodeSelectorTerms[{i}]");
+        let errors = term_parse_errors(term, &term_path);
+        if errors.is_empty() {
+            r.well_formed.push(i);
+            for (j, req) in term.match_fields.iter().flatten().enumerate() {
+                if let Some(w) = meaningless_field(req, &format!("{term_path}.matchFields[{j}]")) {
+                    r.meaningless.push(w);
+                }
+            }
+        } else {
+            r.broken.push((i, errors));
+        }
+    }
+    r
+}
+
+/// A parsed matchFields requirement that compares something no node has. The node offers one
+/// field, `metadata.name`; any other key reads as "" (fields.Set.Get), and no node is named
+/// something that is not a node name.
+fn meaningless_field(req: &NodeSelectorRequirement, path: &str) -> Option<String> {
+    let value = req.values.as_deref().unwrap_or_default().first()?;
+    let not_in = req.operator == "NotIn";
+    if req.key != NODE_NAME_FIELD {
+        // Liqo compares "" with the value.
+        let holds = if value.is_empty() { !not_in } else { not_in };
+        return Some(format!(
+            "{path}.key: {} is not a node field (only \"metadata.name\" is): Liqo accepts it but \
+             compares an empty string with {}, so this requirement {}; use matchExpressions \
+             on a cluster label, or key metadata.name",
+            quoted(&req.key),
+            quoted(value),
+            if holds {
+                "always holds and restricts nothing"
+            } else {
+                "never holds and its term matches no cluster"
+            }
+        ));
+    }
+    let problem = dns1123_subdomain_problem(value)?;
+    Some(format!(
+        "{path}.values[0]: {} is not a node name ({problem}): no virtual node is named so, so \
+         this requirement {}; give the name of a virtual node (kubectl get nodes -l liqo.io/type=virtual-node)",
+        quoted(value),
+        if not_in {
+            "always holds and excludes nothing"
+        } else {
+            "never holds and its term matches no cluster"
+        }
+    ))
+}
+
+/// Whether one term, as Liqo reads it, selects the node (a broken or empty term never does).
+fn term_matches_lazily(term: &NodeSelectorTerm, node: &NodeFacts<'_>) -> bool {
+    !is_empty_term(term) && term_parse_errors(term, "").is_empty() && term_unmet(term, 0, node).is_none()
+}
+
+/// Liqo v1.x's match: no terms selects every cluster; otherwise a well-formed term must match.
+pub fn matches_lazily(selector: Option<&NodeSelector>, node: &NodeFacts<'_>) -> bool {
+    // Liqo's controller reads an absent selector as a zero NodeSelector: every cluster (the
+    // webhook denies it on v1.x for another reason, the write of the finalizer).
+    let Some(selector) = selector else { return true };
+    selector.node_selector_terms.is_empty()
+        || selector.node_selector_terms.iter().any(|t| term_matches_lazily(t, node))
 }
 
 /// Terms that can match nothing (`{}`): legal, but almost always a mistake.
@@ -241,7 +367,9 @@ fn term_unmet(term: &NodeSelectorTerm, i: usize, node: &NodeFacts<'_>) -> Option
         }
     }
     for (j, req) in term.match_fields.iter().flatten().enumerate() {
-        if req.key != NODE_NAME_FIELD || !requirement_holds(req, Some(node.name)) {
+        // A node has one field; any other key reads as "", as in fields.Set.Get.
+        let field = if req.key == NODE_NAME_FIELD { node.name } else { "" };
+        if !requirement_holds(req, Some(field)) {
             return Some(Some(Unmet {
                 path: format!("{term_path}.matchFields[{j}]"),
                 requirement: describe(req),

@@ -56,13 +56,16 @@ pub fn plan(
     now: &Time,
 ) -> Plan {
     let deleting = obj.metadata.deletion_timestamp.is_some();
-    let annotation = scheduling_annotation(&obj.spec);
+    // The reconcile loop runs on Liqo v0.3 only (SPEC §7).
+    let annotation = scheduling_annotation(&obj.spec, super::rules::Generation::V0_3);
     let name = derived_name(&obj.spec, namespace, cluster_id);
     let remote_name = match &name {
         Ok(n) => Some(n.clone()),
-        Err(RemoteNameError::DefaultNameTooLong { name, .. } | RemoteNameError::InvalidName { name, .. }) => {
-            Some(name.clone())
-        }
+        Err(
+            RemoteNameError::DefaultNameTooLong { name, .. }
+            | RemoteNameError::InvalidName { name, .. }
+            | RemoteNameError::ExistsEverywhere { name, .. },
+        ) => Some(name.clone()),
         Err(_) => None,
     };
     let selector_errs = selector_errors(&obj.spec);

@@ -44,6 +44,8 @@ pub enum ServeError {
     Kube(kube::Error),
     #[error("could not read the kubeconfig: {0}")]
     Kubeconfig(String),
+    #[error(transparent)]
+    LiqoApi(#[from] crate::liqo_api::LiqoApiError),
 }
 
 /// How a stopping server hands its clients over (SPEC §3, Shutdown).
@@ -240,12 +242,18 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
     let mut reconciler = None;
     let cluster = match client {
         Some(client) => {
-            let (view, tasks) =
-                ClusterView::with_cluster(client.clone(), cfg.cluster_id.clone(), &cfg.liqo_namespace);
+            let generation = crate::liqo_api::resolve(&client, cfg.liqo_api).await?;
+            let reconcile = crate::liqo_api::reconcile_allowed(generation, cfg.reconcile)?;
+            let (view, tasks) = ClusterView::with_cluster(
+                client.clone(),
+                cfg.cluster_id.clone(),
+                &cfg.liqo_namespace,
+                generation,
+            );
             for t in tasks {
                 tokio::spawn(t);
             }
-            if cfg.reconcile {
+            if reconcile {
                 let remotes = crate::reconcile::remote::RemoteClients::new(
                     cfg.remote_kubeconfigs.iter().cloned().collect(),
                 );
@@ -257,7 +265,11 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
         }
         None => {
             info!("no Kubernetes cluster configured: serving the webhooks alone");
-            ClusterView::fixed(cfg.cluster_id.clone())
+            let generation = match cfg.liqo_api {
+                crate::cli::LiqoApi::V1 => crate::offloading::Generation::V1,
+                _ => crate::offloading::Generation::V0_3,
+            };
+            ClusterView::fixed(cfg.cluster_id.clone()).with_generation(generation)
         }
     };
 
