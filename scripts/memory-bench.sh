@@ -3,23 +3,27 @@
 # client can send (a CREATE whose one `In` lists 100 000 bad values, ~0.9 MB; CREATEs of 3 MiB - 1
 # KiB made of many bad values, of one huge value, of many terms; an UPDATE with two 1.5 MiB objects)
 # on both webhooks; after each, the process's peak RSS (VmHWM) and the answer's size, and the
-# annotation the mutating webhook would set. Baseline: the same process's peak RSS after a
-# typical review, measured first in the same run.
+# annotation the mutating webhook would set. Each kind of review goes to a fresh process (validate,
+# then mutate), so each peak is that review's own. Baseline: the peak after a typical review,
+# measured first in the same run.
 # Usage: scripts/memory-bench.sh      (targets: peak RSS < 64 MiB, answer < 64 KiB, annotation < 1 KiB)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --quiet --release --bin offloading-webhook
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; true' EXIT
 target/release/offloading-webhook certs --out "$work" --ip 127.0.0.1 >/dev/null
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wh=$(port); probe=$(port)
-target/release/offloading-webhook serve --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
-  --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --webhook-addr "127.0.0.1:$wh" \
-  --probe-addr "127.0.0.1:$probe" --metrics-addr "127.0.0.1:$(port)" 2>"$work/webhook.log" &
-pid=$!
-until curl -sf "http://127.0.0.1:$probe/readyz" >/dev/null; do sleep 0.1; done
-
+pid=
+start() { # a fresh process per review kind: its peak RSS is that review's
+  target/release/offloading-webhook serve --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
+    --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --webhook-addr "127.0.0.1:$wh" \
+    --probe-addr "127.0.0.1:$probe" --metrics-addr "127.0.0.1:$(port)" --shutdown-delay-seconds 0 2>>"$work/webhook.log" &
+  pid=$!
+  until curl -sf "http://127.0.0.1:$probe/readyz" >/dev/null; do sleep 0.1; done
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
@@ -60,6 +64,7 @@ PY
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$pid/status"; }
 printf '%-18s %-9s %10s %12s %12s %14s\n' review endpoint "body KiB" "answer B" "annot. B" "peak RSS MiB"
 for name in typical 100k-bad-values 3MiB-bad-values 3MiB-one-value 3MiB-terms 3MiB-update; do
+  start
   for ep in validate mutate; do
     curl -s --cacert "$work/ca.crt" -H 'content-type: application/json' --data-binary "@$work/$name.json" \
       -o "$work/answer.json" "https://127.0.0.1:$wh/$ep/namespace-offloading"
@@ -74,5 +79,23 @@ print(len(v if isinstance(v, str) else next(iter(v.values()))))' "$work/answer.j
     printf '%-18s %-9s %10d %12d %12d %14.1f\n' "$name" "$ep" $(( $(stat -c %s "$work/$name.json") / 1024 )) \
       "$(stat -c %s "$work/answer.json")" "$annot" "$(echo "$(hwm) / 1024" | bc -l)"
   done
+  stop
 done
+# The same process for everything, then four of the largest at once: what a hostile client can do.
+start
+for name in typical 100k-bad-values 3MiB-bad-values 3MiB-one-value 3MiB-terms 3MiB-update; do
+  for ep in validate mutate; do
+    curl -s --cacert "$work/ca.crt" -H 'content-type: application/json' --data-binary "@$work/$name.json" \
+      -o /dev/null "https://127.0.0.1:$wh/$ep/namespace-offloading"
+  done
+done
+printf 'all of the above in one process, one after another: peak RSS %.1f MiB\n' "$(echo "$(hwm) / 1024" | bc -l)"
+for i in 1 2 3 4; do
+  curl -s --cacert "$work/ca.crt" -H 'content-type: application/json' --data-binary "@$work/3MiB-update.json" \
+    -o /dev/null "https://127.0.0.1:$wh/validate/namespace-offloading" &
+done
+wait $(jobs -p | grep -v "^$pid$") 2>/dev/null || true
+printf 'then four 3 MiB updates at once: peak RSS %.1f MiB, RSS after %.1f MiB\n' "$(echo "$(hwm) / 1024" | bc -l)" \
+  "$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$pid/status")"
+stop
 echo "log lines: longest $(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$work/webhook.log") bytes"

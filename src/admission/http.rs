@@ -135,6 +135,33 @@ async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body
             );
         }
     };
+    // A large review is judged alone, and the memory its decoding took goes back to the system
+    // afterwards: a few hostile reviews at once, each decoded into tens of MiB, would otherwise add
+    // up (and stay, in the allocator's per-thread arenas) past the pod's memory limit.
+    let large = bytes.len() > LARGE_REVIEW_BYTES;
+    let _alone = if large { LARGE_REVIEWS.acquire().await.ok() } else { None };
+    let response = judge(&s, endpoint, started, &bytes);
+    if large {
+        drop(bytes);
+        release_memory();
+    }
+    response
+}
+
+/// Bodies above this are judged one at a time.
+const LARGE_REVIEW_BYTES: usize = 256 * 1024;
+static LARGE_REVIEWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Returns freed heap memory to the system (glibc keeps it in its arenas otherwise).
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointer of ours.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn judge(s: &AdmissionState, endpoint: Endpoint, started: Instant, bytes: &[u8]) -> Response {
     let nodes = s.cluster.virtual_nodes();
     let cluster_id = s.cluster.cluster_id();
     let ctx = Context {
@@ -142,12 +169,15 @@ async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body
         virtual_nodes: nodes.as_deref(),
         generation: s.cluster.generation(),
     };
-    let answer = match review::answer(&bytes, endpoint, &ctx, s.enforcement) {
+    let answer = match review::answer(bytes, endpoint, &ctx, s.enforcement) {
         Ok(a) => a,
-        Err(e) => return bad_body(&s, endpoint, StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return bad_body(s, endpoint, StatusCode::BAD_REQUEST, e.to_string()),
     };
     let resp = answer.review.response.as_ref();
-    let (uid, allowed) = (resp.map(|r| r.uid.as_str()).unwrap_or_default(), resp.is_some_and(|r| r.allowed));
+    // The API server's uids are UUIDs; a hand-made review's may be anything, and logs stay short.
+    let uid = truncate(resp.map(|r| r.uid.as_str()).unwrap_or_default(), 64);
+    let allowed = resp.is_some_and(|r| r.allowed);
+    let uid = uid.as_ref();
     let (endpoint_name, operation, outcome) = (endpoint.as_str(), answer.operation, answer.outcome.as_str());
     // Denials and warnings are what an operator looks for; a plain allow is logged at debug, so
     // that a busy webhook does not spend its time writing log lines.

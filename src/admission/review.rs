@@ -259,7 +259,7 @@ fn undecodable(
     } else {
         format!("the NamespaceOffloading ({which}) could not be read: {field}: {inner}")
     };
-    warn!(uid = %req.uid, endpoint = endpoint.as_str(), %message, "undecodable object");
+    warn!(uid = %truncate(&req.uid, 64), endpoint = endpoint.as_str(), %message, "undecodable object");
     let mut resp = resp.deny(&message);
     resp.result.code = 400;
     resp.result.reason = "BadRequest".into();
