@@ -350,7 +350,8 @@ fn the_dashboard_and_the_alerts_query_only_metrics_the_webhook_exports() {
     let scraped = eventually(Duration::from_secs(30), "serve's /metrics", || {
         support::http_get_full(metrics, "/metrics").filter(|r| r.contains(" 200 "))
     });
-    let exported = chart::exported_metrics(&scraped);
+    let body = scraped.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let exported = chart::exported_metrics(body);
 
     let mut ours = 0;
     for (what, name) in queried_metrics() {

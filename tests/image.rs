@@ -7,9 +7,9 @@
 //! from `unshare --mount --net` (a private mount namespace and a network namespace of its own, so
 //! the chart's fixed ports 9443/8081/8080 collide with nothing) and `chroot --userspec`.
 
-mod support;
 #[path = "support/chart.rs"]
 mod chart;
+mod support;
 
 use std::path::Path;
 use std::process::Command;

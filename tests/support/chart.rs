@@ -161,10 +161,10 @@ pub fn exported_metrics(exposition: &str) -> std::collections::BTreeSet<String> 
             for s in suffixes {
                 names.insert(if name.ends_with(s) { name.to_owned() } else { format!("{name}{s}") });
             }
-        } else if !line.starts_with('#') {
-            if let Some(name) = line.split(['{', ' ']).next().filter(|n| !n.is_empty()) {
-                names.insert(name.to_owned());
-            }
+        } else if !line.starts_with('#')
+            && let Some(name) = line.split(['{', ' ']).next().filter(|n| !n.is_empty())
+        {
+            names.insert(name.to_owned());
         }
     }
     names

@@ -19,7 +19,7 @@ groups:
       summary: >-
         The API server cannot call webhook {{`{{ $labels.name }}`}}; NamespaceOffloading writes are refused
       description: >-
-        Calls to {{`{{ $labels.name }}`}} fail ({{`{{ $value | humanize }}`}}/s). The webhook fails closed, so every create and update of a NamespaceOffloading is refused until it answers again. Check the pods, the Service's endpoints and the caBundle of the webhook configurations in namespace {{ .Release.Namespace }}.
+        Calls to {{`{{ $labels.name }}`}} fail ({{`{{ printf "%.2f" $value }}`}} a second). The webhook fails closed, so every create and update of a NamespaceOffloading is refused until it answers again. Check the pods, the Service's endpoints and the caBundle of the webhook configurations in namespace {{ .Release.Namespace }}.
   - alert: OffloadingWebhookSlow
     expr: histogram_quantile(0.99, sum by (name, le) (rate(apiserver_admission_webhook_admission_duration_seconds_bucket{ {{- $hooks }}}[5m]))) > {{ $r.latencyThresholdSeconds }}
     for: 10m
@@ -37,9 +37,9 @@ groups:
       severity: critical
     annotations:
       summary: >-
-        Fewer than {{ $r.minAvailableReplicas }} offloading-webhook replicas are available
+        {{`{{ $value }}`}} offloading-webhook replicas available, fewer than {{ $r.minAvailableReplicas }}
       description: >-
-        Deployment {{ .Release.Namespace }}/{{ include "ow.fullname" . }} has {{`{{ $value }}`}} available replicas; with none, every NamespaceOffloading write is refused (the webhooks fail closed).
+        Deployment {{ .Release.Namespace }}/{{ include "ow.fullname" . }} has fewer than {{ $r.minAvailableReplicas }} available replicas; with none, every NamespaceOffloading write is refused (the webhooks fail closed).
   - alert: OffloadingWebhookDown
     expr: absent(up{ {{- $sel }}} == 1)
     for: 5m
@@ -76,7 +76,7 @@ groups:
       severity: warning
     annotations:
       summary: >-
-        The reconcile loop keeps failing ({{`{{ $value | humanize }}`}} errors/s)
+        The reconcile loop keeps failing ({{`{{ printf "%.2f" $value }}`}} errors a second)
       description: >-
         NamespaceOffloading reconciles have been failing for 15 minutes; NamespaceMaps and status go stale. The active replica's log and the NamespaceOffloadings' Events say why; `offloading-webhook diagnose -n NAMESPACE` walks one namespace.
   - alert: OffloadingWebhookUndecodableObjects
