@@ -562,3 +562,41 @@ fn helm_install_upgrade_and_uninstall_on_the_test_control_plane() {
     let p = apply(&cp, &nsof("team-a", "offloading", BAD_OPERATOR), &[]);
     assert!(p.ok, "a write was refused after uninstall: {}", p.stderr);
 }
+
+#[test]
+fn the_webhooks_always_skip_kube_system_their_own_namespace_and_labelled_objects() {
+    let docs = documents(&template_ok(&[
+        "--namespace",
+        "webhooks",
+        "--set",
+        "webhooks.excludedNamespaces={liqo,kube-system}",
+        "--set",
+        "webhooks.namespaceSelectorExpressions[0].key=team",
+        "--set",
+        "webhooks.namespaceSelectorExpressions[0].operator=Exists",
+        "--set",
+        "webhooks.objectSelectorExpressions[0].key=audit-only",
+        "--set",
+        "webhooks.objectSelectorExpressions[0].operator=DoesNotExist",
+        "--set",
+        "replicaCount=1",
+    ]));
+    for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+        let hook = &find(&docs, kind, RELEASE).unwrap()["webhooks"][0];
+        let ns = serde_yaml::to_string(&hook["namespaceSelector"]).unwrap();
+        assert_eq!(
+            ns,
+            "matchExpressions:\n- key: kubernetes.io/metadata.name\n  operator: NotIn\n  values:\n  - kube-system\n  - webhooks\n  - liqo\n- key: team\n  operator: Exists\n",
+            "{kind}"
+        );
+        let obj = serde_yaml::to_string(&hook["objectSelector"]).unwrap();
+        assert_eq!(
+            obj,
+            "matchExpressions:\n- key: liqo.io/webhook-skip\n  operator: NotIn\n  values:\n  - 'true'\n- key: audit-only\n  operator: DoesNotExist\n",
+            "{kind}"
+        );
+        assert_eq!(hook["clientConfig"]["service"]["namespace"].as_str(), Some("webhooks"));
+    }
+    // One replica: no PodDisruptionBudget, which would block every node drain.
+    assert!(find(&docs, "PodDisruptionBudget", RELEASE).is_none());
+}
