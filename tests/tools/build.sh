@@ -87,7 +87,7 @@ for t in "${stale[@]}"; do
   echo "tests/tools/build.sh: building $t from $(target "$t") (cold: minutes)" >&2
   rm -f "$bin/.$t.stamp"
   if [ "$t" = oci-layout ]; then
-    (cd "$here/oci-layout" && CGO_ENABLED=0 "$go" build -p "${GO_BUILD_JOBS:-2}" -trimpath -ldflags "$(ldflags "$t")" -o "$tmp/$t" .) >&2
+    (cd "$here/oci-layout" && CGO_ENABLED=0 "$go" build -buildvcs=false -p "${GO_BUILD_JOBS:-2}" -trimpath -ldflags "$(ldflags "$t")" -o "$tmp/$t" .) >&2
   else
     # go install MODULE@VERSION builds with the module's own go.mod/go.sum, outside any module here.
     (cd "$tmp" && GOBIN="$tmp" CGO_ENABLED=0 "$go" install -p "${GO_BUILD_JOBS:-2}" -trimpath -tags "$(tags "$t")" -ldflags "$(ldflags "$t")" "$(target "$t")") >&2
