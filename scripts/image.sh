@@ -20,7 +20,8 @@ start=$(date +%s)
 # --target keeps RUSTFLAGS off build scripts and proc macros, and the output in its own directory.
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$target" --bin offloading-webhook >&2
 bin=target/$target/release/offloading-webhook
-if ldd "$bin" >/dev/null 2>&1; then
+# ldd names the libraries a dynamic binary needs ("libc.so.6 => ..."); a static one needs none.
+if LC_ALL=C ldd "$bin" 2>&1 | grep -q '=>'; then
   echo "image.sh: $bin is dynamically linked; the image has no libc to load it" >&2
   exit 1
 fi

@@ -70,7 +70,27 @@ echo "exit $status"
 #[test]
 fn the_image_runs_as_the_chart_runs_it() {
     let start = std::time::Instant::now();
-    let layout = run(Command::new("bash").arg(format!("{}/scripts/image.sh", support::ROOT)));
+    // A clean environment: cargo's own variables for this test would make the inner cargo build
+    // rebuild what a build from a shell has already built (build scripts watch the environment).
+    let mut image = Command::new("bash");
+    image.arg(format!("{}/scripts/image.sh", support::ROOT)).env_clear();
+    for var in [
+        "PATH",
+        "HOME",
+        "RUSTUP_HOME",
+        "CARGO_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "GOPATH",
+        "GOMODCACHE",
+        "GOCACHE",
+        "GOFLAGS",
+        "TMPDIR",
+    ] {
+        if let Some(v) = std::env::var_os(var) {
+            image.env(var, v);
+        }
+    }
+    let layout = run(&mut image);
     let layout = Path::new(layout.trim());
     eprintln!("scripts/image.sh took {:?}", start.elapsed());
 
