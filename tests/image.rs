@@ -43,13 +43,16 @@ root=$1 certs=$2 log=$3 review=$4; shift 4
 ip link set lo up
 tls=$root/etc/offloading-webhook/tls
 mkdir -p "$tls"
+# As the kubelet mounts a Secret volume: files mode 0644 (defaultMode), readable by the pod's uid.
+chmod 0755 "$certs"; chmod 0644 "$certs"/*
 mount --bind "$root" "$root"
 mount --bind "$certs" "$tls"
 mount -o remount,bind,ro "$root"
 mount -o remount,bind,ro "$tls"
 if touch "$root/usr/local/bin/written" 2>/dev/null; then echo "the root filesystem is writable"; exit 1; fi
+chroot=$(command -v chroot)
 env -i POD_NAME=offloading-webhook-0 POD_NAMESPACE=offloading-webhook \
-  chroot --userspec=65532:65532 "$root" "$@" >"$log" 2>&1 &
+  "$chroot" --userspec=65532:65532 "$root" "$@" >"$log" 2>&1 &
 pid=$!
 code=000
 for _ in $(seq 1 150); do
