@@ -1,0 +1,115 @@
+{{/* The chart's name, and the full name every object carries. */}}
+{{- define "ow.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ow.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ow.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ow.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ow.labels" -}}
+{{ include "ow.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{- define "ow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ow.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ow.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret the pods mount: tls.crt and tls.key. */}}
+{{- define "ow.tlsSecretName" -}}
+{{- if eq .Values.certificate.source "existingSecret" }}
+{{- required "certificate.existingSecret.name is required with certificate.source=existingSecret" .Values.certificate.existingSecret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "ow.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "ow.terminationGracePeriodSeconds" -}}
+{{- if kindIs "invalid" .Values.shutdown.terminationGracePeriodSeconds }}
+{{- add .Values.shutdown.preStopSleepSeconds .Values.shutdown.shutdownDelaySeconds .Values.shutdown.drainSeconds 5 }}
+{{- else }}
+{{- .Values.shutdown.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* Namespaces the webhooks never see: kube-system, the release's own, and the extra ones. */}}
+{{- define "ow.excludedNamespaces" -}}
+{{- $ns := list "kube-system" .Release.Namespace }}
+{{- range .Values.webhooks.excludedNamespaces }}{{ $ns = append $ns . }}{{ end }}
+{{- toYaml (uniq $ns) }}
+{{- end }}
+
+{{/* What both webhooks share after name and clientConfig (SPEC §3; as `webhook-config` prints it). */}}
+{{- define "ow.webhookCommon" -}}
+failurePolicy: {{ .Values.webhooks.failurePolicy }}
+matchPolicy: Equivalent
+namespaceSelector:
+  matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+    {{- include "ow.excludedNamespaces" . | nindent 4 }}
+  {{- with .Values.webhooks.namespaceSelectorExpressions }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+objectSelector:
+  matchExpressions:
+  - key: liqo.io/webhook-skip
+    operator: NotIn
+    values:
+    - 'true'
+  {{- with .Values.webhooks.objectSelectorExpressions }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{- define "ow.webhookRules" -}}
+rules:
+- apiGroups:
+  - offloading.liqo.io
+  apiVersions:
+  - v1alpha1
+  - v1beta1
+  operations:
+  - CREATE
+  - UPDATE
+  resources:
+  - namespaceoffloadings
+  scope: Namespaced
+sideEffects: None
+timeoutSeconds: {{ .Values.webhooks.timeoutSeconds }}
+{{- end }}
+
+{{/* Selector of this release's metrics series, as a ServiceMonitor labels them. */}}
+{{- define "ow.metricsSelector" -}}
+job="{{ include "ow.fullname" . }}",namespace="{{ .Release.Namespace }}"
+{{- end }}

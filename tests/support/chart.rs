@@ -1,0 +1,210 @@
+//! The Helm chart in tests: helm and promtool built from Go modules by tests/tools/build.sh (cached
+//! in target/tools/bin), the chart's path, rendering, and reading YAML documents back.
+//! Included by the tests that need it as `#[path = "support/chart.rs"] mod chart;`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use crate::support::{Printed, ROOT};
+
+pub const RELEASE: &str = "offloading-webhook";
+pub const NAMESPACE: &str = "offloading-webhook";
+
+pub fn chart_dir() -> PathBuf {
+    Path::new(ROOT).join("manifests/chart/offloading-webhook")
+}
+
+/// Builds (once per test binary and tool; cached on disk by tests/tools/build.sh) one of helm,
+/// promtool and oci-layout, and returns its path.
+pub fn tool(name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let out = Command::new("bash")
+        .arg(format!("{ROOT}/tests/tools/build.sh"))
+        .arg(name)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("could not run tests/tools/build.sh");
+    assert!(out.status.success(), "tests/tools/build.sh {name} failed");
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(name);
+    built.insert(name.to_owned(), path.clone());
+    path
+}
+
+pub fn helm_bin() -> PathBuf {
+    tool("helm")
+}
+
+pub fn promtool_bin() -> PathBuf {
+    tool("promtool")
+}
+
+/// helm with its cache, config and data kept out of $HOME (one directory per test binary).
+pub fn helm(args: &[&str]) -> Printed {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let home = HOME.get_or_init(|| tempfile::Builder::new().prefix("helm-home-").tempdir().unwrap());
+    Command::new(helm_bin())
+        .args(args)
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .output()
+        .expect("could not run helm")
+        .into()
+}
+
+pub fn helm_ok(args: &[&str]) -> String {
+    let p = helm(args);
+    assert!(p.ok, "helm {args:?} failed:\n{}{}", p.stdout, p.stderr);
+    p.stdout
+}
+
+/// `helm template` of the chart as release offloading-webhook in namespace offloading-webhook.
+pub fn template(extra: &[&str]) -> Printed {
+    let chart = chart_dir();
+    let mut args = vec!["template", RELEASE, chart.to_str().unwrap(), "--namespace", NAMESPACE];
+    args.extend_from_slice(extra);
+    helm(&args)
+}
+
+pub fn template_ok(extra: &[&str]) -> String {
+    let p = template(extra);
+    assert!(p.ok, "helm template {extra:?} failed:\n{}", p.stderr);
+    p.stdout
+}
+
+/// The YAML documents of a multi-document stream (empty ones dropped).
+pub fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde_yaml::Value::deserialize(d).expect("helm printed YAML that does not parse"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The document of this kind (and name), if rendered.
+pub fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str, name: &str) -> Option<&'a serde_yaml::Value> {
+    docs.iter().find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+}
+
+/// `KIND/NAME` of each document, as kubectl prints them (lowercase kind).
+pub fn kinds(docs: &[serde_yaml::Value]) -> Vec<String> {
+    docs.iter()
+        .map(|d| {
+            format!("{}/{}", d["kind"].as_str().unwrap_or("?"), d["metadata"]["name"].as_str().unwrap_or("?"))
+        })
+        .collect()
+}
+
+/// The identifiers of a PromQL expression outside quoted strings (label values, regexes), each with
+/// the character that follows it.
+fn identifiers(expr: &str) -> Vec<(String, Option<char>)> {
+    let mut out = Vec::new();
+    let mut ident = String::new();
+    let mut chars = expr.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            ident.push(c);
+            continue;
+        }
+        if !ident.is_empty() {
+            out.push((std::mem::take(&mut ident), Some(c)));
+        }
+        if c == '"' || c == '`' || c == '\'' {
+            while let Some(q) = chars.next() {
+                if q == '\\' {
+                    chars.next();
+                } else if q == c {
+                    break;
+                }
+            }
+        }
+    }
+    if !ident.is_empty() {
+        out.push((ident, None));
+    }
+    out
+}
+
+/// Metric names a PromQL expression selects: each identifier written right before `{` (every
+/// selector in the chart's queries carries matchers).
+pub fn selected_metrics(expr: &str) -> Vec<String> {
+    identifiers(expr).into_iter().filter(|(_, next)| *next == Some('{')).map(|(i, _)| i).collect()
+}
+
+/// Every identifier outside quotes that starts with `prefix` (to catch a metric written without
+/// matchers).
+pub fn identifiers_with_prefix(expr: &str, prefix: &str) -> Vec<String> {
+    identifiers(expr).into_iter().map(|(i, _)| i).filter(|i| i.starts_with(prefix)).collect()
+}
+
+/// Sample names an exposition exports: each `# TYPE` family with its suffixes (so a family with no
+/// sample yet counts), and every sample line's name.
+pub fn exported_metrics(exposition: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else { continue };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                "summary" => &["", "_sum", "_count"],
+                _ => &[""],
+            };
+            for s in suffixes {
+                names.insert(if name.ends_with(s) { name.to_owned() } else { format!("{name}{s}") });
+            }
+        } else if !line.starts_with('#')
+            && let Some(name) = line.split(['{', ' ']).next().filter(|n| !n.is_empty())
+        {
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
+
+/// The queries of the chart's Grafana dashboard (files/dashboard.json), panel title with each.
+pub fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(chart_dir().join("files/dashboard.json")).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("files/dashboard.json is not valid JSON: {e}"));
+    let mut out = Vec::new();
+    for panel in dash["panels"].as_array().expect("a dashboard has panels") {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().expect("every target has a PromQL expr");
+            out.push((panel["title"].as_str().unwrap_or("?").to_owned(), expr.to_owned()));
+        }
+    }
+    out
+}
+
+/// The alert expressions of the chart's PrometheusRule (rendered with default values).
+pub fn alert_rules(extra: &[&str]) -> serde_yaml::Value {
+    let mut args =
+        vec!["--set", "metrics.prometheusRule.enabled=true", "--show-only", "templates/prometheusrule.yaml"];
+    args.extend_from_slice(extra);
+    let docs = documents(&template_ok(&args));
+    assert_eq!(docs.len(), 1, "one PrometheusRule");
+    docs[0]["spec"].clone()
+}
+
+pub fn alert_exprs() -> Vec<(String, String)> {
+    let spec = alert_rules(&[]);
+    let mut out = Vec::new();
+    for group in spec["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            out.push((
+                rule["alert"].as_str().unwrap_or("?").to_owned(),
+                rule["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
