@@ -1,11 +1,15 @@
 //! What the webhook knows of the local cluster, kept in memory so that no review waits on the API:
 //! the local cluster id (a flag, or Liqo's ConfigMap followed live) and the virtual nodes.
+//!
+//! The virtual nodes are watched once per process: the webhook reads a snapshot rebuilt only when a
+//! node is applied or deleted (so a review costs the same with 1 or 1 000 clusters), and the
+//! reconcile loops use the same store and hear of changes through [`ClusterView::node_changes`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -26,6 +30,10 @@ pub const CLUSTER_ID_KEY: &str = "CLUSTER_ID";
 pub struct ClusterView {
     cluster_id: Arc<RwLock<Option<String>>>,
     nodes: Option<Store<Node>>,
+    /// The virtual nodes as the judge sees them, shared by every review; `None` until synced.
+    snapshot: Arc<RwLock<Option<Arc<[VirtualNode]>>>>,
+    /// Bumped each time the snapshot changes (a node's heartbeat alone changes nothing).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
     nodes_synced: Arc<AtomicBool>,
     id_synced: Arc<AtomicBool>,
 }
@@ -49,13 +57,46 @@ impl ClusterView {
         }
     }
 
+    /// A view with a fixed cluster id and these nodes, as if synced from a cluster (benches, tests).
+    pub fn with_nodes(cluster_id: Option<String>, nodes: &[Node]) -> Self {
+        let view = Self::fixed(cluster_id);
+        view.publish(nodes.iter());
+        view.nodes_synced.store(true, Ordering::Release);
+        view
+    }
+
     /// The virtual nodes known now; `None` when there is no cache or it has not synced yet.
-    pub fn virtual_nodes(&self) -> Option<Vec<VirtualNode>> {
-        let store = self.nodes.as_ref()?;
+    /// A shared snapshot: no copy, whatever the number of nodes.
+    pub fn virtual_nodes(&self) -> Option<Arc<[VirtualNode]>> {
         if !self.nodes_synced.load(Ordering::Acquire) {
             return None;
         }
-        Some(store.state().iter().filter_map(|n| virtual_node(n)).collect())
+        self.snapshot.read().ok()?.clone()
+    }
+
+    /// The store of virtual nodes (the tenant loop reconciles each); `None` without a cluster.
+    pub fn node_store(&self) -> Option<Store<Node>> {
+        self.nodes.clone()
+    }
+
+    /// A stream that yields once now and then each time the set of virtual nodes, their cluster ids
+    /// or labels change (not on status updates).
+    pub fn node_changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let mut rx = self.changes.subscribe();
+        rx.mark_changed();
+        futures::stream::unfold(rx, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) })
+    }
+
+    /// Rebuilds the snapshot from `nodes`; tells the subscribers when it differs.
+    fn publish<'a>(&self, nodes: impl Iterator<Item = &'a Node>) {
+        let mut now: Vec<VirtualNode> = nodes.filter_map(virtual_node).collect();
+        now.sort_by(|a, b| a.name.cmp(&b.name));
+        let Ok(mut g) = self.snapshot.write() else { return };
+        if g.as_deref() != Some(now.as_slice()) {
+            *g = Some(now.into());
+            drop(g);
+            self.changes.send_modify(|v| *v = v.wrapping_add(1));
+        }
     }
 
     /// Whether every cache this view relies on has synced (what `/readyz` reports).
@@ -79,28 +120,41 @@ impl ClusterView {
         let mut view = Self::fixed(fixed_id.clone());
         let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
 
-        let (store, writer) = reflector::store::<Node>();
+        let (store, mut writer) = reflector::store::<Node>();
         view.nodes = Some(store.clone());
         let nodes: Api<Node> = Api::all(client.clone());
         let cfg = watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"));
-        let synced = view.nodes_synced.clone();
+        let v = view.clone();
         tasks.push(Box::pin(async move {
-            let ready = store.clone();
-            tokio::spawn(async move {
-                if ready.wait_until_ready().await.is_ok() {
-                    synced.store(true, Ordering::Release);
-                    info!(nodes = ready.state().len(), "virtual node cache synced");
-                }
-            });
-            watcher(nodes, cfg)
-                .default_backoff()
-                .reflect(writer)
-                .for_each(|ev| async move {
-                    if let Err(e) = ev {
-                        warn!(error = %e, "virtual node watch failed; retrying");
+            let stream = watcher(nodes, cfg).default_backoff();
+            futures::pin_mut!(stream);
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(mut ev)) => {
+                        // Only names and labels are used: the status (heartbeats, images) and the
+                        // managed fields would only take memory.
+                        if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = &mut ev {
+                            n.status = None;
+                            n.metadata.managed_fields = None;
+                        }
+                        writer.apply_watcher_event(&ev);
+                        match ev {
+                            watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
+                                v.publish(store.state().iter().map(|n| n.as_ref()))
+                            }
+                            watcher::Event::InitDone => {
+                                v.publish(store.state().iter().map(|n| n.as_ref()));
+                                if !v.nodes_synced.swap(true, Ordering::AcqRel) {
+                                    info!(nodes = store.state().len(), "virtual node cache synced");
+                                }
+                            }
+                            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                        }
                     }
-                })
-                .await;
+                    Ok(None) => break,
+                    Err(e) => warn!(error = %e, "virtual node watch failed; retrying"),
+                }
+            }
         }));
 
         if fixed_id.is_none() {

@@ -3,6 +3,7 @@
 //! shutdown so a standby takes over at once. Conflicts are the arbitration: the API server lets
 //! one writer of a given resourceVersion win.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -12,6 +13,8 @@ use kube::api::{Api, PostParams};
 use kube::{Client, Error};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -32,8 +35,13 @@ enum Outcome {
 
 /// Runs `work` while this replica holds the Lease; cancels the token it got when leadership is
 /// lost. Returns when `stop` is cancelled, after releasing the Lease if held.
-pub async fn run_while_leader<F, Fut>(client: Client, cfg: LeaseConfig, stop: CancellationToken, work: F)
-where
+pub async fn run_while_leader<F, Fut>(
+    client: Client,
+    cfg: LeaseConfig,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    work: F,
+) where
     F: Fn(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -41,7 +49,7 @@ where
     let mut running: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
     let mut last_holder = String::new();
     loop {
-        let outcome = try_acquire(&api, &cfg).await;
+        let outcome = try_acquire(&api, &cfg, &metrics).await;
         match outcome {
             Ok(Outcome::Leading) => {
                 if running.is_none() {
@@ -71,7 +79,7 @@ where
     if let Some((token, task)) = running.take() {
         token.cancel();
         let _ = task.await;
-        if let Err(e) = release(&api, &cfg).await {
+        if let Err(e) = release(&api, &cfg, &metrics).await {
             warn!(error = %e, "could not release the lease; a standby takes over once it expires");
         } else {
             info!(lease = %cfg.name, "released the lease");
@@ -83,7 +91,7 @@ fn now() -> MicroTime {
     MicroTime(Timestamp::now())
 }
 
-async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Error> {
+async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig, metrics: &Metrics) -> Result<Outcome, Error> {
     let seconds = i32::try_from(cfg.duration.as_secs()).unwrap_or(i32::MAX);
     let Some(mut lease) = api.get_opt(&cfg.name).await? else {
         let lease = Lease {
@@ -97,6 +105,7 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Err
                 ..Default::default()
             }),
         };
+        metrics.wrote("leases");
         return match api.create(&PostParams::default(), &lease).await {
             Ok(_) => Ok(Outcome::Leading),
             Err(Error::Api(s)) if s.is_already_exists() => {
@@ -125,6 +134,7 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Err
     spec.renew_time = Some(now());
     spec.lease_duration_seconds = Some(seconds);
     // The resourceVersion in `lease` makes this a compare-and-swap.
+    metrics.wrote("leases");
     match api.replace(&cfg.name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(Outcome::Leading),
         Err(Error::Api(s)) if s.is_conflict() => Ok(Outcome::Standby(holder)),
@@ -132,13 +142,14 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Err
     }
 }
 
-async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<(), Error> {
+async fn release(api: &Api<Lease>, cfg: &LeaseConfig, metrics: &Metrics) -> Result<(), Error> {
     let mut lease = api.get(&cfg.name).await?;
     if let Some(spec) = lease.spec.as_mut()
         && spec.holder_identity.as_deref() == Some(cfg.identity.as_str())
     {
         spec.holder_identity = None;
         spec.renew_time = None;
+        metrics.wrote("leases");
         api.replace(&cfg.name, &PostParams::default(), &lease).await?;
     }
     Ok(())
