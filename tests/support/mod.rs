@@ -402,3 +402,4 @@ pub fn wait_eq(timeout: Duration, what: &str, want: &str, mut f: impl FnMut() ->
     }));
     assert!(ok.is_ok(), "{what}: wanted {want:?}, last saw {last:?}");
 }
+pub mod liqo;
