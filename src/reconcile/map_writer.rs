@@ -95,6 +95,17 @@ impl MapWriter {
         }
     }
 
+    /// What is pending, now counted as sent.
+    fn take_batch(&self) -> HashMap<MapKey, Keys> {
+        let Ok(mut s) = self.state.lock() else { return HashMap::new() };
+        let batch = std::mem::take(&mut s.pending);
+        for (key, keys) in &batch {
+            let sent = s.sent.entry(key.clone()).or_default();
+            sent.extend(keys.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        batch
+    }
+
     /// Flushes pending changes until `stop`; a failed patch is retried with what is wanted then.
     pub async fn run(self: Arc<Self>, client: Client, metrics: Arc<Metrics>, stop: CancellationToken) {
         let mut pause = MIN_PAUSE;
@@ -105,17 +116,7 @@ impl MapWriter {
             }
             // Let a burst of reconciles add to the batch, and the API server catch up.
             tokio::time::sleep(pause).await;
-            let batch: HashMap<MapKey, Keys> = match self.state.lock() {
-                Ok(mut s) => {
-                    let batch = std::mem::take(&mut s.pending);
-                    for (key, keys) in &batch {
-                        let sent = s.sent.entry(key.clone()).or_default();
-                        sent.extend(keys.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    }
-                    batch
-                }
-                Err(_) => HashMap::new(),
-            };
+            let batch = self.take_batch();
             let started = Instant::now();
             let writes = batch.into_iter().map(|((ns, name), keys)| {
                 let client = client.clone();
@@ -168,4 +169,36 @@ async fn patch(client: &Client, ns: &str, name: &str, keys: &Keys) -> Result<(),
         .patch(name, &PatchParams::default(), &Patch::Merge(&body))
         .map_err(kube::Error::BuildRequest)?;
     client.request_text(req).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(w: &MapWriter) -> Vec<(String, Option<String>)> {
+        let s = w.state.lock().unwrap();
+        s.pending.values().flat_map(|k| k.iter().map(|(a, b)| (a.clone(), b.clone()))).collect()
+    }
+
+    #[test]
+    fn a_value_sent_and_not_yet_seen_is_not_asked_again() {
+        let w = MapWriter::default();
+        w.set("t", "m", "a", Some("a-x"));
+        w.set("t", "m", "a", Some("a-x"));
+        assert_eq!(pending(&w), [("a".to_owned(), Some("a-x".to_owned()))]);
+        assert_eq!(w.take_batch().len(), 1);
+        // Sent: a reconcile that runs before the watch shows it asks for nothing.
+        w.set("t", "m", "a", Some("a-x"));
+        assert!(pending(&w).is_empty());
+        // Another value is asked for at once.
+        w.set("t", "m", "a", None);
+        assert_eq!(pending(&w), [("a".to_owned(), None)]);
+        w.take_batch();
+        // Seen through the watch: the store decides again.
+        w.seen("t", "m", ["a"].into_iter());
+        w.set("t", "m", "a", Some("a-x"));
+        assert_eq!(pending(&w), [("a".to_owned(), Some("a-x".to_owned()))]);
+        w.forget_map("t", "m");
+        assert!(pending(&w).is_empty());
+    }
 }

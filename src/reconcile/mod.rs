@@ -459,3 +459,37 @@ async fn secret_hub(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(desired: &[(&str, &str)], accepted: &[&str]) -> NamespaceMap {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "virtualkubelet.liqo.io/v1alpha1", "kind": "NamespaceMap",
+            "metadata": {"name": "c1-local", "namespace": "liqo-tenant-c1"},
+            "spec": {"desiredMapping": desired.iter().map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<BTreeMap<_, _>>()},
+            "status": {"currentMapping": accepted.iter()
+                .map(|a| (a.to_string(), serde_json::json!({"remoteNamespace": format!("{a}-x"), "phase": "Accepted"})))
+                .collect::<serde_json::Map<_, _>>()}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_namespaces_whose_entries_changed_are_triggered() {
+        let mut memory = MapMemory::default();
+        assert_eq!(memory.applied(&map(&[("a", "a-x"), ("b", "b-x")], &[])), ["a", "b"]);
+        // The same map again (a relist, or a change elsewhere): nothing.
+        assert!(memory.applied(&map(&[("a", "a-x"), ("b", "b-x")], &[])).is_empty());
+        // b accepted, c added, a removed.
+        assert_eq!(memory.applied(&map(&[("b", "b-x"), ("c", "c-x")], &["b"])), ["a", "b", "c"]);
+        let key = MapMemory::key(&map(&[], &[]));
+        assert!(memory.missing(&BTreeSet::from([key.clone()])).is_empty());
+        assert_eq!(memory.missing(&BTreeSet::new()), [key.clone()]);
+        let mut gone = memory.deleted(&key);
+        gone.sort();
+        assert_eq!(gone, ["b", "c"]);
+    }
+}
