@@ -98,7 +98,9 @@ async fn remote_cluster(client: &Client, flavor: Flavor, i: usize) -> anyhow::Re
                     "template": {"metadata": {"labels": {"app.kubernetes.io/name": format!("vk-{id}")}},
                         "spec": {"containers": [{"name": "virtual-kubelet", "image": "ghcr.io/liqotech/virtual-kubelet:v1.2.0"}]}}}}}}),
         )?;
-        Api::<DynamicObject>::namespaced_with(client.clone(), &tenant, &ar).create(&PostParams::default(), &vn).await?;
+        Api::<DynamicObject>::namespaced_with(client.clone(), &tenant, &ar)
+            .create(&PostParams::default(), &vn)
+            .await?;
     }
     let name = if flavor == Flavor::Liqo { id.clone() } else { format!("liqo-{id}") };
     let node: Node = serde_json::from_value(json!({"metadata": {"name": name, "labels": {
@@ -141,7 +143,9 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let spec = match flavor {
         Flavor::Ours => json!({"podOffloadingStrategy": "LocalAndRemote"}),
-        Flavor::Liqo => json!({"podOffloadingStrategy": "LocalAndRemote", "clusterSelector": {"nodeSelectorTerms": []}}),
+        Flavor::Liqo => {
+            json!({"podOffloadingStrategy": "LocalAndRemote", "clusterSelector": {"nodeSelectorTerms": []}})
+        }
     };
     let results: Vec<anyhow::Result<()>> = stream::iter(0..n)
         .map(|i| {
@@ -151,7 +155,9 @@ async fn main() -> anyhow::Result<()> {
                 let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
                 Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
                 let o = dynamic(&off_ar, json!({"metadata": {"name": "offloading"}, "spec": spec}))?;
-                Api::<DynamicObject>::namespaced_with(client, &name, &off_ar).create(&PostParams::default(), &o).await?;
+                Api::<DynamicObject>::namespaced_with(client, &name, &off_ar)
+                    .create(&PostParams::default(), &o)
+                    .await?;
                 Ok(())
             }
         })
@@ -174,7 +180,11 @@ async fn main() -> anyhow::Result<()> {
             .sum::<usize>();
         drop(all_maps);
         if entries != was {
-            println!("  {:6.1} s: {entries} of {} desiredMapping entries", started.elapsed().as_secs_f64(), n * m);
+            println!(
+                "  {:6.1} s: {entries} of {} desiredMapping entries",
+                started.elapsed().as_secs_f64(),
+                n * m
+            );
         }
         // The NamespaceOffloadings are listed only once every entry is there (lists cost the API
         // server too); polled every half second.
@@ -224,7 +234,9 @@ async fn main() -> anyhow::Result<()> {
             "reconcile writes to converge:      {writes_converge:.0} ({:.2} per namespace) by our counter: {by_resource:?}",
             writes_converge / n as f64
         );
-        println!("reconcile writes in a quiet minute: {writes_quiet:.0} (target 0) by our counter: {quiet:?}");
+        println!(
+            "reconcile writes in a quiet minute: {writes_quiet:.0} (target 0) by our counter: {quiet:?}"
+        );
     }
     Ok(())
 }

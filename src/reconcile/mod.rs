@@ -46,8 +46,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("waiting for the remote namespaces in clusters {0:?} to be deleted")]
     WaitingForRemote(Vec<String>),
-    #[error("caches not synced yet")]
-    CachesNotSynced,
+    #[error("{0} not synced yet")]
+    CachesNotSynced(&'static str),
 }
 
 /// What the reconcilers share.
@@ -60,6 +60,7 @@ pub struct Context {
     pub cluster: ClusterView,
     pub maps: Store<NamespaceMap>,
     maps_synced: Arc<AtomicBool>,
+    ns_synced: Arc<AtomicBool>,
     pub offloadings: Store<NamespaceOffloading>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -69,7 +70,7 @@ pub struct Context {
 
 impl Context {
     fn maps_synced(&self) -> bool {
-        self.maps_synced.load(Ordering::Acquire)
+        self.maps_synced.load(Ordering::Acquire) && self.ns_synced.load(Ordering::Acquire)
     }
 
     /// The NamespaceMap of each remote cluster (the first by name, should there be several).
@@ -224,37 +225,38 @@ async fn controllers(
     let (remote_tx, remote_rx) = mpsc::unbounded_channel::<ObjectRef<NamespaceMap>>();
 
     let (maps, maps_writer) = reflector::store::<NamespaceMap>();
+    let maps_synced = Arc::new(AtomicBool::new(false));
     let map_watch = map_hub(
         client.clone(),
         decoder.clone(),
         maps_writer,
+        maps_synced.clone(),
         map_writer.clone(),
         offloading_tx,
         remote_tx.clone(),
     );
 
     let (namespaces, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-    let ns_watch =
+    let ns_synced = Arc::new(AtomicBool::new(false));
+    let ns_watch = {
+        let synced = ns_synced.clone();
         watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .modify(|ns| ns.metadata.managed_fields = None)
             .reflect(ns_writer)
-            .for_each(|ev| async move {
-                if let Err(e) = ev {
-                    warn!(error = %e, "Namespace watch failed; retrying");
+            .for_each(move |ev| {
+                match ev {
+                    Ok(watcher::Event::InitDone) => {
+                        if !synced.swap(true, Ordering::AcqRel) {
+                            info!("Namespace cache synced");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "Namespace watch failed; retrying"),
                 }
-            });
-    let maps_synced = Arc::new(AtomicBool::new(false));
-    {
-        let (ns_store, synced) = (namespaces.clone(), maps_synced.clone());
-        let maps_ready = maps.clone();
-        tokio::spawn(async move {
-            if maps_ready.wait_until_ready().await.is_ok() && ns_store.wait_until_ready().await.is_ok() {
-                synced.store(true, Ordering::Release);
-            }
-        });
-    }
-
+                futures::future::ready(())
+            })
+    };
     let (secrets, secrets_writer) = reflector::store::<Secret>();
     let secret_watch = secret_hub(client.clone(), secrets_writer, maps.clone(), remote_tx);
 
@@ -278,6 +280,7 @@ async fn controllers(
         cluster: cluster.clone(),
         maps: maps.clone(),
         maps_synced,
+        ns_synced,
         offloadings: offloadings.clone(),
         recorder,
         metrics: metrics.clone(),
@@ -361,6 +364,7 @@ async fn map_hub(
     client: Client,
     decoder: Arc<watch::Decoder>,
     mut writer: reflector::store::Writer<NamespaceMap>,
+    synced: Arc<AtomicBool>,
     map_writer: Arc<map_writer::MapWriter>,
     offloading_tx: mpsc::UnboundedSender<ObjectRef<NamespaceOffloading>>,
     remote_tx: mpsc::UnboundedSender<ObjectRef<NamespaceMap>>,
@@ -402,6 +406,9 @@ async fn map_hub(
                 continue;
             }
             watcher::Event::InitDone => {
+                if !synced.swap(true, Ordering::AcqRel) {
+                    info!("NamespaceMap cache synced");
+                }
                 let mut gone = Vec::new();
                 for key in memory.missing(&listed) {
                     gone.extend(memory.deleted(&key));

@@ -30,7 +30,7 @@ pub async fn reconcile(obj: Arc<NamespaceOffloading>, ctx: Arc<Context>) -> Resu
     let result = reconcile_inner(obj, &ctx).await;
     let label = match &result {
         Ok(_) => "ok",
-        Err(Error::WaitingForRemote(_) | Error::CachesNotSynced) => "waiting",
+        Err(Error::WaitingForRemote(_) | Error::CachesNotSynced(_)) => "waiting",
         Err(_) => "error",
     };
     ctx.metrics.reconciles.get_or_create(&ReconcileLabels { result: label }).inc();
@@ -46,8 +46,11 @@ async fn reconcile_inner(obj: Arc<NamespaceOffloading>, ctx: &Context) -> Result
         debug!(%namespace, name = %obj.name_any(), "not named offloading: ignored");
         return Ok(Action::await_change());
     }
-    if ctx.cluster.virtual_nodes().is_none() || !ctx.maps_synced() {
-        return Err(Error::CachesNotSynced);
+    if ctx.cluster.virtual_nodes().is_none() {
+        return Err(Error::CachesNotSynced("virtual node cache"));
+    }
+    if !ctx.maps_synced() {
+        return Err(Error::CachesNotSynced("NamespaceMap and Namespace caches"));
     }
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
     match (obj.metadata.deletion_timestamp.is_some(), has_finalizer) {
@@ -95,7 +98,7 @@ async fn apply(
     ctx: &Context,
     cleanup: bool,
 ) -> Result<Action, Error> {
-    let nodes = ctx.cluster.virtual_nodes().ok_or(Error::CachesNotSynced)?;
+    let nodes = ctx.cluster.virtual_nodes().ok_or(Error::CachesNotSynced("virtual node cache"))?;
     let maps = ctx.maps_by_cluster();
     let current: BTreeMap<String, MappingPhase> = maps
         .iter()
@@ -274,7 +277,10 @@ pub fn error_policy(obj: Arc<NamespaceOffloading>, err: &Error, _ctx: Arc<Contex
             debug!(namespace = obj.namespace().unwrap_or_default(), clusters = ?ids, "waiting for remote namespaces to go");
             Action::requeue(Duration::from_secs(2))
         }
-        Error::CachesNotSynced => Action::requeue(Duration::from_millis(500)),
+        Error::CachesNotSynced(what) => {
+            debug!(namespace = obj.namespace().unwrap_or_default(), what, "waiting for caches");
+            Action::requeue(Duration::from_millis(500))
+        }
         // Our view of the object was stale (a finalizer change carries its resourceVersion): the
         // newer version is on its way through the watch.
         Error::Kube(kube::Error::Api(s)) if s.is_conflict() => {

@@ -209,7 +209,9 @@ pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Resul
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
-    let Some(local_id) = ctx.cluster.cluster_id() else { return Err(Error::CachesNotSynced) };
+    let Some(local_id) = ctx.cluster.cluster_id() else {
+        return Err(Error::CachesNotSynced("local cluster id"));
+    };
     let api: Api<NamespaceMap> = Api::namespaced(ctx.client.clone(), &tenant);
     // kube-runtime's finalizer() adds ours (one patch, then a new reconcile) or, after the cleanup,
     // removes it (one patch): counted here, as every write is.
@@ -384,7 +386,7 @@ fn forget(ctx: &RemoteContext, cluster_id: &str, ns: &str) {
 
 pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, _ctx: Arc<RemoteContext>) -> Action {
     match err {
-        Error::WaitingForRemote(_) | Error::CachesNotSynced => Action::requeue(Duration::from_secs(2)),
+        Error::WaitingForRemote(_) | Error::CachesNotSynced(_) => Action::requeue(Duration::from_secs(2)),
         e => {
             warn!(map = %map.name_any(), error = %e, "remote side reconcile failed; retrying");
             Action::requeue(Duration::from_secs(5))
