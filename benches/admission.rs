@@ -4,7 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use k8s_openapi::api::core::v1::Node;
 use offloading_webhook::admission::review::{Endpoint, Enforcement, answer};
+use offloading_webhook::cluster::ClusterView;
 use offloading_webhook::offloading::Context;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -40,6 +42,39 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+    }
+    g.finish();
+
+    // Per-review cost against the number of clusters: the handler's own path, the virtual nodes
+    // taken from the cluster view (as `admission::http` does) and the selector judged against
+    // them. The selector matches the last node, the worst case for a match.
+    let mut g = c.benchmark_group("review-with-virtual-nodes");
+    let body = fixture("create-valid.json");
+    for count in [1usize, 10, 100, 1000] {
+        let nodes: Vec<Node> = (0..count)
+            .map(|i| {
+                serde_json::from_value(
+                    serde_json::json!({"metadata": {"name": format!("liqo-c{i}"), "labels": {
+                    "liqo.io/type": "virtual-node", "liqo.io/remote-cluster-id": format!("c{i}"),
+                    "topology.liqo.io/region": if i + 1 == count { "eu-west" } else { "us-east" }}}}),
+                )
+                .unwrap()
+            })
+            .collect();
+        let view = ClusterView::with_nodes(Some("b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a".into()), &nodes);
+        g.bench_function(format!("validate/{count}-nodes"), |b| {
+            b.iter(|| {
+                let nodes = view.virtual_nodes();
+                let id = view.cluster_id();
+                let ctx = Context {
+                    cluster_id: id.as_deref(),
+                    virtual_nodes: nodes.as_deref(),
+                    generation: Default::default(),
+                };
+                let a = answer(black_box(&body), Endpoint::Validate, &ctx, Enforcement::Deny).unwrap();
+                serde_json::to_vec(&a.review).unwrap()
+            })
+        });
     }
     g.finish();
 }

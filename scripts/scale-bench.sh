@@ -1,28 +1,145 @@
 #!/usr/bin/env bash
 # Reconcile-loop scale benchmark on a real control plane: NAMESPACES namespaces offloaded to NODES
-# virtual nodes (default 500 x 10). Prints time to converge, writes issued, writes in a quiet minute.
-# Usage: scripts/scale-bench.sh [NAMESPACES] [NODES]
+# virtual clusters (default 500 x 10), release build, each round on a fresh control plane whose API
+# server keeps an audit log of every write. The controller under test runs as its own user, so its
+# writes are counted by the API server itself, not by our own metric alone. Prints, per round:
+#   - time to converge (every entry in every NamespaceMap, every status observed), from the first
+#     create; the client's own creates through the same API server as a baseline;
+#   - writes to converge, per namespace, by verb/resource, from the audit log (Lease renewals apart)
+#     and, for ours, from our own counter (they must agree);
+#   - writes in a quiet minute after converging (target 0);
+#   - peak RSS of the controller and of kube-apiserver;
+#   - ours only: a restart of the leader with everything stored: time from start to /readyz, to
+#     the end of the first full resync, and the writes in the minute after (target 0).
+# WHO: ours, liqo (Liqo v1.2's own NamespaceOffloading and VirtualNode reconcilers from
+# tests/liqo/build.sh, the same workload the v1.x way, client rate limits lifted to match ours,
+# which has none), or both (default: one round each, ours first).
+# Usage: scripts/scale-bench.sh [NAMESPACES] [NODES] [ours|liqo|both]
+# Env: CONTROLPLANE_BIN (as tests/controlplane/build.sh), LIQO_BIN (as tests/liqo/build.sh),
+#      SCALE_KEEP=1 keeps the work directories, SCALE_CAP_SECONDS ends a round that has not
+#      converged by then (default 1200).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-n=${1:-500}; m=${2:-10}
+n=${1:-500}; m=${2:-10}; who=${3:-both}
 cargo build --quiet --release --bin offloading-webhook --example reconcile_scale
 bin=$(tests/controlplane/build.sh)
-work=$(mktemp -d)
-cleanup() { kill "${whpid:-}" 2>/dev/null; wait 2>/dev/null; tests/controlplane/down.sh "$work/cp"; rm -rf "$work"; }
-trap cleanup EXIT
-kubeconfig=$(CONTROLPLANE_BIN=$bin tests/controlplane/up.sh "$work/cp")
-"$bin/kubectl" --kubeconfig "$kubeconfig" apply -f manifests/crds.yaml >/dev/null
-"$bin/kubectl" --kubeconfig "$kubeconfig" wait --for condition=Established --timeout 60s \
-  crd/namespaceoffloadings.offloading.liqo.io crd/namespacemaps.virtualkubelet.liqo.io >/dev/null
-target/release/offloading-webhook certs --out "$work/certs" --ip 127.0.0.1 >/dev/null
+if [ "$who" != ours ]; then liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/liqo/build.sh); fi
+cluster_id=b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-metrics=$(port)
-RUST_LOG=warn target/release/offloading-webhook serve --kubeconfig "$kubeconfig" \
-  --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a --lease-namespace default \
-  --tls-cert-file "$work/certs/tls.crt" --tls-key-file "$work/certs/tls.key" \
-  --webhook-addr "127.0.0.1:$(port)" --probe-addr "127.0.0.1:$(port)" --metrics-addr "127.0.0.1:$metrics" \
-  2>"$work/webhook.log" &
-whpid=$!
-sleep 2
-target/release/examples/reconcile_scale "$kubeconfig" "$metrics" "$n" "$m"
-echo "webhook peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$whpid/status")"
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(now)"; }
+rss() { awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$1/status"; }
+work=""; pid=""
+cleanup() {
+  [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  [ -z "$work" ] || tests/controlplane/down.sh "$work/cp"
+}
+trap cleanup EXIT
+
+audit_policy='apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None'
+
+round() { # ours|liqo
+  local flavor=$1 kubeconfig apiserver_pid user metrics probe hook t0 ready1
+  work=$(mktemp -d)
+  echo "=== $flavor: $n namespaces x $m virtual clusters ($(date -u +%H:%M:%S) UTC) ==="
+  printf '%s\n' "$audit_policy" > "$work/audit-policy.yaml"
+  kubeconfig=$(CONTROLPLANE_BIN=$bin UP_APISERVER_ARGS="--audit-policy-file=$work/audit-policy.yaml \
+    --audit-log-path=$work/audit.log --audit-log-maxsize=0 --audit-log-format=json" \
+    tests/controlplane/up.sh "$work/cp")
+  apiserver_pid=$(cat "$work/cp/kube-apiserver.pid")
+  if [ "$flavor" = ours ]; then
+    user=offloading-webhook
+    "$bin/kubectl" --kubeconfig "$kubeconfig" apply -f manifests/crds.yaml >/dev/null
+    "$bin/kubectl" --kubeconfig "$kubeconfig" wait --for condition=Established --timeout 60s \
+      crd/namespaceoffloadings.offloading.liqo.io crd/namespacemaps.virtualkubelet.liqo.io >/dev/null
+  else
+    user=liqo
+    KUBECTL=$bin/kubectl tests/liqo/crds.sh --kubeconfig "$kubeconfig" 2>/dev/null
+  fi
+
+  # The controller's own user, so that the audit log tells its writes from the client's.
+  local pki="$work/cp/pki"
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=$user" \
+    -keyout "$work/user.key" -out "$work/user.csr" >/dev/null 2>&1
+  printf 'extendedKeyUsage=clientAuth\n' > "$work/user.ext"
+  openssl x509 -req -in "$work/user.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
+    -extfile "$work/user.ext" -out "$work/user.crt" >/dev/null 2>&1
+  sed -e "s|client-certificate-data: .*|client-certificate-data: $(base64 -w0 < "$work/user.crt")|" \
+    -e "s|client-key-data: .*|client-key-data: $(base64 -w0 < "$work/user.key")|" "$kubeconfig" > "$work/user.kubeconfig"
+
+  metrics=$(port); probe=$(port); hook=$(port)
+  start() {
+    if [ "$flavor" = ours ]; then
+      RUST_LOG=warn target/release/offloading-webhook serve --kubeconfig "$work/user.kubeconfig" \
+        --cluster-id "$cluster_id" --lease-namespace default \
+        --shutdown-delay-seconds 0 --drain-seconds 1 \
+        --tls-cert-file "$work/certs/tls.crt" --tls-key-file "$work/certs/tls.key" \
+        --webhook-addr "127.0.0.1:$hook" --probe-addr "127.0.0.1:$probe" --metrics-addr "127.0.0.1:$metrics" \
+        2>>"$work/controller.log" &
+    else
+      "$liqo_bin/liqo-controllers" --kubeconfig "$work/user.kubeconfig" --cluster-id "$cluster_id" \
+        --controllers namespaceoffloading,virtualnode --client-qps 100000 --client-max-burst 100000 \
+        --health-probe-address "127.0.0.1:$probe" --metrics-address 0 \
+        >>"$work/controller.log" 2>&1 &
+    fi
+    pid=$!
+  }
+  wait_ready() { # seconds from $1 until /readyz answers ok
+    until [ "$(curl -s "http://127.0.0.1:$probe/readyz" 2>/dev/null)" = "ok" ]; do
+      kill -0 "$pid" 2>/dev/null || { tail -20 "$work/controller.log" >&2; echo "controller exited" >&2; return 1; }
+      sleep 0.05
+    done
+    since "$1"
+  }
+  reconciles() { curl -s "http://127.0.0.1:$metrics/metrics" | awk '/^offloading_webhook_reconciles_total/ {s += $2} END {print s + 0}'; }
+
+  [ "$flavor" = liqo ] || target/release/offloading-webhook certs --out "$work/certs" --ip 127.0.0.1 >/dev/null
+  t0=$(now)
+  start
+  ready1=$(wait_ready "$t0")
+  echo "controller ready (empty cluster) in ${ready1} s"
+  # A round cut short by SCALE_CAP_SECONDS still has its writes counted, up to the cut.
+  target/release/examples/reconcile_scale "$kubeconfig" "$metrics" "$n" "$m" "$work/marks" "$flavor" \
+    || echo "round not converged: writes below are up to the cap"
+  echo "controller peak RSS:               $(rss "$pid")"
+  echo "kube-apiserver peak RSS:           $(rss "$apiserver_pid")"
+
+  if [ "$flavor" = ours ] && grep -q '^after ' "$work/marks"; then
+    # A restart of the leader at scale: everything it needs is stored already.
+    local before t1 ready2 resync
+    before=$(reconciles)
+    kill -TERM "$pid"; wait "$pid" || true
+    echo "restart $(now)" >> "$work/marks"
+    t1=$(now)
+    start
+    ready2=$(wait_ready "$t1")
+    # The first full resync: one reconcile per NamespaceOffloading (the counter starts at 0 again).
+    until [ "$(reconciles)" -ge "$n" ]; do sleep 0.2; done
+    resync=$(since "$t1")
+    echo "restart at scale: /readyz in ${ready2} s, first full resync done in ${resync} s (reconciles before: $before)"
+    sleep 60
+    echo "controller peak RSS after restart: $(rss "$pid")"
+  fi
+  echo "end $(now)" >> "$work/marks"
+  kill -TERM "$pid"; wait "$pid" || true
+  pid=""
+  sleep 1 # the audit log's last batch
+  scripts/audit_writes.py "$work/audit.log" "$work/marks" "$n" "$user" admin
+  echo "controller log: $(grep -ci 'warn\|error' "$work/controller.log" || true) lines with warn/error"
+  tests/controlplane/down.sh "$work/cp"
+  if [ "${SCALE_KEEP:-0}" = 1 ]; then echo "kept: $work"; else rm -rf "$work"; fi
+  work=""
+}
+
+case $who in
+  ours | liqo) round "$who" ;;
+  both) round ours; round liqo ;;
+  *) echo "usage: $0 [NAMESPACES] [NODES] [ours|liqo|both]" >&2; exit 2 ;;
+esac

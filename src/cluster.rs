@@ -2,6 +2,10 @@
 //! the Liqo generation, the local cluster id (a flag, or Liqo's ConfigMap followed live) and the
 //! virtual nodes (Nodes on Liqo v0.3; on v1.x VirtualNodes, with the labels of their Node when
 //! there is one, as Liqo's own matcher reads them).
+//!
+//! The virtual nodes are watched once per process: the webhook reads a snapshot rebuilt only when a
+//! node is applied or deleted (so a review costs the same with 1 or 1 000 clusters), and the
+//! reconcile loops use the same store and hear of changes through [`ClusterView::node_changes`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,6 +106,10 @@ pub struct ClusterView {
     nodes: Option<Store<Node>>,
     /// Liqo v1.x's VirtualNodes, when the cluster runs v1.x.
     liqo_virtual_nodes: Option<Store<DynamicObject>>,
+    /// The virtual nodes as the judge sees them, shared by every review; `None` until synced.
+    snapshot: Arc<RwLock<Option<Arc<[VirtualNode]>>>>,
+    /// Bumped each time the snapshot changes (a node's heartbeat alone changes nothing).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
     nodes_synced: Arc<AtomicBool>,
     id_synced: Arc<AtomicBool>,
     faults: Faults,
@@ -137,19 +145,57 @@ impl ClusterView {
         }
     }
 
+    /// A view of these nodes, synced, with no cluster behind it (benchmarks, tests).
+    pub fn with_nodes(cluster_id: Option<String>, nodes: &[Node]) -> Self {
+        let view = Self::fixed(cluster_id);
+        view.set_snapshot(nodes.iter().filter_map(virtual_node).collect());
+        view.nodes_synced.store(true, Ordering::Release);
+        view
+    }
+
     /// The virtual nodes known now; `None` when there is no cache or it has not synced yet.
-    pub fn virtual_nodes(&self) -> Option<Vec<VirtualNode>> {
-        let store = self.nodes.as_ref()?;
+    pub fn virtual_nodes(&self) -> Option<Arc<[VirtualNode]>> {
         if !self.nodes_synced.load(Ordering::Acquire) {
             return None;
         }
-        match &self.liqo_virtual_nodes {
+        self.snapshot.read().ok()?.clone()
+    }
+
+    /// The store of Nodes (the tenant loop reconciles each); `None` without a cluster.
+    pub fn node_store(&self) -> Option<Store<Node>> {
+        self.nodes.clone()
+    }
+
+    /// A stream that yields once now and then each time the set of virtual nodes, their cluster ids
+    /// or labels change (not on status updates).
+    pub fn node_changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let mut rx = self.changes.subscribe();
+        rx.mark_changed();
+        futures::stream::unfold(rx, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) })
+    }
+
+    /// Rebuilds the snapshot from the caches (Nodes, and on v1.x VirtualNodes).
+    fn rebuild(&self) {
+        let Some(store) = &self.nodes else { return };
+        let now = match &self.liqo_virtual_nodes {
             Some(vns) => {
                 let vns: Vec<LiqoVirtualNode> =
                     vns.state().iter().filter_map(|o| LiqoVirtualNode::from_dynamic(o)).collect();
-                Some(v1_virtual_nodes(&vns, &store.state()))
+                v1_virtual_nodes(&vns, &store.state())
             }
-            None => Some(store.state().iter().filter_map(|n| virtual_node(n)).collect()),
+            None => store.state().iter().filter_map(|n| virtual_node(n)).collect(),
+        };
+        self.set_snapshot(now);
+    }
+
+    /// Swaps the snapshot in; tells the subscribers when it differs.
+    fn set_snapshot(&self, mut now: Vec<VirtualNode>) {
+        now.sort_by(|a, b| a.name.cmp(&b.name));
+        let Ok(mut g) = self.snapshot.write() else { return };
+        if g.as_deref() != Some(now.as_slice()) {
+            *g = Some(now.into());
+            drop(g);
+            self.changes.send_modify(|v| *v = v.wrapping_add(1));
         }
     }
 
@@ -188,7 +234,7 @@ impl ClusterView {
         let mut view = Self::fixed(fixed_id.clone()).with_generation(generation);
         let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
 
-        let (store, writer) = reflector::store::<Node>();
+        let (store, mut writer) = reflector::store::<Node>();
         view.nodes = Some(store.clone());
         let nodes: Api<Node> = Api::all(client.clone());
         // Liqo v1.x finds a VirtualNode's Node by its cluster id label alone.
@@ -198,17 +244,21 @@ impl ClusterView {
             }
             Generation::V1 => watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL),
         };
-        let vn_store = (generation == Generation::V1).then(|| {
-            let vn_writer = reflector::store::Writer::<DynamicObject>::new(virtual_node_resource());
-            let vn_store = vn_writer.as_reader();
+        let vn_writer = (generation == Generation::V1)
+            .then(|| reflector::store::Writer::<DynamicObject>::new(virtual_node_resource()));
+        view.liqo_virtual_nodes = vn_writer.as_ref().map(|w| w.as_reader());
+        let vn_store = view.liqo_virtual_nodes.clone();
+        if let Some(vn_writer) = vn_writer {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &virtual_node_resource());
             let faults = view.faults.clone();
+            let v = view.clone();
             tasks.push(Box::pin(async move {
                 watcher(api, watcher::Config::default())
                     .default_backoff()
                     .reflect(vn_writer)
                     .for_each(|ev| {
                         let faults = faults.clone();
+                        let v = v.clone();
                         async move {
                             match ev {
                                 Err(e) => {
@@ -225,9 +275,12 @@ impl ClusterView {
                                         warn!(%problem, "VirtualNode watch failed; retrying");
                                     }
                                 }
-                                Ok(_) => {
+                                Ok(ev) => {
                                     if faults.clear("virtualnodes") {
                                         info!("VirtualNode watch works again");
+                                    }
+                                    if !matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                                        v.rebuild();
                                     }
                                 }
                             }
@@ -235,51 +288,53 @@ impl ClusterView {
                     })
                     .await;
             }));
-            vn_store
-        });
-        view.liqo_virtual_nodes = vn_store.clone();
-        let synced = view.nodes_synced.clone();
-        let faults = view.faults.clone();
+        }
+        let v = view.clone();
         tasks.push(Box::pin(async move {
-            let ready = store.clone();
-            tokio::spawn(async move {
-                let vns_ready = match &vn_store {
-                    Some(s) => s.wait_until_ready().await.is_ok(),
-                    None => true,
-                };
-                if vns_ready && ready.wait_until_ready().await.is_ok() {
-                    synced.store(true, Ordering::Release);
-                    info!(nodes = ready.state().len(), "virtual node cache synced");
-                }
-            });
-            watcher(nodes, cfg)
-                .default_backoff()
-                .reflect(writer)
-                .for_each(|ev| {
-                    let faults = faults.clone();
-                    async move {
-                        let access = Access {
-                            verb: "list and watch",
-                            resource: "nodes",
-                            namespace: None,
-                            role: CLUSTER_ROLE,
-                        };
+            let access =
+                Access { verb: "list and watch", resource: "nodes", namespace: None, role: CLUSTER_ROLE };
+            let stream = watcher(nodes, cfg).default_backoff();
+            futures::pin_mut!(stream);
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(mut ev)) => {
+                        if v.faults.clear("nodes") {
+                            info!("virtual node watch works again");
+                        }
+                        // Only names and labels are used: the status (heartbeats, images) and the
+                        // managed fields would only take memory.
+                        if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = &mut ev {
+                            n.status = None;
+                            n.metadata.managed_fields = None;
+                        }
+                        writer.apply_watcher_event(&ev);
                         match ev {
-                            Err(e) => {
-                                let problem = explain_watch(&e, access);
-                                if faults.set("nodes", format!("virtual nodes: {problem}")) {
-                                    warn!(%problem, "virtual node watch failed; retrying");
+                            watcher::Event::Apply(_) | watcher::Event::Delete(_) => v.rebuild(),
+                            watcher::Event::InitDone => {
+                                if !v.nodes_synced.load(Ordering::Acquire) {
+                                    // On v1.x the VirtualNodes are half of the picture.
+                                    if let Some(vns) = &vn_store {
+                                        let _ = vns.wait_until_ready().await;
+                                    }
+                                    v.rebuild();
+                                    v.nodes_synced.store(true, Ordering::Release);
+                                    info!(nodes = store.state().len(), "virtual node cache synced");
+                                } else {
+                                    v.rebuild();
                                 }
                             }
-                            Ok(_) => {
-                                if faults.clear("nodes") {
-                                    info!("virtual node watch works again");
-                                }
-                            }
+                            watcher::Event::Init | watcher::Event::InitApply(_) => {}
                         }
                     }
-                })
-                .await;
+                    Ok(None) => break,
+                    Err(e) => {
+                        let problem = explain_watch(&e, access);
+                        if v.faults.set("nodes", format!("virtual nodes: {problem}")) {
+                            warn!(%problem, "virtual node watch failed; retrying");
+                        }
+                    }
+                }
+            }
         }));
 
         if fixed_id.is_none() {

@@ -272,7 +272,7 @@ pub struct NamespaceMapSpec {
 }
 
 /// State of a remote namespace, as Liqo spells it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MappingPhase {
     Accepted,
     CreationLoopBackOff,

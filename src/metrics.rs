@@ -36,6 +36,14 @@ pub struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// What was written, as the API server names it: `namespaceoffloadings`,
+    /// `namespaceoffloadings/status`, `namespacemaps`, `namespacemaps/status`, `namespaces`,
+    /// `events`, `leases`, `remote-namespaces` (in a remote cluster).
+    pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
@@ -53,8 +61,9 @@ pub struct Metrics {
     pub reconcile_seconds: Histogram,
     /// NamespaceOffloadings per offloading phase (as last seen by the active reconciler).
     pub objects: Family<PhaseLabels, Gauge>,
-    /// Writes the reconcile loop issued to the API server.
-    pub writes: Counter,
+    /// Every write the reconcile loop issued (finalizers, Events and Lease renewals included), by
+    /// resource: use [`Metrics::wrote`].
+    pub writes: Family<WriteLabels, Counter>,
     /// Stored objects (each version once) that the reconcile loop could not decode.
     pub decode_failures: Family<KindLabels, Counter>,
 }
@@ -94,7 +103,7 @@ impl Default for Metrics {
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(1e-4, 2.0, 16));
         let objects = Family::<PhaseLabels, Gauge>::default();
-        let writes = Counter::default();
+        let writes = Family::<WriteLabels, Counter>::default();
         registry.register("reconciles", "NamespaceOffloading reconciles by result", reconciles.clone());
         registry.register(
             "reconcile_duration_seconds",
@@ -106,7 +115,11 @@ impl Default for Metrics {
             "NamespaceOffloadings per offloading phase",
             objects.clone(),
         );
-        registry.register("reconcile_writes", "Writes issued by the reconcile loop", writes.clone());
+        registry.register(
+            "reconcile_writes",
+            "Writes issued by the reconcile loop (finalizers, Events and Lease renewals included), by resource",
+            writes.clone(),
+        );
         let decode_failures = Family::<KindLabels, Counter>::default();
         registry.register(
             "decode_failures",
@@ -132,6 +145,11 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Counts one write to `resource` (see [`WriteLabels`]).
+    pub fn wrote(&self, resource: &'static str) {
+        self.writes.get_or_create(&WriteLabels { resource }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

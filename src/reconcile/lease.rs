@@ -3,6 +3,7 @@
 //! shutdown so a standby takes over at once. Conflicts are the arbitration: the API server lets
 //! one writer of a given resourceVersion win.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::health::{Access, Faults, LEASE_ROLE, explain};
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -38,6 +40,7 @@ pub async fn run_while_leader<F, Fut>(
     client: Client,
     cfg: LeaseConfig,
     faults: Faults,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
     work: F,
 ) where
@@ -48,7 +51,7 @@ pub async fn run_while_leader<F, Fut>(
     let mut running: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
     let mut last_holder = String::new();
     loop {
-        let outcome = try_acquire(&api, &cfg).await;
+        let outcome = try_acquire(&api, &cfg, &metrics).await;
         match outcome {
             Ok(Outcome::Leading) => {
                 if running.is_none() {
@@ -107,7 +110,7 @@ pub async fn run_while_leader<F, Fut>(
     if let Some((token, task)) = running.take() {
         token.cancel();
         let _ = task.await;
-        if let Err(e) = release(&api, &cfg).await {
+        if let Err(e) = release(&api, &cfg, &metrics).await {
             warn!(error = %e, "could not release the lease; a standby takes over once it expires");
         } else {
             info!(lease = %cfg.name, "released the lease");
@@ -135,7 +138,7 @@ fn now() -> MicroTime {
 /// The verb that failed, and how.
 type Failure = (&'static str, Error);
 
-async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Failure> {
+async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig, metrics: &Metrics) -> Result<Outcome, Failure> {
     let seconds = i32::try_from(cfg.duration.as_secs()).unwrap_or(i32::MAX);
     let Some(mut lease) = api.get_opt(&cfg.name).await.map_err(|e| ("get", e))? else {
         let lease = Lease {
@@ -149,6 +152,7 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Fai
                 ..Default::default()
             }),
         };
+        metrics.wrote("leases");
         return match api.create(&PostParams::default(), &lease).await {
             Ok(_) => Ok(Outcome::Leading),
             Err(Error::Api(s)) if s.is_already_exists() => {
@@ -177,6 +181,7 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Fai
     spec.renew_time = Some(now());
     spec.lease_duration_seconds = Some(seconds);
     // The resourceVersion in `lease` makes this a compare-and-swap.
+    metrics.wrote("leases");
     match api.replace(&cfg.name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(Outcome::Leading),
         Err(Error::Api(s)) if s.is_conflict() => Ok(Outcome::Standby(holder)),
@@ -184,13 +189,14 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, Fai
     }
 }
 
-async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<(), Error> {
+async fn release(api: &Api<Lease>, cfg: &LeaseConfig, metrics: &Metrics) -> Result<(), Error> {
     let mut lease = api.get(&cfg.name).await?;
     if let Some(spec) = lease.spec.as_mut()
         && spec.holder_identity.as_deref() == Some(cfg.identity.as_str())
     {
         spec.holder_identity = None;
         spec.renew_time = None;
+        metrics.wrote("leases");
         api.replace(&cfg.name, &PostParams::default(), &lease).await?;
     }
     Ok(())

@@ -2,13 +2,19 @@
 //! and one merge patch per map per flush replaces what would be one patch per namespace per map
 //! (which, hundreds at a time against one object, time out in the API server). Each patch still
 //! names only the keys that changed; the latest wanted value of a key wins.
+//!
+//! At scale a map holds thousands of entries, and every patch makes the API server decode, store
+//! and send the whole map again, however few keys it names. So writes are paced: after a flush the
+//! writer waits as long as the flush took (the API server's own pace), collecting what comes in
+//! meanwhile into the next patch. And a key asked for again with the value already sent is not
+//! written twice while the map's watch has not shown it yet.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::{Client, Resource};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -17,64 +23,125 @@ use tracing::{debug, warn};
 use crate::crd::NamespaceMap;
 use crate::metrics::Metrics;
 
-/// (tenant namespace, map name) -> local namespace -> wanted remote name (None removes the key).
-type Pending = HashMap<(String, String), BTreeMap<String, Option<String>>>;
+/// (tenant namespace, map name).
+type MapKey = (String, String);
+/// Local namespace -> wanted remote name (None removes the key).
+type Keys = BTreeMap<String, Option<String>>;
+
+#[derive(Default)]
+struct State {
+    /// Asked for, not sent yet.
+    pending: HashMap<MapKey, Keys>,
+    /// Sent (or being sent), not yet seen through the map's watch.
+    sent: HashMap<MapKey, Keys>,
+}
 
 #[derive(Default)]
 pub struct MapWriter {
-    pending: Mutex<Pending>,
+    state: Mutex<State>,
     wake: Notify,
 }
+
+/// The shortest and the longest wait between two flushes.
+const MIN_PAUSE: Duration = Duration::from_millis(50);
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
 impl MapWriter {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    /// Asks for `desiredMapping[namespace] = want` on a map (a removal with `None`).
+    /// Asks for `desiredMapping[namespace] = want` on a map (a removal with `None`), unless that
+    /// is already asked for or sent.
     pub fn set(&self, map_namespace: &str, map_name: &str, namespace: &str, want: Option<&str>) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.entry((map_namespace.to_owned(), map_name.to_owned()))
-                .or_default()
-                .insert(namespace.to_owned(), want.map(str::to_owned));
+        let key = (map_namespace.to_owned(), map_name.to_owned());
+        let want = want.map(str::to_owned);
+        if let Ok(mut s) = self.state.lock() {
+            let known = s
+                .pending
+                .get(&key)
+                .and_then(|k| k.get(namespace))
+                .or_else(|| s.sent.get(&key).and_then(|k| k.get(namespace)));
+            if known == Some(&want) {
+                return;
+            }
+            s.pending.entry(key).or_default().insert(namespace.to_owned(), want);
         }
         self.wake.notify_one();
     }
 
+    /// The map's watch showed a change of these namespaces' entries: what was sent for them is
+    /// now what the store says (or was overtaken), and is compared against the store again.
+    pub fn seen<'a>(&self, map_namespace: &str, map_name: &str, namespaces: impl Iterator<Item = &'a str>) {
+        let key = (map_namespace.to_owned(), map_name.to_owned());
+        if let Ok(mut s) = self.state.lock()
+            && let Some(sent) = s.sent.get_mut(&key)
+        {
+            for ns in namespaces {
+                sent.remove(ns);
+            }
+            if sent.is_empty() {
+                s.sent.remove(&key);
+            }
+        }
+    }
+
+    /// The map is gone: nothing pending or sent for it stands.
+    pub fn forget_map(&self, map_namespace: &str, map_name: &str) {
+        let key = (map_namespace.to_owned(), map_name.to_owned());
+        if let Ok(mut s) = self.state.lock() {
+            s.pending.remove(&key);
+            s.sent.remove(&key);
+        }
+    }
+
+    /// What is pending, now counted as sent.
+    fn take_batch(&self) -> HashMap<MapKey, Keys> {
+        let Ok(mut s) = self.state.lock() else { return HashMap::new() };
+        let batch = std::mem::take(&mut s.pending);
+        for (key, keys) in &batch {
+            let sent = s.sent.entry(key.clone()).or_default();
+            sent.extend(keys.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        batch
+    }
+
     /// Flushes pending changes until `stop`; a failed patch is retried with what is wanted then.
     pub async fn run(self: Arc<Self>, client: Client, metrics: Arc<Metrics>, stop: CancellationToken) {
+        let mut pause = MIN_PAUSE;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = self.wake.notified() => {}
             }
-            // Let a burst of reconciles add to the batch.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let batch: Pending = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+            // Let a burst of reconciles add to the batch, and the API server catch up.
+            tokio::time::sleep(pause).await;
+            let batch = self.take_batch();
+            let started = Instant::now();
             let writes = batch.into_iter().map(|((ns, name), keys)| {
                 let client = client.clone();
                 let metrics = metrics.clone();
                 let this = self.clone();
                 async move {
-                    // Read back as JSON: another namespace's entry that does not decode must not
-                    // fail a write that only touches ours.
-                    let api: Api<DynamicObject> =
-                        Api::namespaced_with(client, &ns, &ApiResource::erase::<NamespaceMap>(&()));
-                    let patch = json!({ "spec": { "desiredMapping": keys } });
-                    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                        Ok(_) => {
-                            metrics.writes.inc();
-                            debug!(map = %format!("{ns}/{name}"), keys = keys.len(), "desiredMapping written");
-                        }
+                    metrics.wrote("namespacemaps");
+                    match patch(&client, &ns, &name, &keys).await {
+                        Ok(()) => debug!(map = %format!("{ns}/{name}"), keys = keys.len(), "desiredMapping written"),
                         // The map is gone: the tenant loop recreates it, and the next reconcile of
                         // each namespace asks again. Retrying the patch would never succeed.
                         Err(kube::Error::Api(s)) if s.is_not_found() => {
                             warn!(map = %format!("{ns}/{name}"), "NamespaceMap gone; dropping its pending desiredMapping writes");
+                            this.forget_map(&ns, &name);
                         }
                         Err(e) => {
                             warn!(map = %format!("{ns}/{name}"), error = %e, "desiredMapping write failed; retrying");
-                            if let Ok(mut p) = this.pending.lock() {
-                                let entry = p.entry((ns, name)).or_default();
+                            if let Ok(mut s) = this.state.lock() {
+                                let key = (ns, name);
+                                if let Some(sent) = s.sent.get_mut(&key) {
+                                    for k in keys.keys() {
+                                        sent.remove(k);
+                                    }
+                                }
+                                let entry = s.pending.entry(key).or_default();
                                 for (k, v) in keys {
                                     // A newer wish made meanwhile wins over the failed one.
                                     entry.entry(k).or_insert(v);
@@ -87,6 +154,51 @@ impl MapWriter {
                 }
             });
             futures::future::join_all(writes).await;
+            pause = started.elapsed().clamp(MIN_PAUSE, MAX_PAUSE);
         }
+    }
+}
+
+/// One merge patch of desiredMapping keys. The answer (the whole map, hundreds of KB at scale) is
+/// read as text and dropped, not decoded: the map's watch brings the new version anyway.
+async fn patch(client: &Client, ns: &str, name: &str, keys: &Keys) -> Result<(), kube::Error> {
+    let ar = ApiResource::erase::<NamespaceMap>(&());
+    let url = DynamicObject::url_path(&ar, Some(ns));
+    let body = json!({ "spec": { "desiredMapping": keys } });
+    let req = kube::core::Request::new(url)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(req).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(w: &MapWriter) -> Vec<(String, Option<String>)> {
+        let s = w.state.lock().unwrap();
+        s.pending.values().flat_map(|k| k.iter().map(|(a, b)| (a.clone(), b.clone()))).collect()
+    }
+
+    #[test]
+    fn a_value_sent_and_not_yet_seen_is_not_asked_again() {
+        let w = MapWriter::default();
+        w.set("t", "m", "a", Some("a-x"));
+        w.set("t", "m", "a", Some("a-x"));
+        assert_eq!(pending(&w), [("a".to_owned(), Some("a-x".to_owned()))]);
+        assert_eq!(w.take_batch().len(), 1);
+        // Sent: a reconcile that runs before the watch shows it asks for nothing.
+        w.set("t", "m", "a", Some("a-x"));
+        assert!(pending(&w).is_empty());
+        // Another value is asked for at once.
+        w.set("t", "m", "a", None);
+        assert_eq!(pending(&w), [("a".to_owned(), None)]);
+        w.take_batch();
+        // Seen through the watch: the store decides again.
+        w.seen("t", "m", ["a"].into_iter());
+        w.set("t", "m", "a", Some("a-x"));
+        assert_eq!(pending(&w), [("a".to_owned(), Some("a-x".to_owned()))]);
+        w.forget_map("t", "m");
+        assert!(pending(&w).is_empty());
     }
 }

@@ -15,24 +15,26 @@ pub mod remote;
 pub mod tenant;
 pub mod watch;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
 use crate::crd::{
-    NODE_TYPE_LABEL, NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, OffloadingPhase,
-    REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE,
+    NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, OffloadingPhase, REMOTE_CLUSTER_ID_LABEL,
 };
 use crate::metrics::{Metrics, PhaseLabels};
 
@@ -44,8 +46,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("waiting for the remote namespaces in clusters {0:?} to be deleted")]
     WaitingForRemote(Vec<String>),
-    #[error("caches not synced yet")]
-    CachesNotSynced,
+    #[error("{0} not synced yet")]
+    CachesNotSynced(&'static str),
 }
 
 /// What the reconcilers share.
@@ -58,14 +60,17 @@ pub struct Context {
     pub cluster: ClusterView,
     pub maps: Store<NamespaceMap>,
     maps_synced: Arc<AtomicBool>,
+    ns_synced: Arc<AtomicBool>,
     pub offloadings: Store<NamespaceOffloading>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// Set by each reconcile; the phase gauges are recounted on a timer when set.
+    phases_dirty: AtomicBool,
 }
 
 impl Context {
     fn maps_synced(&self) -> bool {
-        self.maps_synced.load(Ordering::Acquire)
+        self.maps_synced.load(Ordering::Acquire) && self.ns_synced.load(Ordering::Acquire)
     }
 
     /// The NamespaceMap of each remote cluster (the first by name, should there be several).
@@ -81,7 +86,16 @@ impl Context {
         out
     }
 
+    fn phases_changed(&self) {
+        self.phases_dirty.store(true, Ordering::Release);
+    }
+
+    /// Recounts the objects per phase: a walk of the store, so done at most once per tick of
+    /// [`count_phases_every`], not after each reconcile (which would be quadratic over a resync).
     fn count_phases(&self) {
+        if !self.phases_dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
         for o in self.offloadings.state() {
             let phase = o.status.as_ref().and_then(|s| s.offloading_phase.as_ref()).map(|p| p.as_str());
@@ -101,30 +115,65 @@ impl Context {
     }
 }
 
-/// What each NamespaceMap held when last seen, so that a change triggers only the namespaces whose
-/// entries changed (an entry just removed names nothing in the new object).
-#[derive(Default)]
-struct MapMemory(std::sync::Mutex<std::collections::HashMap<String, Entries>>);
+/// How often the phase gauges are recounted (when anything was reconciled).
+async fn count_phases_every(ctx: Arc<Context>, period: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => ctx.count_phases(),
+        }
+    }
+}
 
-type Entries = BTreeMap<String, (Option<String>, Option<crate::crd::MappingPhase>)>;
+/// What each NamespaceMap held when last seen, so that a change triggers only the namespaces whose
+/// entries changed (an entry just removed names nothing in the new object). A hash per entry, not
+/// a copy of the map.
+#[derive(Default)]
+struct MapMemory(HashMap<String, HashMap<String, u64>>);
 
 impl MapMemory {
-    fn affected(&self, map: &NamespaceMap) -> Vec<ObjectRef<NamespaceOffloading>> {
-        let mut now: Entries = BTreeMap::new();
+    fn entries(map: &NamespaceMap) -> HashMap<String, u64> {
+        let mut now: HashMap<String, (Option<&String>, Option<&crate::crd::MappingPhase>)> = HashMap::new();
         for (ns, remote) in &map.spec.desired_mapping {
-            now.entry(ns.clone()).or_default().0 = Some(remote.clone());
+            now.entry(ns.clone()).or_default().0 = Some(remote);
         }
         for (ns, cur) in map.status.iter().flat_map(|s| s.current_mapping.iter()) {
-            now.entry(ns.clone()).or_default().1 = Some(cur.phase.clone());
+            now.entry(ns.clone()).or_default().1 = Some(&cur.phase);
         }
-        let key = format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any());
-        let before = match self.0.lock() {
-            Ok(mut m) => m.insert(key, now.clone()).unwrap_or_default(),
-            Err(_) => Entries::new(),
-        };
-        let namespaces: BTreeSet<&String> =
-            now.keys().chain(before.keys()).filter(|ns| now.get(*ns) != before.get(*ns)).collect();
-        namespaces.into_iter().map(|ns| ObjectRef::new(OFFLOADING_NAME).within(ns)).collect()
+        now.into_iter()
+            .map(|(ns, v)| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                v.hash(&mut h);
+                (ns, h.finish())
+            })
+            .collect()
+    }
+
+    fn key(map: &NamespaceMap) -> String {
+        format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any())
+    }
+
+    /// The namespaces whose entries differ from what was last seen of this map.
+    fn applied(&mut self, map: &NamespaceMap) -> Vec<String> {
+        let now = Self::entries(map);
+        let before = self.0.insert(Self::key(map), now).unwrap_or_default();
+        let now = &self.0[&Self::key(map)];
+        let mut changed: BTreeSet<&String> =
+            now.iter().filter(|(ns, h)| before.get(*ns) != Some(*h)).map(|(ns, _)| ns).collect();
+        changed.extend(before.keys().filter(|ns| !now.contains_key(*ns)));
+        changed.into_iter().cloned().collect()
+    }
+
+    /// The namespaces a map that is gone held.
+    fn deleted(&mut self, key: &str) -> Vec<String> {
+        self.0.remove(key).map(|m| m.into_keys().collect()).unwrap_or_default()
+    }
+
+    /// Maps remembered but not in `present` (gone while the watch was down).
+    fn missing(&self, present: &BTreeSet<String>) -> Vec<String> {
+        self.0.keys().filter(|k| !present.contains(*k)).cloned().collect()
     }
 }
 
@@ -146,7 +195,8 @@ pub async fn run(
     let identity = cfg.lease.identity.clone();
     let remotes = cfg.remotes.clone();
     let faults = cluster.faults().clone();
-    lease::run_while_leader(client.clone(), cfg.lease, faults, stop, move |token| {
+    let lease_metrics = metrics.clone();
+    lease::run_while_leader(client.clone(), cfg.lease, faults, lease_metrics, stop, move |token| {
         controllers(
             client.clone(),
             cluster.clone(),
@@ -167,38 +217,49 @@ async fn controllers(
     remotes: remote::RemoteClients,
     stop: CancellationToken,
 ) {
-    // Our custom resources are watched through `watch`, which decodes each object on its own.
+    // One watch per kind, shared by the loops: NamespaceMaps (store + triggers of both loops),
+    // Namespaces (metadata), kubeconfig Secrets, NamespaceOffloadings (the offloading loop's own),
+    // and the virtual nodes of `cluster`, which the webhook watches anyway.
     let decoder = watch::Decoder::new(metrics.clone());
-    let (maps, writer) = reflector::store::<NamespaceMap>();
+    let map_writer = map_writer::MapWriter::new();
+    let (offloading_tx, offloading_rx) = mpsc::unbounded_channel::<ObjectRef<NamespaceOffloading>>();
+    let (remote_tx, remote_rx) = mpsc::unbounded_channel::<ObjectRef<NamespaceMap>>();
+
+    let (maps, maps_writer) = reflector::store::<NamespaceMap>();
     let maps_synced = Arc::new(AtomicBool::new(false));
-    let map_watch = watch::watch::<NamespaceMap>(client.clone(), watcher::Config::default(), decoder.clone())
-        .default_backoff()
-        .reflect(writer)
-        .for_each(|ev| async move {
-            if let Err(e) = ev {
-                warn!(error = %e, "NamespaceMap watch failed; retrying");
-            }
-        });
+    let map_watch = map_hub(
+        client.clone(),
+        decoder.clone(),
+        maps_writer,
+        maps_synced.clone(),
+        map_writer.clone(),
+        offloading_tx,
+        remote_tx.clone(),
+    );
 
     let (namespaces, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-    let ns_watch =
+    let ns_synced = Arc::new(AtomicBool::new(false));
+    let ns_watch = {
+        let synced = ns_synced.clone();
         watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
             .default_backoff()
+            .modify(|ns| ns.metadata.managed_fields = None)
             .reflect(ns_writer)
-            .for_each(|ev| async move {
-                if let Err(e) = ev {
-                    warn!(error = %e, "Namespace watch failed; retrying");
+            .for_each(move |ev| {
+                match ev {
+                    Ok(watcher::Event::InitDone) => {
+                        if !synced.swap(true, Ordering::AcqRel) {
+                            info!("Namespace cache synced");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "Namespace watch failed; retrying"),
                 }
-            });
-    {
-        let (ns_store, synced) = (namespaces.clone(), maps_synced.clone());
-        let maps_ready = maps.clone();
-        tokio::spawn(async move {
-            if maps_ready.wait_until_ready().await.is_ok() && ns_store.wait_until_ready().await.is_ok() {
-                synced.store(true, Ordering::Release);
-            }
-        });
-    }
+                futures::future::ready(())
+            })
+    };
+    let (secrets, secrets_writer) = reflector::store::<Secret>();
+    let secret_watch = secret_hub(client.clone(), secrets_writer, maps.clone(), remote_tx);
 
     let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
     let offloading_watch =
@@ -206,84 +267,73 @@ async fn controllers(
             .reflect(offloading_writer)
             .applied_objects();
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
-    let controller = Controller::for_stream(offloading_watch, offloadings.clone()).with_config(
-        controller::Config::default().debounce(std::time::Duration::from_millis(300)).concurrency(8),
-    );
+    let controller = Controller::for_stream(offloading_watch, offloadings.clone())
+        .with_config(controller::Config::default().debounce(Duration::from_millis(300)).concurrency(16));
     let recorder = Recorder::new(
         client.clone(),
         Reporter { controller: "offloading-webhook".into(), instance: Some(identity) },
     );
-    let ctx_cluster = cluster.clone();
-    let writer = map_writer::MapWriter::new();
-    let writer_task = tokio::spawn(writer.clone().run(client.clone(), metrics.clone(), stop.clone()));
+    let writer_task = tokio::spawn(map_writer.clone().run(client.clone(), metrics.clone(), stop.clone()));
     let ctx = Arc::new(Context {
         client: client.clone(),
-        map_writer: writer,
+        map_writer,
         namespaces,
-        cluster,
-        maps,
+        cluster: cluster.clone(),
+        maps: maps.clone(),
         maps_synced,
+        ns_synced,
         offloadings: offloadings.clone(),
         recorder,
-        metrics,
+        metrics: metrics.clone(),
+        phases_dirty: AtomicBool::new(false),
     });
+    let phases_task = tokio::spawn(count_phases_every(ctx.clone(), Duration::from_secs(1), stop.clone()));
 
-    let node_cfg = watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"));
-    let all = offloadings.clone();
-    let memory = MapMemory::default();
     let offloading_loop = controller
-        // A virtual node that appears, goes or changes labels can change every selection.
-        .watches(Api::<Node>::all(client.clone()), node_cfg.clone(), move |_| {
-            all.state().iter().map(|o| ObjectRef::from_obj(o.as_ref())).collect::<Vec<_>>()
-        })
+        // A virtual node that appears, goes or changes labels can change every selection (the
+        // first item is now: the initial list triggers every object anyway).
+        .reconcile_all_on(cluster.node_changes().skip(1))
         // Only the namespaces whose entries (desired or current) changed.
-        .watches_stream(
-            watch::watch::<NamespaceMap>(client.clone(), watcher::Config::default(), decoder.clone())
-                .touched_objects(),
-            move |map: NamespaceMap| memory.affected(&map),
-        )
+        .reconcile_on(channel_stream(offloading_rx))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(offloading::reconcile, offloading::error_policy, ctx)
         .for_each(|_| async {});
 
-    let tenant_client = client.clone();
-    let tenant_loop = Controller::new(Api::<Node>::all(client.clone()), node_cfg)
-        .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(
-            move |node, _ctx: Arc<()>| tenant::reconcile(node, tenant_client.clone()),
-            |node, err, _| {
-                warn!(node = %node.name_any(), error = %err, "tenant reconcile failed; retrying");
-                kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
-            },
-            Arc::new(()),
-        )
-        .for_each(|_| async {});
+    let (tenant_metrics, remote_metrics) = (metrics.clone(), metrics.clone());
+    let tenant_loop = async {
+        let Some(node_store) = cluster.node_store() else {
+            warn!("no virtual node cache: tenant namespaces and NamespaceMaps are not created");
+            return;
+        };
+        let tenant_client = client.clone();
+        Controller::for_stream(futures::stream::pending(), node_store)
+            .reconcile_all_on(cluster.node_changes())
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(
+                move |node, _ctx: Arc<()>| {
+                    tenant::reconcile(node, tenant_client.clone(), tenant_metrics.clone())
+                },
+                |node, err, _| {
+                    warn!(node = %node.name_any(), error = %err, "tenant reconcile failed; retrying");
+                    controller::Action::requeue(Duration::from_secs(5))
+                },
+                Arc::new(()),
+            )
+            .for_each(|_| async {})
+            .await
+    };
 
     let remote_ctx = Arc::new(remote::RemoteContext {
         client: client.clone(),
-        cluster: ctx_cluster,
+        cluster: cluster.clone(),
         remotes,
+        secrets,
+        metrics: remote_metrics,
         failures: Default::default(),
+        checked: Default::default(),
     });
-    let (remote_maps, remote_writer) = reflector::store::<NamespaceMap>();
-    let remote_watch = watch::watch::<NamespaceMap>(client.clone(), watcher::Config::default(), decoder)
-        .reflect(remote_writer)
-        .applied_objects();
-    let remote_loop = Controller::for_stream(remote_watch, remote_maps.clone())
-        // A kubeconfig Secret appearing in a tenant namespace makes its cluster reachable.
-        .watches(
-            Api::<k8s_openapi::api::core::v1::Secret>::all(client.clone()),
-            watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL),
-            move |secret| {
-                let ns = secret.namespace();
-                remote_maps
-                    .state()
-                    .iter()
-                    .filter(|m| m.namespace() == ns)
-                    .map(|m| ObjectRef::from_obj(m.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+    let remote_loop = Controller::for_stream(futures::stream::pending(), maps)
+        .reconcile_on(channel_stream(remote_rx))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(remote::reconcile, remote::error_policy, remote_ctx)
         .for_each(|_| async {});
@@ -293,7 +343,161 @@ async fn controllers(
         _ = async { tokio::join!(offloading_loop, tenant_loop, remote_loop) } => {}
         _ = map_watch => {}
         _ = ns_watch => {}
+        _ = secret_watch => {}
     }
     let _ = writer_task.await;
+    let _ = phases_task.await;
     info!("reconcile loops stopped");
+}
+
+/// The items of a channel, as a stream.
+fn channel_stream<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+}
+
+/// The one watch of NamespaceMaps: fills the store that every loop reads, tells the offloading
+/// loop which namespaces' entries changed (and the batching writer what it sent has been seen), and
+/// the remote loop which maps changed. Triggers of a (re)list wait for its end, so that no
+/// reconcile reads the store before it holds the new list.
+async fn map_hub(
+    client: Client,
+    decoder: Arc<watch::Decoder>,
+    mut writer: reflector::store::Writer<NamespaceMap>,
+    synced: Arc<AtomicBool>,
+    map_writer: Arc<map_writer::MapWriter>,
+    offloading_tx: mpsc::UnboundedSender<ObjectRef<NamespaceOffloading>>,
+    remote_tx: mpsc::UnboundedSender<ObjectRef<NamespaceMap>>,
+) {
+    let mut memory = MapMemory::default();
+    let mut listed: BTreeSet<String> = BTreeSet::new();
+    let mut held: Option<(Vec<String>, Vec<ObjectRef<NamespaceMap>>)> = None;
+    let stream = watch::watch::<NamespaceMap>(client, watcher::Config::default(), decoder).default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(ev) = stream.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!(error = %e, "NamespaceMap watch failed; retrying");
+                continue;
+            }
+        };
+        writer.apply_watcher_event(&ev);
+        let (namespaces, maps): (Vec<String>, Vec<ObjectRef<NamespaceMap>>) = match &ev {
+            watcher::Event::Apply(m) | watcher::Event::InitApply(m) => {
+                let changed = memory.applied(m);
+                map_writer.seen(
+                    &m.namespace().unwrap_or_default(),
+                    &m.name_any(),
+                    changed.iter().map(String::as_str),
+                );
+                if matches!(ev, watcher::Event::InitApply(_)) {
+                    listed.insert(MapMemory::key(m));
+                }
+                (changed, vec![ObjectRef::from_obj(m)])
+            }
+            watcher::Event::Delete(m) => {
+                map_writer.forget_map(&m.namespace().unwrap_or_default(), &m.name_any());
+                (memory.deleted(&MapMemory::key(m)), Vec::new())
+            }
+            watcher::Event::Init => {
+                listed.clear();
+                held = Some((Vec::new(), Vec::new()));
+                continue;
+            }
+            watcher::Event::InitDone => {
+                if !synced.swap(true, Ordering::AcqRel) {
+                    info!("NamespaceMap cache synced");
+                }
+                let mut gone = Vec::new();
+                for key in memory.missing(&listed) {
+                    gone.extend(memory.deleted(&key));
+                }
+                let (mut namespaces, maps) = held.take().unwrap_or_default();
+                namespaces.extend(gone);
+                (namespaces, maps)
+            }
+        };
+        if let Some((held_ns, held_maps)) = held.as_mut() {
+            held_ns.extend(namespaces);
+            held_maps.extend(maps);
+            continue;
+        }
+        for ns in namespaces {
+            let _ = offloading_tx.send(ObjectRef::new(OFFLOADING_NAME).within(&ns));
+        }
+        for m in maps {
+            let _ = remote_tx.send(m);
+        }
+    }
+}
+
+/// The one watch of kubeconfig Secrets (labelled with a remote cluster id): the store the remote
+/// loop reads them from, instead of listing a tenant namespace's Secrets on each reconcile; one
+/// appearing, changing or going triggers the maps of its namespace; the end of a (re)list, all.
+async fn secret_hub(
+    client: Client,
+    mut writer: reflector::store::Writer<Secret>,
+    maps: Store<NamespaceMap>,
+    remote_tx: mpsc::UnboundedSender<ObjectRef<NamespaceMap>>,
+) {
+    let api = Api::<Secret>::all(client);
+    let stream = watcher(api, watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL)).default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(ev) = stream.next().await {
+        let mut ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!(error = %e, "Secret watch failed; retrying");
+                continue;
+            }
+        };
+        if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = &mut ev {
+            s.metadata.managed_fields = None;
+        }
+        writer.apply_watcher_event(&ev);
+        let namespace = match &ev {
+            watcher::Event::Apply(s) | watcher::Event::Delete(s) => Some(s.namespace()),
+            watcher::Event::InitDone => None,
+            watcher::Event::Init | watcher::Event::InitApply(_) => continue,
+        };
+        for m in maps.state().iter().filter(|m| namespace.as_ref().is_none_or(|ns| m.namespace() == *ns)) {
+            let _ = remote_tx.send(ObjectRef::from_obj(m.as_ref()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(desired: &[(&str, &str)], accepted: &[&str]) -> NamespaceMap {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "virtualkubelet.liqo.io/v1alpha1", "kind": "NamespaceMap",
+            "metadata": {"name": "c1-local", "namespace": "liqo-tenant-c1"},
+            "spec": {"desiredMapping": desired.iter().map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<BTreeMap<_, _>>()},
+            "status": {"currentMapping": accepted.iter()
+                .map(|a| (a.to_string(), serde_json::json!({"remoteNamespace": format!("{a}-x"), "phase": "Accepted"})))
+                .collect::<serde_json::Map<_, _>>()}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_namespaces_whose_entries_changed_are_triggered() {
+        let mut memory = MapMemory::default();
+        assert_eq!(memory.applied(&map(&[("a", "a-x"), ("b", "b-x")], &[])), ["a", "b"]);
+        // The same map again (a relist, or a change elsewhere): nothing.
+        assert!(memory.applied(&map(&[("a", "a-x"), ("b", "b-x")], &[])).is_empty());
+        // b accepted, c added, a removed.
+        assert_eq!(memory.applied(&map(&[("b", "b-x"), ("c", "c-x")], &["b"])), ["a", "b", "c"]);
+        let key = MapMemory::key(&map(&[], &[]));
+        assert!(memory.missing(&BTreeSet::from([key.clone()])).is_empty());
+        assert_eq!(memory.missing(&BTreeSet::new()), std::slice::from_ref(&key));
+        let mut gone = memory.deleted(&key);
+        gone.sort();
+        assert_eq!(gone, ["b", "c"]);
+    }
 }

@@ -12,7 +12,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
@@ -31,12 +30,12 @@ pub async fn reconcile(obj: Arc<NamespaceOffloading>, ctx: Arc<Context>) -> Resu
     let result = reconcile_inner(obj, &ctx).await;
     let label = match &result {
         Ok(_) => "ok",
-        Err(Error::WaitingForRemote(_) | Error::CachesNotSynced) => "waiting",
+        Err(Error::WaitingForRemote(_) | Error::CachesNotSynced(_)) => "waiting",
         Err(_) => "error",
     };
     ctx.metrics.reconciles.get_or_create(&ReconcileLabels { result: label }).inc();
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
-    ctx.count_phases();
+    ctx.phases_changed();
     result
 }
 
@@ -47,22 +46,44 @@ async fn reconcile_inner(obj: Arc<NamespaceOffloading>, ctx: &Context) -> Result
         debug!(%namespace, name = %obj.name_any(), "not named offloading: ignored");
         return Ok(Action::await_change());
     }
-    if ctx.cluster.virtual_nodes().is_none() || !ctx.maps_synced() {
-        return Err(Error::CachesNotSynced);
+    if ctx.cluster.virtual_nodes().is_none() {
+        return Err(Error::CachesNotSynced("virtual node cache"));
     }
-    let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(o) => apply(&o, &namespace, ctx, false).await,
-            FinalizerEvent::Cleanup(o) => apply(&o, &namespace, ctx, true).await,
+    if !ctx.maps_synced() {
+        return Err(Error::CachesNotSynced("NamespaceMap and Namespace caches"));
+    }
+    let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
+    match (obj.metadata.deletion_timestamp.is_some(), has_finalizer) {
+        (false, _) => apply(&obj, &namespace, ctx, false).await,
+        (true, true) => {
+            let action = apply(&obj, &namespace, ctx, true).await?;
+            info!(%namespace, "no remote namespace left: removing the finalizer");
+            let others: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+            write_metadata(&obj, &namespace, json!({ "finalizers": others }), ctx).await?;
+            Ok(action)
         }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    })
+        // Being deleted, and nothing of ours holds it.
+        (true, false) => Ok(Action::await_change()),
+    }
+}
+
+/// A merge patch of the object's metadata. One that changes the finalizers carries the
+/// resourceVersion the decision was made on: a merge patch replaces the whole list, so a stale view
+/// must fail (409, retried with the newer object) rather than drop someone else's finalizer.
+async fn write_metadata(
+    obj: &NamespaceOffloading,
+    namespace: &str,
+    mut metadata: Value,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if metadata.get("finalizers").is_some() {
+        metadata["resourceVersion"] = json!(obj.resource_version());
+    }
+    let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), namespace);
+    ctx.metrics.wrote("namespaceoffloadings");
+    let patch = json!({ "metadata": metadata });
+    api.patch_metadata(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
 }
 
 /// Now, to the second: what Kubernetes stores, so that comparisons after a round trip hold.
@@ -77,7 +98,7 @@ async fn apply(
     ctx: &Context,
     cleanup: bool,
 ) -> Result<Action, Error> {
-    let nodes = ctx.cluster.virtual_nodes().ok_or(Error::CachesNotSynced)?;
+    let nodes = ctx.cluster.virtual_nodes().ok_or(Error::CachesNotSynced("virtual node cache"))?;
     let maps = ctx.maps_by_cluster();
     let current: BTreeMap<String, MappingPhase> = maps
         .iter()
@@ -88,6 +109,11 @@ async fn apply(
     let cluster_id = ctx.cluster.cluster_id();
     let p = plan(obj, namespace, cluster_id.as_deref(), &nodes, &current, &now());
 
+    // The finalizer goes on (with the annotation) before any entry is asked for, so that no remote
+    // namespace can be created for an object that then goes away without cleanup.
+    if !cleanup {
+        write_annotation(obj, namespace, &p, ctx).await?;
+    }
     let mut missing_maps = Vec::new();
     for id in &p.selected {
         if !maps.contains_key(id) {
@@ -107,7 +133,6 @@ async fn apply(
     }
 
     if !cleanup {
-        write_annotation(obj, namespace, &p, ctx).await?;
         publish_events(obj, &p, ctx).await;
     }
     write_namespace_label(namespace, p.namespace_label, ctx).await?;
@@ -121,7 +146,6 @@ async fn apply(
         if !left.is_empty() {
             return Err(Error::WaitingForRemote(left));
         }
-        info!(%namespace, "no remote namespace left: removing the finalizer");
         return Ok(Action::await_change());
     }
     if !missing_maps.is_empty() {
@@ -131,20 +155,26 @@ async fn apply(
     Ok(Action::await_change())
 }
 
+/// The scheduling annotation and, on the first reconcile, our finalizer: one write for both.
 async fn write_annotation(
     obj: &NamespaceOffloading,
     namespace: &str,
     p: &Plan,
     ctx: &Context,
 ) -> Result<(), Error> {
-    if obj.annotations().get(SCHEDULING_ENABLED) == Some(&p.annotation) {
+    let mut metadata = serde_json::Map::new();
+    if obj.annotations().get(SCHEDULING_ENABLED) != Some(&p.annotation) {
+        metadata.insert("annotations".into(), json!({ SCHEDULING_ENABLED: p.annotation }));
+    }
+    if !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut all = obj.finalizers().to_vec();
+        all.push(FINALIZER.to_owned());
+        metadata.insert("finalizers".into(), json!(all));
+    }
+    if metadata.is_empty() {
         return Ok(());
     }
-    let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({ "metadata": { "annotations": { SCHEDULING_ENABLED: p.annotation } } });
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    ctx.metrics.writes.inc();
-    Ok(())
+    write_metadata(obj, namespace, Value::Object(metadata), ctx).await
 }
 
 /// One Warning Event per generation that cannot be offloaded, not one per reconcile.
@@ -166,6 +196,7 @@ async fn publish_events(obj: &NamespaceOffloading, p: &Plan, ctx: &Context) {
         action: "Reconcile".into(),
         secondary: None,
     };
+    ctx.metrics.wrote("events");
     if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
         warn!(error = %e, "could not publish an Event");
     }
@@ -188,8 +219,8 @@ async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Re
     }
     let value = if want { json!("true") } else { Value::Null };
     let patch = json!({ "metadata": { "labels": { NAMESPACE_LABEL: value } } });
+    ctx.metrics.wrote("namespaces");
     api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    ctx.metrics.writes.inc();
     Ok(())
 }
 
@@ -206,8 +237,8 @@ async fn write_status(
     let new = serde_json::to_value(&p.status).unwrap_or(Value::Null);
     let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = json!({ "status": merge_diff(&old, &new) });
+    ctx.metrics.wrote("namespaceoffloadings/status");
     api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    ctx.metrics.writes.inc();
     if obj.status.as_ref().and_then(|s| s.offloading_phase.as_ref()) != p.status.offloading_phase.as_ref() {
         info!(%namespace, phase = ?p.status.offloading_phase, "offloading phase");
     }
@@ -246,7 +277,19 @@ pub fn error_policy(obj: Arc<NamespaceOffloading>, err: &Error, _ctx: Arc<Contex
             debug!(namespace = obj.namespace().unwrap_or_default(), clusters = ?ids, "waiting for remote namespaces to go");
             Action::requeue(Duration::from_secs(2))
         }
-        Error::CachesNotSynced => Action::requeue(Duration::from_millis(500)),
+        Error::CachesNotSynced(what) => {
+            debug!(namespace = obj.namespace().unwrap_or_default(), what, "waiting for caches");
+            Action::requeue(Duration::from_millis(500))
+        }
+        // Our view of the object was stale (a finalizer change carries its resourceVersion): the
+        // newer version is on its way through the watch.
+        Error::Kube(kube::Error::Api(s)) if s.is_conflict() => {
+            debug!(
+                namespace = obj.namespace().unwrap_or_default(),
+                "conflict: retrying with the newer object"
+            );
+            Action::requeue(Duration::from_secs(1))
+        }
         e => {
             warn!(namespace = obj.namespace().unwrap_or_default(), error = %e, "reconcile failed; retrying");
             Action::requeue(Duration::from_secs(5))

@@ -16,6 +16,7 @@ use kube::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::Store;
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 use super::Error;
 use crate::cluster::ClusterView;
 use crate::crd::{MappingPhase, NamespaceMap, REMOTE_CLUSTER_ID_LABEL, RemoteNamespaceStatus};
+use crate::metrics::Metrics;
 
 pub const FINALIZER: &str = "namespacemap-controller.liqo.io/finalizer";
 /// Annotation on a remote namespace: the local cluster id that created it.
@@ -81,12 +83,49 @@ impl RemoteClients {
         Self { files: Arc::new(files), cache: Arc::default() }
     }
 
-    /// The client of a remote cluster, `None` when nothing says how to reach it.
+    /// The client of a remote cluster, `None` when nothing says how to reach it. Lists the
+    /// tenant namespace's Secrets (for one-off use: the reconcile loop reads them from its cache,
+    /// through [`RemoteClients::get_cached`]).
     pub async fn get(
         &self,
         local: &Client,
         cluster_id: &str,
         tenant_namespace: &str,
+    ) -> Result<Option<Client>, RemoteError> {
+        if self.files.contains_key(cluster_id) {
+            return self.client_for(cluster_id, None).await;
+        }
+        let secrets: Api<Secret> = Api::namespaced(local.clone(), tenant_namespace);
+        let lp = ListParams::default().labels(&format!("{REMOTE_CLUSTER_ID_LABEL}={cluster_id}"));
+        let Ok(list) = secrets.list(&lp).await else { return Ok(None) };
+        let found = list.items.iter().find_map(|s| kubeconfig_in(s, tenant_namespace));
+        self.client_for(cluster_id, found).await
+    }
+
+    /// As [`RemoteClients::get`], with the Secrets read from a cache of those labelled with a
+    /// remote cluster id.
+    pub async fn get_cached(
+        &self,
+        secrets: &Store<Secret>,
+        cluster_id: &str,
+        tenant_namespace: &str,
+    ) -> Result<Option<Client>, RemoteError> {
+        if self.files.contains_key(cluster_id) {
+            return self.client_for(cluster_id, None).await;
+        }
+        let found = secrets.state().iter().find_map(|s| {
+            let ours = s.metadata.namespace.as_deref() == Some(tenant_namespace)
+                && s.labels().get(REMOTE_CLUSTER_ID_LABEL).map(String::as_str) == Some(cluster_id);
+            if ours { kubeconfig_in(s, tenant_namespace) } else { None }
+        });
+        self.client_for(cluster_id, found).await
+    }
+
+    /// The client from the file given for `cluster_id`, else from `secret` (source name, text).
+    async fn client_for(
+        &self,
+        cluster_id: &str,
+        secret: Option<(String, String)>,
     ) -> Result<Option<Client>, RemoteError> {
         let (source, text) = if let Some(path) = self.files.get(cluster_id) {
             let text = std::fs::read_to_string(path).map_err(|e| RemoteError::Kubeconfig {
@@ -96,17 +135,7 @@ impl RemoteClients {
             })?;
             (path.display().to_string(), text)
         } else {
-            let secrets: Api<Secret> = Api::namespaced(local.clone(), tenant_namespace);
-            let lp = ListParams::default().labels(&format!("{REMOTE_CLUSTER_ID_LABEL}={cluster_id}"));
-            let Ok(list) = secrets.list(&lp).await else { return Ok(None) };
-            let found = list.items.into_iter().find_map(|s| {
-                let data = s.data.as_ref()?.get(KUBECONFIG_KEY)?;
-                Some((
-                    format!("secret {tenant_namespace}/{}", s.name_any()),
-                    String::from_utf8(data.0.clone()).ok()?,
-                ))
-            });
-            match found {
+            match secret {
                 Some(f) => f,
                 None => return Ok(None),
             }
@@ -125,14 +154,30 @@ impl RemoteClients {
     }
 }
 
+/// The kubeconfig a Secret holds: (where it comes from, its text).
+fn kubeconfig_in(s: &Secret, tenant_namespace: &str) -> Option<(String, String)> {
+    let data = s.data.as_ref()?.get(KUBECONFIG_KEY)?;
+    Some((format!("secret {tenant_namespace}/{}", s.name_any()), String::from_utf8(data.0.clone()).ok()?))
+}
+
 /// What the remote side shares.
 pub struct RemoteContext {
     pub client: Client,
     pub cluster: ClusterView,
     pub remotes: RemoteClients,
+    /// The kubeconfig Secrets (labelled with a remote cluster id), watched once.
+    pub secrets: Store<Secret>,
+    pub metrics: Arc<Metrics>,
     /// Consecutive failures per (cluster, namespace), for the backoff.
     pub failures: Mutex<HashMap<(String, String), u32>>,
+    /// When each map's accepted remote namespaces were last all checked in their cluster.
+    pub checked: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How often remote namespaces already accepted are checked again (one read each): a map changes
+/// with every namespace offloaded, and re-reading thousands of remote namespaces on each change
+/// would make the remote side quadratic.
+const RECHECK: Duration = Duration::from_secs(55);
 
 /// Who owns a remote namespace, as its annotation says.
 #[derive(Debug, PartialEq, Eq)]
@@ -155,7 +200,7 @@ pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Resul
         return Ok(Action::await_change());
     };
     let tenant = map.namespace().unwrap_or_default();
-    let remote = match ctx.remotes.get(&ctx.client, &cluster_id, &tenant).await {
+    let remote = match ctx.remotes.get_cached(&ctx.secrets, &cluster_id, &tenant).await {
         Ok(Some(c)) => c,
         // Nothing says how to reach it: Liqo itself (or nobody) plays the remote side.
         Ok(None) => return Ok(Action::await_change()),
@@ -164,16 +209,30 @@ pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Resul
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
-    let Some(local_id) = ctx.cluster.cluster_id() else { return Err(Error::CachesNotSynced) };
+    let Some(local_id) = ctx.cluster.cluster_id() else {
+        return Err(Error::CachesNotSynced("local cluster id"));
+    };
     let api: Api<NamespaceMap> = Api::namespaced(ctx.client.clone(), &tenant);
-    finalizer(&api, FINALIZER, map, |event| async {
+    // kube-runtime's finalizer() adds ours (one patch, then a new reconcile) or, after the cleanup,
+    // removes it (one patch): counted here, as every write is.
+    let has = map.finalizers().iter().any(|f| f == FINALIZER);
+    let deleting = map.metadata.deletion_timestamp.is_some();
+    let result = finalizer(&api, FINALIZER, map, |event| async {
         match event {
             FinalizerEvent::Apply(m) => sync(&m, &cluster_id, &local_id, &remote, &ctx, false).await,
             FinalizerEvent::Cleanup(m) => sync(&m, &cluster_id, &local_id, &remote, &ctx, true).await,
         }
     })
-    .await
-    .map_err(|e| match e {
+    .await;
+    match &result {
+        Ok(_) if has == deleting => ctx.metrics.wrote("namespacemaps"),
+        Err(
+            kube::runtime::finalizer::Error::AddFinalizer(_)
+            | kube::runtime::finalizer::Error::RemoveFinalizer(_),
+        ) => ctx.metrics.wrote("namespacemaps"),
+        _ => {}
+    }
+    result.map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
@@ -195,9 +254,18 @@ async fn sync(
     let desired = if cleanup { BTreeMap::new() } else { map.spec.desired_mapping.clone() };
     let mut changes: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
     let mut retry: Option<Duration> = None;
+    let map_key = format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any());
+    let full =
+        ctx.checked.lock().map(|c| c.get(&map_key).is_none_or(|t| t.elapsed() >= RECHECK)).unwrap_or(true);
 
     for (local_ns, remote_name) in &desired {
-        let phase = match ensure_remote(&namespaces, remote_name, local_id).await {
+        let accepted = current
+            .get(local_ns)
+            .is_some_and(|c| c.remote_namespace == *remote_name && c.phase == MappingPhase::Accepted);
+        if accepted && !full {
+            continue;
+        }
+        let phase = match ensure_remote(&namespaces, remote_name, local_id, &ctx.metrics).await {
             Ok(()) => {
                 self::forget(ctx, cluster_id, local_ns);
                 MappingPhase::Accepted
@@ -218,6 +286,7 @@ async fn sync(
         match namespaces.get_opt(&cur.remote_namespace).await {
             Ok(Some(ns)) if owner(&ns, local_id) == Owner::Us => {
                 if ns.metadata.deletion_timestamp.is_none() {
+                    ctx.metrics.wrote("remote-namespaces");
                     namespaces.delete(&cur.remote_namespace, &DeleteParams::default()).await?;
                     info!(cluster_id, remote = %cur.remote_namespace, "deleting the remote namespace");
                 }
@@ -248,7 +317,11 @@ async fn sync(
             &ApiResource::erase::<NamespaceMap>(&()),
         );
         let patch = json!({ "status": { "currentMapping": changes } });
+        ctx.metrics.wrote("namespacemaps/status");
         api.patch_status(&map.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    if full && let Ok(mut c) = ctx.checked.lock() {
+        c.insert(map_key, std::time::Instant::now());
     }
     if cleanup && !current.is_empty() {
         return Err(Error::WaitingForRemote(vec![cluster_id.to_owned()]));
@@ -258,7 +331,12 @@ async fn sync(
 }
 
 /// Creates the remote namespace, or accepts it if it is ours already; why not, otherwise.
-async fn ensure_remote(namespaces: &Api<Namespace>, name: &str, local_id: &str) -> Result<(), String> {
+async fn ensure_remote(
+    namespaces: &Api<Namespace>,
+    name: &str,
+    local_id: &str,
+    metrics: &Metrics,
+) -> Result<(), String> {
     match namespaces.get_opt(name).await {
         Ok(Some(ns)) => match owner(&ns, local_id) {
             Owner::Us if ns.metadata.deletion_timestamp.is_none() => Ok(()),
@@ -280,6 +358,7 @@ async fn ensure_remote(namespaces: &Api<Namespace>, name: &str, local_id: &str) 
                 },
                 ..Default::default()
             };
+            metrics.wrote("remote-namespaces");
             namespaces.create(&PostParams::default(), &ns).await.map(|_| ()).map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
@@ -307,7 +386,7 @@ fn forget(ctx: &RemoteContext, cluster_id: &str, ns: &str) {
 
 pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, _ctx: Arc<RemoteContext>) -> Action {
     match err {
-        Error::WaitingForRemote(_) | Error::CachesNotSynced => Action::requeue(Duration::from_secs(2)),
+        Error::WaitingForRemote(_) | Error::CachesNotSynced(_) => Action::requeue(Duration::from_secs(2)),
         e => {
             warn!(map = %map.name_any(), error = %e, "remote side reconcile failed; retrying");
             Action::requeue(Duration::from_secs(5))

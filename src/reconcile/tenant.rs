@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::Error;
 use crate::crd::{NamespaceMap, REMOTE_CLUSTER_ID_LABEL};
+use crate::metrics::Metrics;
 
 pub const TENANT_CLUSTER_ID_LABEL: &str = "discovery.liqo.io/cluster-id";
 pub const TENANT_NAMESPACE_LABEL: &str = "discovery.liqo.io/tenant-namespace";
@@ -28,7 +29,7 @@ pub fn namespace_map_name(cluster_id: &str) -> String {
 }
 
 /// Makes sure the tenant namespace and NamespaceMap of the node's cluster exist.
-pub async fn reconcile(node: Arc<Node>, client: Client) -> Result<Action, Error> {
+pub async fn reconcile(node: Arc<Node>, client: Client, metrics: Arc<Metrics>) -> Result<Action, Error> {
     let Some(id) = node.labels().get(REMOTE_CLUSTER_ID_LABEL).cloned() else {
         return Ok(Action::await_change());
     };
@@ -43,6 +44,7 @@ pub async fn reconcile(node: Arc<Node>, client: Client) -> Result<Action, Error>
             metadata: ObjectMeta { name: Some(ns_name.clone()), labels: Some(labels), ..Default::default() },
             ..Default::default()
         };
+        metrics.wrote("namespaces");
         match namespaces.create(&PostParams::default(), &ns).await {
             Ok(_) => info!(cluster_id = %id, namespace = %ns_name, "created the tenant namespace"),
             Err(kube::Error::Api(s)) if s.is_already_exists() => {}
@@ -62,6 +64,7 @@ pub async fn reconcile(node: Arc<Node>, client: Client) -> Result<Action, Error>
             },
             ..Default::default()
         };
+        metrics.wrote("namespacemaps");
         match maps.create(&PostParams::default(), &map).await {
             Ok(_) => info!(cluster_id = %id, namespace = %ns_name, "created the NamespaceMap"),
             Err(kube::Error::Api(s)) if s.is_already_exists() => {}

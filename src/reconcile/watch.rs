@@ -64,7 +64,9 @@ impl Decoder {
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
-        let DynamicObject { metadata, data, .. } = obj;
+        let DynamicObject { mut metadata, data, .. } = obj;
+        // Nobody here reads them, and at scale they are as big as the object (a field per entry).
+        metadata.managed_fields = None;
         let e = match decode::<K>(&metadata, data) {
             Ok(k) => {
                 self.forget::<K>(&metadata);
