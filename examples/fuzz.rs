@@ -29,6 +29,9 @@ struct Args {
     /// Where the first input of each failure kind is saved.
     #[arg(long, default_value = "target/fuzz/failures")]
     save_dir: PathBuf,
+    /// Stop each target after this many seconds, even if fewer inputs ran.
+    #[arg(long)]
+    max_seconds: Option<u64>,
     /// Run one saved input (a .bin file) and print what it gave.
     #[arg(long)]
     replay: Option<PathBuf>,
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             threads,
             save_dir: Some(args.save_dir.clone()),
             progress: Some(Duration::from_secs(30)),
+            time_limit: args.max_seconds.map(Duration::from_secs),
         };
         let summary = fuzzing::run(&cfg);
         print!("{summary}");

@@ -15,6 +15,7 @@ fn brief(target: Target, inputs: u64) {
         threads: 1,
         save_dir: Some(concat!(env!("CARGO_TARGET_TMPDIR"), "/fuzz-failures").into()),
         progress: None,
+        time_limit: None,
     };
     let summary = fuzzing::run(&cfg);
     println!("{summary}");
@@ -27,12 +28,12 @@ fn brief(target: Target, inputs: u64) {
 
 #[test]
 fn review_path_brief() {
-    brief(Target::Review, 4_000);
+    brief(Target::Review, 2_000);
 }
 
 #[test]
 fn selector_and_name_rules_brief() {
-    brief(Target::SelectorAndNames, 20_000);
+    brief(Target::SelectorAndNames, 10_000);
 }
 
 /// The review of issue 10 that the generator makes only rarely: one `In` with thousands of

@@ -270,6 +270,8 @@ pub struct Config {
     pub save_dir: Option<PathBuf>,
     /// Print progress to stderr this often.
     pub progress: Option<Duration>,
+    /// Stop after this long even if fewer inputs ran (the summary says how many did).
+    pub time_limit: Option<Duration>,
 }
 
 /// How a failure kind was first met.
@@ -295,6 +297,8 @@ pub struct Summary {
     pub max_input: usize,
     pub max_answer: usize,
     pub elapsed: Duration,
+    /// The time limit ended the run before every input ran.
+    pub stopped_early: bool,
 }
 
 impl Summary {
@@ -328,6 +332,7 @@ impl Summary {
         }
         self.max_input = self.max_input.max(other.max_input);
         self.max_answer = self.max_answer.max(other.max_answer);
+        self.stopped_early |= other.stopped_early;
     }
 }
 
@@ -352,6 +357,9 @@ impl fmt::Display for Summary {
             )?;
             let verdicts: Vec<String> = self.verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
             writeln!(f, "  answers: {}", verdicts.join(", "))?;
+        }
+        if self.stopped_early {
+            writeln!(f, "  stopped by the time limit before every input ran")?;
         }
         if self.skipped > 0 {
             writeln!(f, "  {} inputs skipped (the generator ran out of bytes)", self.skipped)?;
@@ -469,7 +477,7 @@ pub fn run(cfg: &Config) -> Summary {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let done = done.clone();
-                s.spawn(move || worker(cfg, t, threads, &done))
+                s.spawn(move || worker(cfg, t, threads, started, &done))
             })
             .collect();
         if let Some(every) = cfg.progress {
@@ -511,11 +519,15 @@ fn progress(cfg: &Config, every: Duration, started: Instant, done: &AtomicU64, f
     }
 }
 
-fn worker(cfg: &Config, first: u64, step: u64, done: &AtomicU64) -> Summary {
+fn worker(cfg: &Config, first: u64, step: u64, started: Instant, done: &AtomicU64) -> Summary {
     let mut summary = Summary::default();
     let mut review = None;
     let mut index = first;
     while index < cfg.inputs {
+        if summary.inputs % 256 == 0 && cfg.time_limit.is_some_and(|limit| started.elapsed() >= limit) {
+            summary.stopped_early = true;
+            break;
+        }
         let data = input_bytes(cfg.seed, index);
         let (input, outcome) = one(cfg.target, &mut review, &data);
         summary.inputs += 1;
