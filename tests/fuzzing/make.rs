@@ -125,10 +125,12 @@ pub fn string(u: &mut Unstructured<'_>, dict: &[&str]) -> Result<String> {
     })
 }
 
-/// How many copies a blown-up list gets: from a little over what fits in a bounded answer to
-/// what a 3 MiB review holds.
+/// How many copies a blown-up list gets: from the largest list judged item by item to more than
+/// a 3 MiB review holds.
 fn huge_len(u: &mut Unstructured<'_>) -> Result<usize> {
-    Ok(*u.choose(&[300usize, 1_000, 5_000, 20_000, 100_000, 300_000])?)
+    // 32 and 256 sit at SPEC §3.3's `Too many` limits (terms, requirements; values): the largest
+    // lists that are judged value by value.
+    Ok(*u.choose(&[32usize, 256, 300, 1_000, 5_000, 20_000, 100_000, 300_000])?)
 }
 
 /// A clusterSelector (`nodeSelectorTerms` always present: it is what the selector rules judge).
