@@ -252,7 +252,9 @@ pub fn review(u: &mut Unstructured<'_>) -> Result<Value> {
     let group = *u.choose(&["offloading.liqo.io", "offloading.liqo.io", "apps", ""])?;
     let version = *u.choose(&["v1alpha1", "v1beta1", "v1"])?;
     let resource = *u.choose(&["namespaceoffloadings", "namespaceoffloadings", "namespacemaps"])?;
-    let operation = *u.choose(&["CREATE", "CREATE", "UPDATE", "UPDATE", "DELETE", "CONNECT", "PATCH"])?;
+    let operation = *u.choose(&[
+        "CREATE", "CREATE", "CREATE", "UPDATE", "UPDATE", "UPDATE", "DELETE", "CONNECT", "PATCH",
+    ])?;
     let mut request = json!({
         "uid": string(u, &["7a8b0c1d-0000-4000-8000-000000000001", "u", ""])?,
         "kind": { "group": group, "version": version, "kind": "NamespaceOffloading" },
@@ -299,7 +301,11 @@ fn replacement(u: &mut Unstructured<'_>) -> Result<Value> {
 /// Walks down from `v` to a random node and changes it: replace, remove, repeat, add a key.
 /// Near the root it nearly always goes deeper: a review without its envelope only tests serde.
 fn mutate_value(u: &mut Unstructured<'_>, v: &mut Value, depth: u8) -> Result<()> {
-    let deeper = if depth < 3 { u.ratio(19u8, 20)? } else { u.ratio(3u8, 4)? };
+    let deeper = match depth {
+        0 => true,
+        1 | 2 => u.ratio(19u8, 20)?,
+        _ => u.ratio(3u8, 4)?,
+    };
     match v {
         Value::Object(m) if !m.is_empty() && deeper => {
             let i = u.choose_index(m.len())?;
@@ -342,7 +348,17 @@ fn mutate_value(u: &mut Unstructured<'_>, v: &mut Value, depth: u8) -> Result<()
 /// the envelope, and a broken envelope only reaches serde.
 pub fn mutate_json(u: &mut Unstructured<'_>, v: &mut Value) -> Result<()> {
     let n = *u.choose(&[1u8, 1, 1, 1, 2, 2, 3, 8])?;
+    // Mostly inside the object under review: a broken envelope is refused by serde alone.
+    let v = match v.pointer_mut("/request/object") {
+        Some(object) if object.is_object() && u.ratio(2u8, 3)? => object,
+        _ => v,
+    };
+    // Out of bytes, every choice is its first: the same change every time (the root's first key
+    // removed), which only tests serde.
     for _ in 0..n {
+        if u.is_empty() {
+            break;
+        }
         mutate_value(u, v, 0)?;
     }
     Ok(())
@@ -376,6 +392,9 @@ const TOKENS: &[&str] = &[
 /// 1 to 8 byte-level changes: flips, token insertions, cut and repeated ranges, truncation.
 pub fn mutate_bytes(u: &mut Unstructured<'_>, b: &mut Vec<u8>) -> Result<()> {
     for _ in 0..u.int_in_range(1u8..=8)? {
+        if u.is_empty() {
+            break;
+        }
         if b.is_empty() {
             b.extend_from_slice(u.choose(TOKENS)?.as_bytes());
             continue;

@@ -374,14 +374,15 @@ impl fmt::Display for Summary {
     }
 }
 
-/// The bytes of input `index`: a length (mostly a few hundred bytes, sometimes a few KiB) and
-/// that many bytes, from `(seed, index)` alone.
+/// The bytes of input `index`: a length (mostly 1 to 4 KiB: a whole generated review reads about
+/// that much before the bytes run out and every choice falls to its first option) and that many
+/// bytes, from `(seed, index)` alone.
 pub fn input_bytes(seed: u64, index: u64) -> Vec<u8> {
     let mut rng = SplitMix64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let r = rng.next();
     let len = match r % 100 {
-        0..=69 => 16 + (r >> 8) % 512,
-        70..=94 => 512 + (r >> 8) % 3584,
+        0..=9 => 16 + (r >> 8) % 1008,
+        10..=79 => 1024 + (r >> 8) % 3072,
         _ => 4096 + (r >> 8) % 28_672,
     } as usize;
     let mut out = Vec::with_capacity(len + 8);
