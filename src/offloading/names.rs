@@ -15,9 +15,7 @@ pub fn rfc1123_label_problem(s: &str) -> Option<String> {
     if s.len() > MAX_LABEL_LEN {
         return Some(format!("must be no more than {MAX_LABEL_LEN} characters (it is {})", s.len()));
     }
-    let ok_inner = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ends_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !ok_inner || !ends_ok(s.as_bytes()[0]) || !ends_ok(s.as_bytes()[s.len() - 1]) {
+    if !label_shaped(s) {
         return Some(
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
              and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc')"
@@ -25,6 +23,14 @@ pub fn rfc1123_label_problem(s: &str) -> Option<String> {
         );
     }
     None
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, of any length.
+fn label_shaped(s: &str) -> bool {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    s.bytes().all(|b| alnum(&b) || b == b'-')
+        && s.as_bytes().first().is_some_and(alnum)
+        && s.as_bytes().last().is_some_and(alnum)
 }
 
 /// Why a string is not a DNS-1123 subdomain (a node name, a label key prefix); `None` when it is one.
@@ -35,7 +41,9 @@ pub fn dns1123_subdomain_problem(s: &str) -> Option<String> {
     if s.len() > MAX_SUBDOMAIN_LEN {
         return Some(format!("must be no more than {MAX_SUBDOMAIN_LEN} characters"));
     }
-    if s.split('.').any(|part| part.is_empty() || rfc1123_label_problem(part).is_some()) {
+    // Kubernetes' IsDNS1123Subdomain limits the whole name to 253 characters, not each label to 63:
+    // a node name with a 64-character label is valid, and a selector naming it must be too.
+    if !s.split('.').all(label_shaped) {
         return Some(
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' \
              or '.', and must start and end with an alphanumeric character (e.g. 'example.com')"
@@ -186,6 +194,16 @@ mod tests {
     use NamespaceMappingStrategy::*;
 
     const UUID: &str = "b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a";
+
+    #[test]
+    fn a_subdomain_limits_its_length_not_its_labels() {
+        // As k8s.io/apimachinery's IsDNS1123Subdomain: 253 in all, any label length.
+        assert_eq!(dns1123_subdomain_problem(&"a".repeat(64)), None);
+        assert_eq!(dns1123_subdomain_problem(&format!("{}.example.com", "a".repeat(100))), None);
+        assert!(dns1123_subdomain_problem(&"a".repeat(254)).is_some());
+        assert!(dns1123_subdomain_problem("a..b").is_some());
+        assert!(rfc1123_label_problem(&"a".repeat(64)).is_some());
+    }
 
     #[test]
     fn labels() {
