@@ -374,3 +374,15 @@ async fn liqo_v1_never_marks_an_object_without_node_selector_terms_true() {
     let (_, out) = post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body).await;
     assert_eq!(out["response"]["allowed"], true);
 }
+
+#[tokio::test]
+async fn a_review_followed_by_more_bytes_is_not_json() {
+    let mut body = fixture("create-bad-selector.json");
+    body.extend_from_slice(b"}");
+    let (status, v) = post_with(state(Enforcement::Deny), "/validate/namespace-offloading", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().starts_with("the request body is not valid JSON: trailing characters"),
+        "{v}"
+    );
+}

@@ -101,6 +101,8 @@ pub fn answer(
     // runs only to explain a body that failed to decode.
     let review: AdmissionReview<NamespaceOffloading> = match serde_json::from_slice(body) {
         Ok(review) => review,
+        // Not JSON at all (trailing bytes after a review included): nothing to explain by path.
+        Err(e) if e.is_syntax() || e.is_eof() => return Err(BadBody::NotJson(e)),
         Err(_) => match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)) {
             Ok(review) => review,
             Err(e) => return undecodable(body, endpoint, &e),

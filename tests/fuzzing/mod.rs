@@ -36,6 +36,7 @@ use offloading_webhook::admission::review::{self, Endpoint, Enforcement};
 use offloading_webhook::admission::{AdmissionState, router};
 use offloading_webhook::cluster::ClusterView;
 use offloading_webhook::metrics::Metrics;
+use offloading_webhook::offloading::rules::Generation;
 use offloading_webhook::offloading::{Context, VirtualNode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -179,7 +180,16 @@ impl ReviewTarget {
         let (status, content_type, answer) = match &input.via {
             Via::Router(i) => self.through_router(*i, input),
             Via::Direct { cluster_id, nodes, enforcement } => {
-                let ctx = Context { cluster_id: cluster_id.as_deref(), virtual_nodes: nodes.as_deref() };
+                // Both Liqo generations' rules, chosen by the input (an odd number of nodes: v1.x).
+                let generation = match nodes.as_ref().map(Vec::len) {
+                    Some(n) if n % 2 == 1 => Generation::V1,
+                    _ => Generation::V0_3,
+                };
+                let ctx = Context {
+                    cluster_id: cluster_id.as_deref(),
+                    virtual_nodes: nodes.as_deref(),
+                    generation,
+                };
                 match review::answer(&input.body, input.endpoint, &ctx, *enforcement) {
                     Ok(a) => (
                         200,

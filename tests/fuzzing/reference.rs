@@ -105,6 +105,10 @@ fn remote_name(u: &mut Unstructured<'_>, failures: &mut Vec<Failure>) -> Result<
     match (&got, &expected) {
         (Ok(name), Some(want)) if name == want && is_label(name) => {}
         (Err(e), Some(want)) if !is_label(want) && !e.to_string().is_empty() => {}
+        // SPEC §3.4: a name every cluster has is never Liqo's, so it is refused too.
+        (Err(e), Some(want))
+            if ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&want.as_str())
+                && !e.to_string().is_empty() => {}
         (Err(e), None) if !e.to_string().is_empty() => {}
         _ => failures.push(Failure::new(
             "remote-name-disagrees",
