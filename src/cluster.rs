@@ -20,7 +20,7 @@ use kube::{Api, Client};
 use tracing::{error, info, warn};
 
 use crate::crd::{NODE_TYPE_LABEL, REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE};
-use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, explain_watch};
+use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, explain_watch, is_misconfiguration};
 use crate::offloading::names::rfc1123_label_problem;
 use crate::offloading::{Generation, VirtualNode};
 
@@ -269,7 +269,9 @@ impl ClusterView {
                                         role: CLUSTER_ROLE,
                                     };
                                     let problem = explain_watch(&e, access);
-                                    if faults
+                                    if !is_misconfiguration(&e) {
+                                        warn!(%problem, "VirtualNode watch failed; retrying");
+                                    } else if faults
                                         .set("virtualnodes", format!("Liqo v1.x VirtualNodes: {problem}"))
                                     {
                                         warn!(%problem, "VirtualNode watch failed; retrying");
@@ -329,7 +331,9 @@ impl ClusterView {
                     Ok(None) => break,
                     Err(e) => {
                         let problem = explain_watch(&e, access);
-                        if v.faults.set("nodes", format!("virtual nodes: {problem}")) {
+                        if !is_misconfiguration(&e) {
+                            warn!(%problem, "virtual node watch failed; retrying");
+                        } else if v.faults.set("nodes", format!("virtual nodes: {problem}")) {
                             warn!(%problem, "virtual node watch failed; retrying");
                         }
                     }
@@ -367,7 +371,9 @@ impl ClusterView {
                                 role: CLUSTER_ID_ROLE,
                             };
                             let problem = explain_watch(&e, access);
-                            if v.faults.set("cluster-id", format!("cluster id ConfigMap: {problem}")) {
+                            if !is_misconfiguration(&e) {
+                                warn!(%problem, "cluster id ConfigMap watch failed; retrying");
+                            } else if v.faults.set("cluster-id", format!("cluster id ConfigMap: {problem}")) {
                                 warn!(%problem, "cluster id ConfigMap watch failed; retrying");
                             }
                         }

@@ -57,6 +57,29 @@ impl Access<'_> {
     }
 }
 
+/// An answer that no retry will change until someone fixes the setup (RBAC, a missing namespace or
+/// CRD, credentials): such a watch or request failure is a fault `/readyz` reports; any other (an
+/// API server restarting) is only logged, so readiness does not flap with the API server.
+pub fn is_misconfiguration(err: &watcher::Error) -> bool {
+    let code = match err {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => match e {
+            kube::Error::Api(s) => s.code,
+            _ => return false,
+        },
+        watcher::Error::WatchError(s) => s.code,
+        _ => return false,
+    };
+    matches!(code, 401 | 403 | 404)
+}
+
+/// Logs a failed watch of the reconcile loop with what to do about it.
+pub fn warn_watch(err: &watcher::Error, resource: &str) {
+    let access = Access { verb: "list and watch", resource, namespace: None, role: CLUSTER_ROLE };
+    tracing::warn!(problem = %explain_watch(err, access), "{resource} watch failed; retrying");
+}
+
 /// The sentence for an API error: what failed and what to do about it.
 pub fn explain(err: &kube::Error, access: Access<'_>) -> String {
     match err {

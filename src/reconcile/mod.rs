@@ -253,7 +253,7 @@ async fn controllers(
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => warn!(error = %e, "Namespace watch failed; retrying"),
+                    Err(e) => crate::health::warn_watch(&e, "namespaces"),
                 }
                 futures::future::ready(())
             })
@@ -297,7 +297,12 @@ async fn controllers(
         .reconcile_on(channel_stream(offloading_rx))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(offloading::reconcile, offloading::error_policy, ctx)
-        .for_each(|_| async {});
+        // Reconcile errors go through error_policy; what comes out here is the watch failing.
+        .for_each(|res| async move {
+            if let Err(kube::runtime::controller::Error::QueueError(e)) = res {
+                crate::health::warn_watch(&e, "namespaceoffloadings");
+            }
+        });
 
     let (tenant_metrics, remote_metrics) = (metrics.clone(), metrics.clone());
     let tenant_loop = async {
@@ -379,7 +384,7 @@ async fn map_hub(
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
-                warn!(error = %e, "NamespaceMap watch failed; retrying");
+                crate::health::warn_watch(&e, "namespacemaps");
                 continue;
             }
         };
@@ -449,7 +454,7 @@ async fn secret_hub(
         let mut ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
-                warn!(error = %e, "Secret watch failed; retrying");
+                crate::health::warn_watch(&e, "secrets");
                 continue;
             }
         };
