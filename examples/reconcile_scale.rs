@@ -221,7 +221,10 @@ async fn main() -> anyhow::Result<()> {
     let writes_converged = writes(port).await.unwrap_or_default();
     let by_resource = diff(&writes_converged, &writes_before);
     let writes_converge = total(&by_resource);
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    // SCALE_QUICK=1 (trying a change, not for figures) skips the quiet minute.
+    if std::env::var("SCALE_QUICK").as_deref() != Ok("1") {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
     mark(marks, "after")?;
     let quiet = diff(&writes(port).await.unwrap_or_default(), &writes_converged);
     let writes_quiet = total(&quiet);

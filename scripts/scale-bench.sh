@@ -17,7 +17,9 @@
 # Usage: scripts/scale-bench.sh [NAMESPACES] [NODES] [ours|liqo|both]
 # Env: CONTROLPLANE_BIN (as tests/controlplane/build.sh), LIQO_BIN (as tests/liqo/build.sh),
 #      SCALE_KEEP=1 keeps the work directories, SCALE_CAP_SECONDS ends a round that has not
-#      converged by then (default 1200).
+#      converged by then (default 1200), SCALE_PROFILE=SECONDS takes a CPU profile of kube-apiserver
+#      over the first SECONDS of the converge window and prints its top functions (go tool pprof),
+#      SCALE_QUICK=1 skips the quiet minute and the restart (for trying changes; not for figures).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=${1:-500}; m=${2:-10}; who=${3:-both}
@@ -46,12 +48,12 @@ rules:
 - level: None'
 
 round() { # ours|liqo
-  local flavor=$1 kubeconfig apiserver_pid user metrics probe hook t0 ready1
+  local flavor=$1 kubeconfig apiserver_pid user metrics probe hook t0 ready1 prof_pid
   work=$(mktemp -d)
   echo "=== $flavor: $n namespaces x $m virtual clusters ($(date -u +%H:%M:%S) UTC) ==="
   printf '%s\n' "$audit_policy" > "$work/audit-policy.yaml"
   kubeconfig=$(CONTROLPLANE_BIN=$bin UP_APISERVER_ARGS="--audit-policy-file=$work/audit-policy.yaml \
-    --audit-log-path=$work/audit.log --audit-log-maxsize=0 --audit-log-format=json" \
+    --audit-log-path=$work/audit.log --audit-log-maxsize=0 --audit-log-format=json${SCALE_PROFILE:+ --profiling=true}" \
     tests/controlplane/up.sh "$work/cp")
   apiserver_pid=$(cat "$work/cp/kube-apiserver.pid")
   if [ "$flavor" = ours ]; then
@@ -105,13 +107,52 @@ round() { # ours|liqo
   start
   ready1=$(wait_ready "$t0")
   echo "controller ready (empty cluster) in ${ready1} s"
+  # CPU time of each process, sampled, so that the converge window's share is known.
+  local etcd_pid; etcd_pid=$(cat "$work/cp/etcd.pid")
+  ( while kill -0 "$apiserver_pid" 2>/dev/null; do
+      printf '%s' "$(now)"
+      for p in "$apiserver_pid" "$etcd_pid" "$pid"; do
+        awk -v t="$(getconf CLK_TCK)" '{printf " %.2f", ($14 + $15) / t}' "/proc/$p/stat" 2>/dev/null || printf ' -'
+      done
+      echo
+      sleep 0.5
+    done > "$work/cpu" ) &
+  if [ -n "${SCALE_PROFILE:-}" ]; then
+    ( until grep -q '^converge ' "$work/marks" 2>/dev/null; do sleep 0.2; done
+      "$bin/kubectl" --kubeconfig "$kubeconfig" get --raw "/debug/pprof/profile?seconds=$SCALE_PROFILE" \
+        > "$work/apiserver.pprof" ) &
+    prof_pid=$!
+  fi
   # A round cut short by SCALE_CAP_SECONDS still has its writes counted, up to the cut.
   target/release/examples/reconcile_scale "$kubeconfig" "$metrics" "$n" "$m" "$work/marks" "$flavor" \
     || echo "round not converged: writes below are up to the cap"
   echo "controller peak RSS:               $(rss "$pid")"
+  if [ -n "${SCALE_PROFILE:-}" ]; then
+    wait "$prof_pid" || true
+    echo "kube-apiserver CPU profile, first ${SCALE_PROFILE} s of converging (cumulative, top 40):"
+    go tool pprof -top -cum -nodecount=40 "$work/apiserver.pprof" 2>/dev/null | sed 's/^/  /' || true
+  fi
   echo "kube-apiserver peak RSS:           $(rss "$apiserver_pid")"
+  python3 - "$work/marks" "$work/cpu" <<'PY'
+import sys
+marks = dict(l.split()[:2] for l in open(sys.argv[1]) if l.strip())
+rows = [l.split() for l in open(sys.argv[2]) if l.strip()]
+start, end = float(marks.get("converge", 0)), float(marks.get("quiet", marks.get("end", 0)) or 0)
+def at(t):  # the last sample at or before t
+    best = rows[0]
+    for r in rows:
+        if float(r[0]) <= t: best = r
+    return best
+a, b = at(start), at(end or float(rows[-1][0]))
+secs = float(b[0]) - float(a[0])
+parts = []
+for i, name in enumerate(["kube-apiserver", "etcd", "controller"], 1):
+    try: parts.append(f"{name} {float(b[i]) - float(a[i]):.1f} s")
+    except ValueError: parts.append(f"{name} -")
+print(f"CPU while converging ({secs:.1f} s):   " + ", ".join(parts))
+PY
 
-  if [ "$flavor" = ours ] && grep -q '^after ' "$work/marks"; then
+  if [ "$flavor" = ours ] && [ "${SCALE_QUICK:-0}" != 1 ] && grep -q '^after ' "$work/marks"; then
     # A restart of the leader at scale: everything it needs is stored already.
     local before t1 ready2 resync
     before=$(reconciles)

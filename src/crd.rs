@@ -4,6 +4,7 @@
 //! does not list): the webhook must be able to read an object with a bad value in order to say what
 //! is wrong with it, rather than fail to decode it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::NodeSelector;
@@ -218,21 +219,80 @@ impl OffloadingPhase {
 }
 string_enum_schema!(OffloadingPhase, "OffloadingPhase", "Offloading phase of the whole namespace.");
 
+/// A string that thousands of cached objects repeat (a condition's type, status, reason and
+/// message; a cluster id): decoded, it is kept once for the process, not once per object.
+pub type Shared = Cow<'static, str>;
+
+/// The interning behind [`Shared`]: at most [`shared::MAX`] distinct strings of at most
+/// [`shared::MAX_LEN`] bytes are kept for the life of the process; any other is owned as usual, so
+/// the table is bounded whatever the API server sends.
+pub mod shared {
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::{Mutex, OnceLock};
+
+    use serde::{Deserialize, Deserializer};
+
+    use super::Shared;
+
+    pub const MAX: usize = 4096;
+    pub const MAX_LEN: usize = 256;
+
+    pub fn intern(s: &str) -> Shared {
+        static TABLE: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+        if s.len() > MAX_LEN {
+            return Shared::Owned(s.to_owned());
+        }
+        let Ok(mut table) = TABLE.get_or_init(Default::default).lock() else {
+            return Shared::Owned(s.to_owned());
+        };
+        if let Some(kept) = table.get(s) {
+            return Shared::Borrowed(kept);
+        }
+        if table.len() >= MAX {
+            return Shared::Owned(s.to_owned());
+        }
+        // Leaked on purpose: bounded by MAX * MAX_LEN, and shared by every object for good.
+        let kept: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        table.insert(kept);
+        Shared::Borrowed(kept)
+    }
+
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Shared, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(intern(&s))
+    }
+
+    pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Shared>, D::Error> {
+        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        Ok(s.map(|s| intern(&s)))
+    }
+
+    pub fn keys<'de, D, V>(d: D) -> Result<BTreeMap<Shared, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        V: Deserialize<'de>,
+    {
+        let m = <BTreeMap<std::borrow::Cow<'de, str>, V>>::deserialize(d)?;
+        Ok(m.into_iter().map(|(k, v)| (intern(&k), v)).collect())
+    }
+}
+
 /// One condition of a remote namespace, shaped like core/v1 NamespaceCondition.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteNamespaceCondition {
     /// `Ready` or `OffloadingRequired`.
-    #[serde(rename = "type")]
-    pub type_: String,
+    #[serde(rename = "type", deserialize_with = "shared::text")]
+    pub type_: Shared,
     /// `True`, `False` or `Unknown`.
-    pub status: String,
+    #[serde(deserialize_with = "shared::text")]
+    pub status: Shared,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    #[serde(default, deserialize_with = "shared::opt_text", skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Shared>,
+    #[serde(default, deserialize_with = "shared::opt_text", skip_serializing_if = "Option::is_none")]
+    pub message: Option<Shared>,
 }
 
 /// Observed state, written by the reconcile loop.
@@ -245,8 +305,8 @@ pub struct NamespaceOffloadingStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offloading_phase: Option<OffloadingPhase>,
     /// Remote cluster id -> conditions of the namespace in that cluster.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub remote_namespaces_conditions: BTreeMap<String, Vec<RemoteNamespaceCondition>>,
+    #[serde(default, deserialize_with = "shared::keys", skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_namespaces_conditions: BTreeMap<Shared, Vec<RemoteNamespaceCondition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }

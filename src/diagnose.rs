@@ -405,11 +405,11 @@ pub async fn gather(
 fn cluster_ids<'a>(
     nodes: &[VirtualNode],
     maps: &BTreeMap<String, NamespaceMap>,
-    conditions: impl Iterator<Item = &'a String>,
+    conditions: impl Iterator<Item = &'a crate::crd::Shared>,
 ) -> Vec<String> {
     let mut ids: Vec<String> = nodes.iter().map(|n| n.cluster_id.clone()).collect();
     ids.extend(maps.keys().cloned());
-    ids.extend(conditions.cloned());
+    ids.extend(conditions.map(|id| id.to_string()));
     ids.sort();
     ids.dedup();
     ids
@@ -611,7 +611,7 @@ pub fn judge(f: &Facts) -> Report {
         };
         c.conditions = status
             .remote_namespaces_conditions
-            .get(&id)
+            .get(id.as_str())
             .map(|cs| {
                 cs.iter()
                     .map(|k| {

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{
     MappingPhase, NamespaceOffloading, NamespaceOffloadingStatus, OffloadingPhase, RemoteNamespaceCondition,
+    shared,
 };
 
 use super::field::aggregate;
@@ -91,8 +92,9 @@ pub fn plan(
     let mut conditions = BTreeMap::new();
     for id in &known {
         let wanted = wanted_conditions(selected.contains(id), current.get(id));
-        let previous = old.remote_namespaces_conditions.get(id).map(Vec::as_slice).unwrap_or_default();
-        conditions.insert(id.clone(), with_stable_times(wanted, previous, now));
+        let previous =
+            old.remote_namespaces_conditions.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
+        conditions.insert(shared::intern(id), with_stable_times(wanted, previous, now));
     }
     let phase = phase(deleting, &selected, current);
     let status = NamespaceOffloadingStatus {
@@ -155,13 +157,13 @@ fn with_stable_times(
                 .iter()
                 .find(|c| c.type_ == type_ && c.status == status && c.reason.as_deref() == Some(reason));
             RemoteNamespaceCondition {
-                type_: type_.to_owned(),
-                status: status.to_owned(),
+                type_: type_.into(),
+                status: status.into(),
                 last_transition_time: Some(
                     same.and_then(|c| c.last_transition_time.clone()).unwrap_or_else(|| now.clone()),
                 ),
-                reason: Some(reason.to_owned()),
-                message: Some(message(type_, status, reason).to_owned()),
+                reason: Some(reason.into()),
+                message: Some(message(type_, status, reason).into()),
             }
         })
         .collect()

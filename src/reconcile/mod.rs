@@ -8,6 +8,7 @@
 //! Both judge objects with the same pure code as the webhook (`crate::offloading`). Our custom
 //! resources are watched through [`watch`], so that one object that does not decode stops nothing.
 
+pub mod in_flight;
 pub mod lease;
 pub mod map_writer;
 pub mod offloading;
@@ -66,6 +67,11 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Set by each reconcile; the phase gauges are recounted on a timer when set.
     phases_dirty: AtomicBool,
+    /// Per namespace, writes the cache does not show yet: the status, the metadata (scheduling
+    /// annotation, finalizer), the Namespace label.
+    pub status_sent: in_flight::InFlight<crate::crd::NamespaceOffloadingStatus>,
+    pub metadata_sent: in_flight::InFlight<serde_json::Value>,
+    pub label_sent: in_flight::InFlight<bool>,
 }
 
 impl Context {
@@ -286,6 +292,9 @@ async fn controllers(
         recorder,
         metrics: metrics.clone(),
         phases_dirty: AtomicBool::new(false),
+        status_sent: Default::default(),
+        metadata_sent: Default::default(),
+        label_sent: Default::default(),
     });
     let phases_task = tokio::spawn(count_phases_every(ctx.clone(), Duration::from_secs(1), stop.clone()));
 

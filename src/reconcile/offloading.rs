@@ -60,6 +60,9 @@ async fn reconcile_inner(obj: Arc<NamespaceOffloading>, ctx: &Context) -> Result
             info!(%namespace, "no remote namespace left: removing the finalizer");
             let others: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
             write_metadata(&obj, &namespace, json!({ "finalizers": others }), ctx).await?;
+            ctx.status_sent.forget(&namespace);
+            ctx.metadata_sent.forget(&namespace);
+            ctx.label_sent.forget(&namespace);
             Ok(action)
         }
         // Being deleted, and nothing of ours holds it.
@@ -99,13 +102,22 @@ async fn apply(
     cleanup: bool,
 ) -> Result<Action, Error> {
     let nodes = ctx.cluster.virtual_nodes().ok_or(Error::CachesNotSynced("virtual node cache"))?;
-    let maps = ctx.maps_by_cluster();
-    let current: BTreeMap<String, MappingPhase> = maps
-        .iter()
-        .filter_map(|(id, m)| {
-            Some((id.clone(), m.status.as_ref()?.current_mapping.get(namespace)?.phase.clone()))
-        })
-        .collect();
+    // Only this namespace's entries are kept, and the maps themselves let go before any write:
+    // at scale each is hundreds of KB, rewritten every few seconds, and a version held across an
+    // await by each of the concurrent reconciles would stay in memory besides the cache's.
+    let mut current: BTreeMap<String, MappingPhase> = BTreeMap::new();
+    let mut maps: BTreeMap<String, MapEntry> = BTreeMap::new();
+    for (id, m) in ctx.maps_by_cluster() {
+        if let Some(c) = m.status.as_ref().and_then(|s| s.current_mapping.get(namespace)) {
+            current.insert(id.clone(), c.phase.clone());
+        }
+        let entry = MapEntry {
+            map_namespace: m.namespace().unwrap_or_default(),
+            map_name: m.name_any(),
+            desired: m.spec.desired_mapping.get(namespace).cloned(),
+        };
+        maps.insert(id, entry);
+    }
     let cluster_id = ctx.cluster.cluster_id();
     let p = plan(obj, namespace, cluster_id.as_deref(), &nodes, &current, &now());
 
@@ -124,10 +136,8 @@ async fn apply(
     let mut unwritten = false;
     for (id, map) in &maps {
         let want = if p.selected.contains(id) { p.remote_name.as_deref() } else { None };
-        let have = map.spec.desired_mapping.get(namespace).map(String::as_str);
-        let map_ns = map.namespace().unwrap_or_default();
-        if want != have {
-            ctx.map_writer.set(&map_ns, &map.name_any(), namespace, want);
+        if want != map.desired.as_deref() {
+            ctx.map_writer.set(&map.map_namespace, &map.map_name, namespace, want);
             unwritten = true;
         }
     }
@@ -155,6 +165,13 @@ async fn apply(
     Ok(Action::await_change())
 }
 
+/// What a reconcile needs of one cluster's NamespaceMap: where it is, and this namespace's entry.
+struct MapEntry {
+    map_namespace: String,
+    map_name: String,
+    desired: Option<String>,
+}
+
 /// The scheduling annotation and, on the first reconcile, our finalizer: one write for both.
 async fn write_annotation(
     obj: &NamespaceOffloading,
@@ -174,7 +191,13 @@ async fn write_annotation(
     if metadata.is_empty() {
         return Ok(());
     }
-    write_metadata(obj, namespace, Value::Object(metadata), ctx).await
+    let metadata = Value::Object(metadata);
+    if ctx.metadata_sent.already(namespace, obj.metadata.resource_version.as_deref(), &metadata) {
+        return Ok(());
+    }
+    write_metadata(obj, namespace, metadata.clone(), ctx).await?;
+    ctx.metadata_sent.wrote(namespace, obj.metadata.resource_version.as_deref(), metadata);
+    Ok(())
 }
 
 /// One Warning Event per generation that cannot be offloaded, not one per reconcile.
@@ -206,21 +229,22 @@ async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Re
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     // The cache can lag behind a namespace created a moment ago; Namespace events do not trigger
     // reconciles, so a miss is read from the API rather than skipped.
-    let labels = match ctx.namespaces.get(&kube::runtime::reflector::ObjectRef::new(namespace)) {
-        Some(ns) => ns.labels().clone(),
+    let (labels, rv) = match ctx.namespaces.get(&kube::runtime::reflector::ObjectRef::new(namespace)) {
+        Some(ns) => (ns.labels().clone(), ns.metadata.resource_version.clone()),
         None => match api.get_opt(namespace).await? {
-            Some(ns) => ns.labels().clone(),
+            Some(ns) => (ns.labels().clone(), ns.metadata.resource_version.clone()),
             None => return Ok(()),
         },
     };
     let has = labels.get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
-    if has == want {
+    if has == want || ctx.label_sent.already(namespace, rv.as_deref(), &want) {
         return Ok(());
     }
     let value = if want { json!("true") } else { Value::Null };
     let patch = json!({ "metadata": { "labels": { NAMESPACE_LABEL: value } } });
     ctx.metrics.wrote("namespaces");
     api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.label_sent.wrote(namespace, rv.as_deref(), want);
     Ok(())
 }
 
@@ -230,7 +254,8 @@ async fn write_status(
     p: &Plan,
     ctx: &Context,
 ) -> Result<(), Error> {
-    if obj.status.as_ref() == Some(&p.status) {
+    let rv = obj.metadata.resource_version.as_deref();
+    if obj.status.as_ref() == Some(&p.status) || ctx.status_sent.already(namespace, rv, &p.status) {
         return Ok(());
     }
     let old = serde_json::to_value(&obj.status).unwrap_or(Value::Null);
@@ -239,6 +264,7 @@ async fn write_status(
     let patch = json!({ "status": merge_diff(&old, &new) });
     ctx.metrics.wrote("namespaceoffloadings/status");
     api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.status_sent.wrote(namespace, rv, p.status.clone());
     if obj.status.as_ref().and_then(|s| s.offloading_phase.as_ref()) != p.status.offloading_phase.as_ref() {
         info!(%namespace, phase = ?p.status.offloading_phase, "offloading phase");
     }
