@@ -258,12 +258,11 @@ fn judge_spec(spec: &NamespaceOffloadingSpec, namespace: &str, ctx: &Context<'_>
                     .into(),
             );
         } else if nodes.selected(ctx.generation, selector).is_empty() {
-            let ids: Vec<&str> = nodes.iter().map(|n| n.cluster_id.as_str()).collect();
             v.warnings.push(format!(
                 "{SELECTOR_PATH} matches none of the {} virtual nodes known now (remote clusters {}): \
                  phase will be NoClusterSelected until a cluster with matching labels appears",
                 nodes.len(),
-                ids.join(", ")
+                first_few(nodes.iter().map(|n| n.cluster_id.clone()), nodes.len())
             ));
         }
     }
@@ -336,22 +335,13 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&VirtualNodes
     let unmatched = nodes.map(|n| (n, n.selected(Generation::V1, Some(sel)).complement()));
     if let Some((nodes, unmatched)) = unmatched.filter(|(_, u)| !u.is_empty()) {
         v.errors.extend(reading.errors());
-        // A few clusters name the problem; a fleet of them would only make the answer long.
-        let mut which: Vec<String> = unmatched
-            .iter()
-            .take(5)
-            .map(|i| format!("{} (node {})", nodes[i].cluster_id, nodes[i].name))
-            .collect();
-        let count = unmatched.count();
-        if count > 5 {
-            which.push(format!("and {} more", count - 5));
-        }
+        let which = unmatched.iter().map(|i| format!("{} (node {})", nodes[i].cluster_id, nodes[i].name));
         v.errors.push(FieldError::forbidden(
             SELECTOR_PATH,
             format!(
                 "remote cluster {} matches none of the well-formed terms, so Liqo v1.x reports the \
                  malformed terms above (Event Invalid) and selects no cluster at all: fix or remove them",
-                which.join(", ")
+                first_few(which, unmatched.count())
             ),
         ));
         return false;
@@ -370,6 +360,17 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&VirtualNodes
         ));
     }
     true
+}
+
+/// The first few of `total` clusters, then how many more: a few name the problem, a fleet of them
+/// would only make the answer long.
+fn first_few(items: impl Iterator<Item = String>, total: usize) -> String {
+    const SHOWN: usize = 5;
+    let mut shown: Vec<String> = items.take(SHOWN).collect();
+    if total > SHOWN {
+        shown.push(format!("and {} more", total - SHOWN));
+    }
+    shown.join(", ")
 }
 
 /// The remote namespace name of this spec in `namespace`.
@@ -530,6 +531,21 @@ mod tests {
                 "spec.clusterSelector.nodeSelectorTerms[0]: an empty term matches no cluster; give it matchExpressions or remove it".to_string(),
                 "spec.clusterSelector matches none of the 1 virtual nodes known now (remote clusters cluster-a): phase will be NoClusterSelected until a cluster with matching labels appears".to_string(),
             ]
+        );
+        // A fleet is named by its first few clusters.
+        let fleet = VirtualNodes::new(
+            (0..1000)
+                .map(|i| VirtualNode {
+                    name: format!("liqo-c{i:04}"),
+                    cluster_id: format!("c{i:04}"),
+                    ..nodes[0].clone()
+                })
+                .collect(),
+        );
+        let c = Context { cluster_id: Some(UUID), virtual_nodes: Some(&fleet), ..Default::default() };
+        assert_eq!(
+            review_create(&o, "web", &c).warnings[1],
+            "spec.clusterSelector matches none of the 1000 virtual nodes known now (remote clusters c0000, c0001, c0002, c0003, c0004, and 995 more): phase will be NoClusterSelected until a cluster with matching labels appears"
         );
         let empty = VirtualNodes::default();
         let none = Context { cluster_id: Some(UUID), virtual_nodes: Some(&empty), ..Default::default() };
