@@ -3,9 +3,9 @@
 //! virtual nodes (Nodes on Liqo v0.3; on v1.x VirtualNodes, with the labels of their Node when
 //! there is one, as Liqo's own matcher reads them).
 //!
-//! The virtual nodes are watched once per process: the webhook reads a snapshot rebuilt only when a
-//! node is applied or deleted (so a review costs the same with 1 or 1 000 clusters), and the
-//! reconcile loops use the same store and hear of changes through [`ClusterView::node_changes`].
+//! The virtual nodes are watched once per process: the webhook reads a snapshot rebuilt and indexed
+//! only when a node changes (so a review costs about the same with 1 or 1 000 clusters), and the
+//! reconcile loops use the same snapshot and hear of changes through [`ClusterView::node_changes`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 use crate::crd::{NODE_TYPE_LABEL, REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE};
 use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, explain_watch, is_misconfiguration};
 use crate::offloading::names::rfc1123_label_problem;
-use crate::offloading::{Generation, VirtualNode};
+use crate::offloading::{Generation, VirtualNode, VirtualNodes};
 
 /// The ConfigMap in the Liqo namespace that holds the local cluster id.
 pub const CLUSTER_ID_CONFIGMAP: &str = "liqo-clusterid-configmap";
@@ -106,8 +106,9 @@ pub struct ClusterView {
     nodes: Option<Store<Node>>,
     /// Liqo v1.x's VirtualNodes, when the cluster runs v1.x.
     liqo_virtual_nodes: Option<Store<DynamicObject>>,
-    /// The virtual nodes as the judge sees them, shared by every review; `None` until synced.
-    snapshot: Arc<RwLock<Option<Arc<[VirtualNode]>>>>,
+    /// The virtual nodes as the judge sees them, indexed, shared by every review; `None` until
+    /// synced.
+    snapshot: Arc<RwLock<Option<Arc<VirtualNodes>>>>,
     /// Bumped each time the snapshot changes (a node's heartbeat alone changes nothing).
     changes: Arc<tokio::sync::watch::Sender<u64>>,
     nodes_synced: Arc<AtomicBool>,
@@ -153,8 +154,9 @@ impl ClusterView {
         view
     }
 
-    /// The virtual nodes known now; `None` when there is no cache or it has not synced yet.
-    pub fn virtual_nodes(&self) -> Option<Arc<[VirtualNode]>> {
+    /// The virtual nodes known now, with their index; `None` when there is no cache or it has not
+    /// synced yet.
+    pub fn virtual_nodes(&self) -> Option<Arc<VirtualNodes>> {
         if !self.nodes_synced.load(Ordering::Acquire) {
             return None;
         }
@@ -188,15 +190,21 @@ impl ClusterView {
         self.set_snapshot(now);
     }
 
-    /// Swaps the snapshot in; tells the subscribers when it differs.
+    /// Swaps the snapshot in when it differs, indexed once here rather than per review; tells the
+    /// subscribers.
     fn set_snapshot(&self, mut now: Vec<VirtualNode>) {
         now.sort_by(|a, b| a.name.cmp(&b.name));
-        let Ok(mut g) = self.snapshot.write() else { return };
-        if g.as_deref() != Some(now.as_slice()) {
-            *g = Some(now.into());
-            drop(g);
-            self.changes.send_modify(|v| *v = v.wrapping_add(1));
+        let Ok(g) = self.snapshot.read() else { return };
+        if g.as_deref().map(VirtualNodes::as_slice) == Some(now.as_slice()) {
+            return;
         }
+        drop(g);
+        // Indexed outside the lock: reviews read the previous snapshot meanwhile.
+        let now = Arc::new(VirtualNodes::new(now));
+        let Ok(mut g) = self.snapshot.write() else { return };
+        *g = Some(now);
+        drop(g);
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// What keeps this process from its job, shared by everything that talks to the API.

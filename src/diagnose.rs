@@ -30,8 +30,8 @@ use crate::crd::{
     REMOTE_CLUSTER_ID_LABEL, SCHEDULING_ENABLED, VIRTUAL_NODE,
 };
 use crate::offloading::names::RemoteNameError;
-use crate::offloading::rules::{derived_name, judge_selector, selects};
-use crate::offloading::{Generation, VirtualNode, aggregate, selector};
+use crate::offloading::rules::{derived_name, judge_selector};
+use crate::offloading::{Generation, VirtualNode, VirtualNodes, aggregate, selector};
 use crate::reconcile::remote::{REMOTE_NAMESPACE_ANNOTATION, RemoteClients};
 use crate::reconcile::tenant::{TENANT_CLUSTER_ID_LABEL, TENANT_NAMESPACE_LABEL, tenant_namespace};
 use crate::reconcile::watch::decode;
@@ -120,7 +120,7 @@ pub struct Facts {
     /// The tenant namespace of each remote cluster, found by the generation's labels.
     pub tenants: BTreeMap<String, String>,
     /// The remote clusters as the generation's controller matches them.
-    pub nodes: Vec<VirtualNode>,
+    pub nodes: VirtualNodes,
     /// The NamespaceMap of each remote cluster, as the generation's controller finds it.
     pub maps: BTreeMap<String, NamespaceMap>,
     /// What each reachable remote cluster says of the remote namespace.
@@ -357,7 +357,7 @@ pub async fn gather(
             .collect();
     }
     f.tenants = adapter.tenants(client).await;
-    f.nodes = adapter.nodes(client).await?;
+    f.nodes = adapter.nodes(client).await?.into();
     let lp = ListParams::default().labels(&adapter.map_selector);
     let mut maps: Vec<NamespaceMap> =
         list_decoded(client, &adapter.maps, None, &lp, &mut f.undecodable).await?;
@@ -601,12 +601,13 @@ pub fn judge(f: &Facts) -> Report {
     let owner_key = owner_annotation(g);
     let undecodable_maps: Vec<&str> =
         f.undecodable.iter().filter(|u| u.kind == "NamespaceMap").map(|u| u.namespace.as_str()).collect();
+    let chosen = f.nodes.selected(g, selector);
     for id in cluster_ids(&f.nodes, &f.maps, status.remote_namespaces_conditions.keys()) {
-        let node = f.nodes.iter().find(|n| n.cluster_id == id);
+        let node = f.nodes.iter().position(|n| n.cluster_id == id);
         let mut c = ClusterReport {
             cluster_id: id.clone(),
-            virtual_node: node.map(|n| n.name.clone()),
-            selected: sel_ok && node.is_some_and(|n| selects(g, selector, n)),
+            virtual_node: node.map(|i| f.nodes[i].name.clone()),
+            selected: sel_ok && node.is_some_and(|i| chosen.contains(i)),
             ..Default::default()
         };
         c.conditions = status
@@ -727,7 +728,7 @@ pub fn judge(f: &Facts) -> Report {
             });
         } else {
             let mut lines = Vec::new();
-            for n in &f.nodes {
+            for n in f.nodes.iter() {
                 if let Err(misses) = selector::explain(selector, &n.facts()) {
                     for (i, miss) in misses.iter().enumerate() {
                         lines.push(match miss {
@@ -907,7 +908,7 @@ mod tests {
             )),
             local_cluster_id: Some(LOCAL.into()),
             tenants: [(REMOTE.to_string(), format!("liqo-tenant-{REMOTE}"))].into(),
-            nodes: vec![node()],
+            nodes: vec![node()].into(),
             maps: [(REMOTE.to_string(), map(Some(&remote_name), Some((&remote_name, current))))].into(),
             ..Default::default()
         }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use offloading_webhook::crd::NamespaceOffloading;
 use offloading_webhook::offloading::rules::selects;
-use offloading_webhook::offloading::{Context, Generation, VirtualNode, review_create};
+use offloading_webhook::offloading::{Context, Generation, VirtualNode, VirtualNodes, review_create};
 use serde_json::{Value, json};
 
 /// Selectors, each a `nodeSelectorTerms` list: every class of malformed term, alone and beside
@@ -113,7 +113,7 @@ fn liqo(corpus: &[Value], nodes: &[VirtualNode]) -> Vec<String> {
 
 #[test]
 fn we_deny_exactly_what_liqo_v1_2_reports_invalid_and_select_what_it_selects() {
-    let (corpus, nodes) = (corpus(), nodes());
+    let (corpus, nodes) = (corpus(), VirtualNodes::new(nodes()));
     let liqo = liqo(&corpus, &nodes);
     assert_eq!(liqo.len(), corpus.len());
     let ctx =
@@ -132,6 +132,10 @@ fn we_deny_exactly_what_liqo_v1_2_reports_invalid_and_select_what_it_selects() {
             let sel = obj.spec.cluster_selector.as_ref();
             let picked: Vec<&str> =
                 nodes.iter().filter(|n| selects(Generation::V1, sel, n)).map(|n| n.name.as_str()).collect();
+            // The index the webhook judges with picks the same nodes as the plain scan.
+            let indexed: Vec<&str> =
+                nodes.selected(Generation::V1, sel).iter().map(|i| nodes[i].name.as_str()).collect();
+            assert_eq!(indexed, picked, "{terms}");
             let warned = if v.warnings.is_empty() { "" } else { " (with warnings)" };
             format!("SELECTED {}{warned}", serde_json::to_string(&picked).unwrap())
         } else {

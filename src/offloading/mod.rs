@@ -4,6 +4,7 @@
 
 pub mod field;
 pub mod names;
+pub mod node_index;
 pub mod rules;
 pub mod selector;
 pub mod status;
@@ -11,5 +12,6 @@ pub mod status;
 pub use field::{FieldError, aggregate};
 pub use names::RemoteNameError;
 pub use rules::{
-    Context, Generation, Verdict, VirtualNode, review_create, review_update, scheduling_annotation,
+    Context, Generation, Verdict, VirtualNode, VirtualNodes, review_create, review_update,
+    scheduling_annotation,
 };

@@ -12,6 +12,7 @@ use crate::crd::{
 
 use super::field::{FieldError, aggregate, first_and_count};
 use super::names::{RemoteNameError, remote_namespace_name};
+use super::node_index::{NodeBits, NodeIndex};
 use super::selector::{self, NodeFacts, SELECTOR_PATH};
 
 /// A remote cluster as the local cluster sees it: a virtual node.
@@ -27,6 +28,64 @@ impl VirtualNode {
         NodeFacts { name: &self.name, labels: &self.labels }
     }
 }
+
+/// The virtual nodes known at one moment, with their names and labels indexed once (when the
+/// cluster view rebuilds its snapshot), so that judging a selector against all of them costs about
+/// the same with 1 or 1 000. Reads as the slice of nodes.
+#[derive(Clone, Default)]
+pub struct VirtualNodes {
+    nodes: Vec<VirtualNode>,
+    index: NodeIndex,
+}
+
+impl VirtualNodes {
+    pub fn new(nodes: Vec<VirtualNode>) -> Self {
+        let index = NodeIndex::new(nodes.iter().map(VirtualNode::facts));
+        Self { nodes, index }
+    }
+
+    pub fn as_slice(&self) -> &[VirtualNode] {
+        &self.nodes
+    }
+
+    /// The positions of the nodes the generation's controller selects (for a selector it
+    /// accepts): what [`selects`] says of each node.
+    pub fn selected(&self, generation: Generation, selector: Option<&NodeSelector>) -> NodeBits {
+        match generation {
+            Generation::V0_3 => self.index.matching(selector),
+            Generation::V1 => self.index.matching_lazily(selector),
+        }
+    }
+}
+
+impl From<Vec<VirtualNode>> for VirtualNodes {
+    fn from(nodes: Vec<VirtualNode>) -> Self {
+        Self::new(nodes)
+    }
+}
+
+impl std::ops::Deref for VirtualNodes {
+    type Target = [VirtualNode];
+
+    fn deref(&self) -> &[VirtualNode] {
+        &self.nodes
+    }
+}
+
+/// The nodes alone: the index follows from them.
+impl std::fmt::Debug for VirtualNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.nodes).finish()
+    }
+}
+
+impl PartialEq for VirtualNodes {
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes
+    }
+}
+
+impl Eq for VirtualNodes {}
 
 /// The Liqo generation whose behaviour the verdict follows where generations differ (SPEC §7).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,7 +113,7 @@ pub struct Context<'a> {
     /// The local cluster id, when known.
     pub cluster_id: Option<&'a str>,
     /// The virtual nodes known right now; `None` when no cache is running or it has not synced.
-    pub virtual_nodes: Option<&'a [VirtualNode]>,
+    pub virtual_nodes: Option<&'a VirtualNodes>,
     /// The Liqo generation the cluster runs.
     pub generation: Generation,
 }
@@ -198,13 +257,12 @@ fn judge_spec(spec: &NamespaceOffloadingSpec, namespace: &str, ctx: &Context<'_>
                  once a peering exists and matches spec.clusterSelector"
                     .into(),
             );
-        } else if !nodes.iter().any(|n| selects(ctx.generation, selector, n)) {
-            let ids: Vec<&str> = nodes.iter().map(|n| n.cluster_id.as_str()).collect();
+        } else if nodes.selected(ctx.generation, selector).is_empty() {
             v.warnings.push(format!(
                 "{SELECTOR_PATH} matches none of the {} virtual nodes known now (remote clusters {}): \
                  phase will be NoClusterSelected until a cluster with matching labels appears",
                 nodes.len(),
-                ids.join(", ")
+                first_few(nodes.iter().map(|n| n.cluster_id.clone()), nodes.len())
             ));
         }
     }
@@ -253,7 +311,7 @@ pub fn missing_terms_error() -> FieldError {
 /// `LazyErrorNodeSelector.Match`): a broken term costs nothing while a well-formed term matches
 /// that node, and turns the whole object `Invalid` (no cluster selected, never retried) as soon as
 /// one virtual node matches none of the well-formed terms.
-fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&[VirtualNode]>, v: &mut Verdict) -> bool {
+fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&VirtualNodes>, v: &mut Verdict) -> bool {
     let Some(sel) = spec.cluster_selector.as_ref() else {
         v.errors.push(missing_terms_error());
         return false;
@@ -274,25 +332,16 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&[VirtualNode
         v.errors.extend(reading.errors());
         return false;
     }
-    let unmatched: Vec<&VirtualNode> = nodes
-        .unwrap_or_default()
-        .iter()
-        .filter(|n| !selector::matches_lazily(Some(sel), &n.facts()))
-        .collect();
-    if !unmatched.is_empty() {
+    let unmatched = nodes.map(|n| (n, n.selected(Generation::V1, Some(sel)).complement()));
+    if let Some((nodes, unmatched)) = unmatched.filter(|(_, u)| !u.is_empty()) {
         v.errors.extend(reading.errors());
-        // A few clusters name the problem; a fleet of them would only make the answer long.
-        let mut which: Vec<String> =
-            unmatched.iter().take(5).map(|n| format!("{} (node {})", n.cluster_id, n.name)).collect();
-        if unmatched.len() > 5 {
-            which.push(format!("and {} more", unmatched.len() - 5));
-        }
+        let which = unmatched.iter().map(|i| format!("{} (node {})", nodes[i].cluster_id, nodes[i].name));
         v.errors.push(FieldError::forbidden(
             SELECTOR_PATH,
             format!(
                 "remote cluster {} matches none of the well-formed terms, so Liqo v1.x reports the \
                  malformed terms above (Event Invalid) and selects no cluster at all: fix or remove them",
-                which.join(", ")
+                first_few(which, unmatched.count())
             ),
         ));
         return false;
@@ -311,6 +360,17 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&[VirtualNode
         ));
     }
     true
+}
+
+/// The first few of `total` clusters, then how many more: a few name the problem, a fleet of them
+/// would only make the answer long.
+fn first_few(items: impl Iterator<Item = String>, total: usize) -> String {
+    const SHOWN: usize = 5;
+    let mut shown: Vec<String> = items.take(SHOWN).collect();
+    if total > SHOWN {
+        shown.push(format!("and {} more", total - SHOWN));
+    }
+    shown.join(", ")
 }
 
 /// The remote namespace name of this spec in `namespace`.
@@ -455,11 +515,11 @@ mod tests {
 
     #[test]
     fn warnings_for_empty_terms_and_unmatched_selectors() {
-        let nodes = vec![VirtualNode {
+        let nodes = VirtualNodes::new(vec![VirtualNode {
             name: "liqo-a".into(),
             cluster_id: "cluster-a".into(),
             labels: [("region".to_string(), "us".to_string())].into(),
-        }];
+        }]);
         let c = Context { cluster_id: Some(UUID), virtual_nodes: Some(&nodes), ..Default::default() };
         let o = obj(json!({"clusterSelector": {"nodeSelectorTerms": [
             {}, {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]}]}}));
@@ -472,7 +532,23 @@ mod tests {
                 "spec.clusterSelector matches none of the 1 virtual nodes known now (remote clusters cluster-a): phase will be NoClusterSelected until a cluster with matching labels appears".to_string(),
             ]
         );
-        let none = Context { cluster_id: Some(UUID), virtual_nodes: Some(&[]), ..Default::default() };
+        // A fleet is named by its first few clusters.
+        let fleet = VirtualNodes::new(
+            (0..1000)
+                .map(|i| VirtualNode {
+                    name: format!("liqo-c{i:04}"),
+                    cluster_id: format!("c{i:04}"),
+                    ..nodes[0].clone()
+                })
+                .collect(),
+        );
+        let c = Context { cluster_id: Some(UUID), virtual_nodes: Some(&fleet), ..Default::default() };
+        assert_eq!(
+            review_create(&o, "web", &c).warnings[1],
+            "spec.clusterSelector matches none of the 1000 virtual nodes known now (remote clusters c0000, c0001, c0002, c0003, c0004, and 995 more): phase will be NoClusterSelected until a cluster with matching labels appears"
+        );
+        let empty = VirtualNodes::default();
+        let none = Context { cluster_id: Some(UUID), virtual_nodes: Some(&empty), ..Default::default() };
         assert!(
             review_create(&obj(json!({})), "web", &none).warnings[0]
                 .starts_with("no remote cluster is known yet")
@@ -519,7 +595,7 @@ mod tests {
 
     const V1_ID: &str = "frosty-bird";
 
-    fn v1(nodes: Option<&[VirtualNode]>) -> Context<'_> {
+    fn v1(nodes: Option<&VirtualNodes>) -> Context<'_> {
         Context { cluster_id: Some(V1_ID), virtual_nodes: nodes, generation: Generation::V1 }
     }
 
@@ -589,7 +665,7 @@ mod tests {
 
     #[test]
     fn v1_match_fields_liqo_accepts_warn_instead_of_denying() {
-        let nodes = [node("a", "eu")];
+        let nodes = VirtualNodes::new(vec![node("a", "eu")]);
         let o = obj(sel(json!([{"matchFields": [
             {"key": "metadata.labels", "operator": "NotIn", "values": ["x"]},
             {"key": "metadata.name", "operator": "NotIn", "values": ["Not_A_Node"]}]}])));
@@ -635,7 +711,7 @@ mod tests {
             {"matchExpressions": [{"key": "region", "operator": "Equals", "values": ["eu"]}]},
             {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]}]);
         let o = obj(sel(terms));
-        let eu = [node("a", "eu")];
+        let eu = VirtualNodes::new(vec![node("a", "eu")]);
         let v = review_create(&o, "web", &v1(Some(&eu)));
         assert!(v.allowed(), "{}", v.message());
         assert_eq!(
@@ -644,10 +720,10 @@ mod tests {
         );
         // No virtual node known (or no cache): nothing fails yet; the same warning.
         assert!(review_create(&o, "web", &v1(None)).allowed());
-        assert!(review_create(&o, "web", &v1(Some(&[]))).allowed());
+        assert!(review_create(&o, "web", &v1(Some(&VirtualNodes::default()))).allowed());
         assert_eq!(scheduling_annotation(&o.spec, Generation::V1), "true");
         // A cluster the good term does not match: Liqo reports the broken term now.
-        let both = [node("a", "eu"), node("b", "us")];
+        let both = VirtualNodes::new(vec![node("a", "eu"), node("b", "us")]);
         let v = review_create(&o, "web", &v1(Some(&both)));
         assert_eq!(
             errors(&v),
@@ -666,7 +742,8 @@ mod tests {
             {},
             {"matchExpressions": [{"key": "region", "operator": "In"}]},
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a", "b"]}]}])));
-        for nodes in [None, Some(&[][..])] {
+        let empty = VirtualNodes::default();
+        for nodes in [None, Some(&empty)] {
             let v = review_create(&o, "web", &v1(nodes));
             assert_eq!(v.errors.len(), 2, "{}", v.message());
             assert!(v.message().contains("nodeSelectorTerms[1].matchExpressions[0].values: Required value"));
@@ -700,5 +777,26 @@ mod tests {
         assert!(selects(Generation::V1, sel, &node("a", "eu")));
         assert!(!selects(Generation::V1, sel, &node("b", "us")));
         assert!(selects(Generation::V1, None, &node("b", "us")));
+        // The index agrees; v0.3 reads the broken term as one no node matches.
+        let nodes = VirtualNodes::new(vec![node("a", "eu"), node("b", "us")]);
+        for g in [Generation::V1, Generation::V0_3] {
+            assert_eq!(nodes.selected(g, sel).iter().collect::<Vec<_>>(), vec![0], "{g:?}");
+            assert_eq!(nodes.selected(g, None).count(), 2, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn v1_a_fleet_of_unmatched_clusters_is_named_by_its_first_five() {
+        let o = obj(sel(json!([
+            {"matchExpressions": [{"key": "region", "operator": "Equals", "values": ["eu"]}]},
+            {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]}])));
+        let fleet = VirtualNodes::new(
+            (0..1000).map(|i| node(&format!("c{i:04}"), if i % 2 == 0 { "eu" } else { "us" })).collect(),
+        );
+        let v = review_create(&o, "web", &v1(Some(&fleet)));
+        assert_eq!(
+            errors(&v)[1],
+            "spec.clusterSelector: Forbidden: remote cluster c0001 (node vk-c0001), c0003 (node vk-c0003), c0005 (node vk-c0005), c0007 (node vk-c0007), c0009 (node vk-c0009), and 495 more matches none of the well-formed terms, so Liqo v1.x reports the malformed terms above (Event Invalid) and selects no cluster at all: fix or remove them"
+        );
     }
 }

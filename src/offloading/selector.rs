@@ -276,9 +276,14 @@ fn meaningless_field(req: &NodeSelectorRequirement, path: &str) -> Option<String
     ))
 }
 
+/// Whether Liqo v1.x's matcher parses the term (an empty one does).
+pub(super) fn term_parses(term: &NodeSelectorTerm) -> bool {
+    term_parse_errors(term, "").is_empty()
+}
+
 /// Whether one term, as Liqo reads it, selects the node (a broken or empty term never does).
 fn term_matches_lazily(term: &NodeSelectorTerm, node: &NodeFacts<'_>) -> bool {
-    !is_empty_term(term) && term_parse_errors(term, "").is_empty() && term_unmet(term, 0, node).is_none()
+    !is_empty_term(term) && term_parses(term) && term_unmet(term, 0, node).is_none()
 }
 
 /// Liqo v1.x's match: no terms selects every cluster; otherwise a well-formed term must match.
@@ -301,7 +306,7 @@ pub fn empty_terms(selector: &NodeSelector) -> Vec<usize> {
         .collect()
 }
 
-fn is_empty_term(t: &NodeSelectorTerm) -> bool {
+pub(super) fn is_empty_term(t: &NodeSelectorTerm) -> bool {
     t.match_expressions.as_deref().unwrap_or_default().is_empty()
         && t.match_fields.as_deref().unwrap_or_default().is_empty()
 }
@@ -380,7 +385,8 @@ fn term_unmet(term: &NodeSelectorTerm, i: usize, node: &NodeFacts<'_>) -> Option
     None
 }
 
-fn requirement_holds(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+/// Whether the requirement holds for a node whose label (or field) reads `value`.
+pub(super) fn requirement_holds(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
     let values = req.values.as_deref().unwrap_or_default();
     let int_cmp = |want_greater: bool| {
         let (Some(v), [bound]) = (value, values) else { return false };

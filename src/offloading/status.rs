@@ -13,8 +13,7 @@ use crate::crd::{
 
 use super::field::aggregate;
 use super::names::RemoteNameError;
-use super::rules::{VirtualNode, derived_name, scheduling_annotation, selector_errors};
-use super::selector;
+use super::rules::{Generation, VirtualNodes, derived_name, scheduling_annotation, selector_errors};
 
 pub const READY: &str = "Ready";
 pub const OFFLOADING_REQUIRED: &str = "OffloadingRequired";
@@ -52,13 +51,13 @@ pub fn plan(
     obj: &NamespaceOffloading,
     namespace: &str,
     cluster_id: Option<&str>,
-    nodes: &[VirtualNode],
+    nodes: &VirtualNodes,
     current: &BTreeMap<String, MappingPhase>,
     now: &Time,
 ) -> Plan {
     let deleting = obj.metadata.deletion_timestamp.is_some();
     // The reconcile loop runs on Liqo v0.3 only (SPEC §7).
-    let annotation = scheduling_annotation(&obj.spec, super::rules::Generation::V0_3);
+    let annotation = scheduling_annotation(&obj.spec, Generation::V0_3);
     let name = derived_name(&obj.spec, namespace, cluster_id);
     let remote_name = match &name {
         Ok(n) => Some(n.clone()),
@@ -83,7 +82,7 @@ pub fn plan(
         BTreeSet::new()
     } else {
         let sel = obj.spec.cluster_selector.as_ref();
-        nodes.iter().filter(|n| selector::matches(sel, &n.facts())).map(|n| n.cluster_id.clone()).collect()
+        nodes.selected(Generation::V0_3, sel).iter().map(|i| nodes[i].cluster_id.clone()).collect()
     };
 
     let old = obj.status.clone().unwrap_or_default();
@@ -197,6 +196,7 @@ fn phase(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offloading::rules::VirtualNode;
     use MappingPhase::*;
     use serde_json::json;
 
@@ -231,8 +231,8 @@ mod tests {
             {"key": "region", "operator": "In", "values": ["eu"]}]}]}}))
     }
 
-    fn nodes() -> Vec<VirtualNode> {
-        vec![node("a", "eu"), node("b", "eu"), node("c", "us")]
+    fn nodes() -> VirtualNodes {
+        VirtualNodes::new(vec![node("a", "eu"), node("b", "eu"), node("c", "us")])
     }
 
     fn conds(p: &Plan, id: &str) -> Vec<(String, String)> {

@@ -37,7 +37,7 @@ use offloading_webhook::admission::{AdmissionState, router};
 use offloading_webhook::cluster::ClusterView;
 use offloading_webhook::metrics::Metrics;
 use offloading_webhook::offloading::rules::Generation;
-use offloading_webhook::offloading::{Context, VirtualNode};
+use offloading_webhook::offloading::{Context, VirtualNode, VirtualNodes};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -74,7 +74,7 @@ pub enum Via {
     /// The axum router of one of [`ReviewTarget`]'s states.
     Router(usize),
     /// `review::answer` with this context.
-    Direct { cluster_id: Option<String>, nodes: Option<Vec<VirtualNode>>, enforcement: Enforcement },
+    Direct { cluster_id: Option<String>, nodes: Option<VirtualNodes>, enforcement: Enforcement },
 }
 
 /// What one input gave.
@@ -142,7 +142,7 @@ impl ReviewTarget {
             };
             let nodes = match u.int_in_range(0u8..=3)? {
                 0 => None,
-                _ => Some(virtual_nodes(&mut u)?),
+                _ => Some(virtual_nodes(&mut u)?.into()),
             };
             let enforcement = if u.ratio(1u8, 4)? { Enforcement::Warn } else { Enforcement::Deny };
             Via::Direct { cluster_id, nodes, enforcement }
@@ -181,15 +181,12 @@ impl ReviewTarget {
             Via::Router(i) => self.through_router(*i, input),
             Via::Direct { cluster_id, nodes, enforcement } => {
                 // Both Liqo generations' rules, chosen by the input (an odd number of nodes: v1.x).
-                let generation = match nodes.as_ref().map(Vec::len) {
+                let generation = match nodes.as_ref().map(|n| n.len()) {
                     Some(n) if n % 2 == 1 => Generation::V1,
                     _ => Generation::V0_3,
                 };
-                let ctx = Context {
-                    cluster_id: cluster_id.as_deref(),
-                    virtual_nodes: nodes.as_deref(),
-                    generation,
-                };
+                let ctx =
+                    Context { cluster_id: cluster_id.as_deref(), virtual_nodes: nodes.as_ref(), generation };
                 match review::answer(&input.body, input.endpoint, &ctx, *enforcement) {
                     Ok(a) => (
                         200,
