@@ -388,6 +388,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn condition_texts_and_cluster_ids_are_kept_once() {
+        let status = |id: &str| -> NamespaceOffloadingStatus {
+            serde_json::from_value(serde_json::json!({"remoteNamespacesConditions": {id: [
+                {"type": "Ready", "status": "True", "reason": "RemoteNamespaceCreated",
+                 "message": "The remote namespace is created"}]}}))
+            .unwrap()
+        };
+        let (a, b) = (status("cluster-a"), status("cluster-a"));
+        let (ka, ca) = a.remote_namespaces_conditions.iter().next().unwrap();
+        let (kb, cb) = b.remote_namespaces_conditions.iter().next().unwrap();
+        assert!(matches!((ka, kb), (Shared::Borrowed(x), Shared::Borrowed(y)) if std::ptr::eq(*x, *y)));
+        match (&ca[0].message, &cb[0].message) {
+            (Some(Shared::Borrowed(x)), Some(Shared::Borrowed(y))) => assert!(std::ptr::eq(*x, *y)),
+            other => panic!("not shared: {other:?}"),
+        }
+        // Round trip unchanged; a long string is owned, not kept.
+        assert_eq!(
+            serde_json::to_value(&a).unwrap()["remoteNamespacesConditions"]["cluster-a"][0]["type"],
+            "Ready"
+        );
+        let long = "x".repeat(shared::MAX_LEN + 1);
+        assert!(matches!(shared::intern(&long), Shared::Owned(s) if s == long));
+    }
+
+    #[test]
     fn unknown_strategy_round_trips() {
         let s: NamespaceOffloadingSpec =
             serde_json::from_str(r#"{"namespaceMappingStrategy":"Foo"}"#).unwrap();

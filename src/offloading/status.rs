@@ -238,7 +238,7 @@ mod tests {
     fn conds(p: &Plan, id: &str) -> Vec<(String, String)> {
         p.status.remote_namespaces_conditions[id]
             .iter()
-            .map(|c| (c.type_.clone(), c.status.clone()))
+            .map(|c| (c.type_.to_string(), c.status.to_string()))
             .collect()
     }
 
