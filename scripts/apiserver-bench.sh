@@ -148,7 +148,7 @@ grep -h "Liqo API\|cluster id" "$work/ours.log" | sed 's/^/ours: /' | head -3 ||
 # Ours as deployed (manifests/webhooks.yaml), Liqo's as its chart registers it (tests/support/liqo.rs).
 # (The baseline serves one path, and its answer, allowed without a patch, suits both.)
 service_for() { # namespace name port: a Service whose one endpoint is 127.0.0.1:port
-  kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl get namespace "$1" >/dev/null 2>&1 || kubectl create namespace "$1" >/dev/null
   kubectl apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Service
