@@ -481,6 +481,7 @@ async fn main() -> anyhow::Result<()> {
             rows[0].cpu_s / rows[1].cpu_s
         );
         let [a, b] = rows;
+        // The third row holds the round's writes and kube-apiserver's CPU.
         per_round.push([a, b, Row { reviews: load.writes as f64, cpu_s: cpu(2), hist: Hist::default() }]);
     }
 

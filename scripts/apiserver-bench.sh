@@ -3,16 +3,15 @@
 # the same run: a fresh loopback control plane (tests/controlplane) with Liqo v1.2's CRDs
 # (tests/liqo/crds.sh), its cluster-id ConfigMap and NODES remote clusters the v1.x way (tenant
 # namespace, VirtualNode, Node); our `serve` (release build, reading those facts as on a Liqo v1.x
-# cluster) registered as deployed, validating and mutating; Liqo's `liqo-webhook` (tests/liqo)
-# registered as its chart does, validating, under another webhook name so that the API server's
-# metrics tell the two apart. Every create and update of a NamespaceOffloading passes through all
-# three. Both are registered by `service:` as their charts do (kube-apiserver with aggregator
-# routing resolves each Service through an EndpointSlice on loopback, as tests/e2e_rollout.rs
-# does), so the API server calls them as in a cluster: over HTTP/1.1, which it uses for every
-# webhook but one registered by a loopback URL (BENCH_TRANSPORT=url registers by
-# https://127.0.0.1:PORT instead, which it calls over HTTP/2). examples/apiserver_load.rs then drives the writes and reports, per round and as medians:
-# reviews per webhook, CPU µs per review (/proc/PID/stat), the API server's admission latency per
-# webhook (apiserver_admission_webhook_admission_duration_seconds), and peak RSS.
+# cluster), validating and mutating as deployed; Liqo's `liqo-webhook` (tests/liqo), validating,
+# under another webhook name so that the API server's metrics tell the two apart. Every create and
+# update of a NamespaceOffloading passes through all three. Both are registered by `service:` as
+# their charts do (aggregator routing resolves each Service through an EndpointSlice on loopback,
+# as in tests/e2e_rollout.rs), so the API server calls them as in a cluster, over HTTP/1.1: it uses
+# HTTP/2 only for a webhook registered by a loopback URL, which BENCH_TRANSPORT=url does instead.
+# examples/apiserver_load.rs then drives the writes and reports, per round and as medians: reviews
+# per webhook, CPU µs per review (/proc/PID/stat), the API server's admission latency per webhook
+# (apiserver_admission_webhook_admission_duration_seconds), and peak RSS.
 # Usage: scripts/apiserver-bench.sh [ROUNDS [CYCLES [CONCURRENCY [NODES]]]]
 #        (default 3 rounds of 1000 cycles of 4 reviewed writes, 16 workers, 10 remote clusters)
 # Env: CONTROLPLANE_BIN (as tests/controlplane/build.sh), LIQO_BIN (as tests/liqo/build.sh),
