@@ -87,7 +87,7 @@ for proto in h2x1 h2x4 h1; do
     eval "${server}_rps=${row[0]} ${server}_cpu=${row[3]}"
   done
   awk -v w="$webhook_rps" -v b="$baseline_rps" -v wc="$webhook_cpu" -v bc="$baseline_cpu" -v p="$proto" \
-    'BEGIN {printf "%-6s webhook/baseline: throughput %.2f (target >= 0.8), CPU per review %.2f\n", p, w / b, wc / bc}'
+    'BEGIN {printf "%-6s webhook/baseline: throughput %.2f (target >= 0.9), CPU per review %.2f\n", p, w / b, wc / bc}'
 done
 echo "webhook peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$whpid/status") (target < 30 MiB)"
 
