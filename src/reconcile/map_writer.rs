@@ -50,6 +50,8 @@ pub struct MapWriter {
 const MIN_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(4);
 const PACE: u32 = 3;
+/// No new wish for this long ends the pause early.
+const QUIET: Duration = Duration::from_millis(250);
 /// Maps patched at once.
 const MAX_CONCURRENT_PATCHES: usize = 4;
 
@@ -121,8 +123,16 @@ impl MapWriter {
                 _ = stop.cancelled() => return,
                 _ = self.wake.notified() => {}
             }
-            // Let a burst of reconciles add to the batch, and the API server catch up.
-            tokio::time::sleep(pause).await;
+            // Let a burst of reconciles add to the batch, and the API server catch up; but once
+            // nothing new has been asked for a moment, the burst is over: write it now.
+            let deadline = tokio::time::Instant::now() + pause;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = tokio::time::sleep(QUIET.min(pause)) => break,
+                    _ = self.wake.notified() => {}
+                }
+            }
             let batch = self.take_batch();
             let started = Instant::now();
             let writes = batch.into_iter().map(|((ns, name), keys)| {
