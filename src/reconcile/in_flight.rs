@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 pub struct InFlight<T> {
-    sent: Mutex<HashMap<String, (String, T)>>,
+    sent: Mutex<HashMap<String, (Vec<String>, T)>>,
 }
 
 impl<T> Default for InFlight<T> {
@@ -17,12 +17,13 @@ impl<T> Default for InFlight<T> {
 }
 
 impl<T: PartialEq> InFlight<T> {
-    /// Whether `want` was already written on top of version `rv` of `key`. What was written on
-    /// another version is forgotten: the cache has moved on, and is compared against as usual.
-    pub fn already(&self, key: &str, rv: Option<&str>, want: &T) -> bool {
+    /// Whether `want` was already written while the cache held version `rv` of `key` (or a version
+    /// the same reconcile's own earlier write made). What was written on other versions is
+    /// forgotten: the cache has moved on, and is compared against as usual.
+    pub fn already(&self, key: &str, rv: &str, want: &T) -> bool {
         let Ok(mut sent) = self.sent.lock() else { return false };
         match sent.get(key) {
-            Some((seen, wrote)) if Some(seen.as_str()) == rv => wrote == want,
+            Some((stale, wrote)) if !rv.is_empty() && stale.iter().any(|s| s == rv) => wrote == want,
             Some(_) => {
                 sent.remove(key);
                 false
@@ -31,10 +32,11 @@ impl<T: PartialEq> InFlight<T> {
         }
     }
 
-    /// `want` was written on top of version `rv` of `key`.
-    pub fn wrote(&self, key: &str, rv: Option<&str>, want: T) {
-        let (Some(rv), Ok(mut sent)) = (rv, self.sent.lock()) else { return };
-        sent.insert(key.to_owned(), (rv.to_owned(), want));
+    /// `want` was written on top of versions `stale` of `key` (all known to predate the write).
+    pub fn wrote(&self, key: &str, stale: &[&str], want: T) {
+        let stale: Vec<String> = stale.iter().filter(|s| !s.is_empty()).map(|s| (*s).to_owned()).collect();
+        let (false, Ok(mut sent)) = (stale.is_empty(), self.sent.lock()) else { return };
+        sent.insert(key.to_owned(), (stale, want));
     }
 
     /// The object is gone.
@@ -57,19 +59,21 @@ mod tests {
     #[test]
     fn a_write_is_not_repeated_until_the_cache_shows_a_newer_version() {
         let f = InFlight::default();
-        assert!(!f.already("ns", Some("1"), &"a"));
-        f.wrote("ns", Some("1"), "a");
-        // Reconciled again on the same (stale) version: already written.
-        assert!(f.already("ns", Some("1"), &"a"));
+        assert!(!f.already("ns", "1", &"a"));
+        // Written on version 1, after this reconcile's own metadata write made version 2.
+        f.wrote("ns", &["1", "2"], "a");
+        // Reconciled again on either stale version: already written.
+        assert!(f.already("ns", "1", &"a"));
+        assert!(f.already("ns", "2", &"a"));
         // Something else wanted now: written.
-        assert!(!f.already("ns", Some("1"), &"b"));
+        assert!(!f.already("ns", "2", &"b"));
         // The cache moved on: compared as usual, and the record is dropped.
-        assert!(!f.already("ns", Some("2"), &"a"));
+        assert!(!f.already("ns", "3", &"a"));
         assert_eq!(f.len(), 0);
         // No version, no record.
-        f.wrote("ns", None, "a");
-        assert!(!f.already("ns", None, &"a"));
-        f.wrote("other", Some("7"), "x");
+        f.wrote("ns", &[""], "a");
+        assert!(!f.already("ns", "", &"a"));
+        f.wrote("other", &["7"], "x");
         f.forget("other");
         assert_eq!(f.len(), 0);
     }

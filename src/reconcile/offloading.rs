@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::{Context, Error};
-use crate::crd::{MappingPhase, NamespaceOffloading, OFFLOADING_NAME, SCHEDULING_ENABLED};
+use crate::crd::{
+    MappingPhase, NamespaceOffloading, NamespaceOffloadingStatus, OFFLOADING_NAME, SCHEDULING_ENABLED,
+};
 use crate::metrics::ReconcileLabels;
 use crate::offloading::status::{Blocked, Plan, plan};
 
@@ -78,15 +80,15 @@ async fn write_metadata(
     namespace: &str,
     mut metadata: Value,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     if metadata.get("finalizers").is_some() {
         metadata["resourceVersion"] = json!(obj.resource_version());
     }
     let api: Api<NamespaceOffloading> = Api::namespaced(ctx.client.clone(), namespace);
     ctx.metrics.wrote("namespaceoffloadings");
     let patch = json!({ "metadata": metadata });
-    api.patch_metadata(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
+    let written = api.patch_metadata(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(written.metadata.resource_version)
 }
 
 /// Now, to the second: what Kubernetes stores, so that comparisons after a round trip hold.
@@ -123,8 +125,11 @@ async fn apply(
 
     // The finalizer goes on (with the annotation) before any entry is asked for, so that no remote
     // namespace can be created for an object that then goes away without cleanup.
-    if !cleanup {
-        write_annotation(obj, namespace, &p, ctx).await?;
+    // The versions of the object known to predate this reconcile's status write: the one read,
+    // and the one this reconcile's own metadata write makes (its watch event comes first).
+    let mut stale = vec![obj.metadata.resource_version.clone().unwrap_or_default()];
+    if !cleanup && let Some(rv) = write_annotation(obj, namespace, &p, ctx).await? {
+        stale.push(rv);
     }
     let mut missing_maps = Vec::new();
     for id in &p.selected {
@@ -146,7 +151,7 @@ async fn apply(
         publish_events(obj, &p, ctx).await;
     }
     write_namespace_label(namespace, p.namespace_label, ctx).await?;
-    write_status(obj, namespace, &p, ctx).await?;
+    write_status(obj, namespace, &p, &stale, ctx).await?;
 
     if cleanup {
         let mut left: Vec<String> = current.keys().cloned().collect();
@@ -178,7 +183,7 @@ async fn write_annotation(
     namespace: &str,
     p: &Plan,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let mut metadata = serde_json::Map::new();
     if obj.annotations().get(SCHEDULING_ENABLED) != Some(&p.annotation) {
         metadata.insert("annotations".into(), json!({ SCHEDULING_ENABLED: p.annotation }));
@@ -189,15 +194,16 @@ async fn write_annotation(
         metadata.insert("finalizers".into(), json!(all));
     }
     if metadata.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let metadata = Value::Object(metadata);
-    if ctx.metadata_sent.already(namespace, obj.metadata.resource_version.as_deref(), &metadata) {
-        return Ok(());
+    let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
+    if ctx.metadata_sent.already(namespace, rv, &metadata) {
+        return Ok(None);
     }
-    write_metadata(obj, namespace, metadata.clone(), ctx).await?;
-    ctx.metadata_sent.wrote(namespace, obj.metadata.resource_version.as_deref(), metadata);
-    Ok(())
+    let written = write_metadata(obj, namespace, metadata.clone(), ctx).await?;
+    ctx.metadata_sent.wrote(namespace, &[rv], metadata);
+    Ok(written)
 }
 
 /// One Warning Event per generation that cannot be offloaded, not one per reconcile.
@@ -237,14 +243,15 @@ async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Re
         },
     };
     let has = labels.get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
-    if has == want || ctx.label_sent.already(namespace, rv.as_deref(), &want) {
+    let rv = rv.unwrap_or_default();
+    if has == want || ctx.label_sent.already(namespace, &rv, &want) {
         return Ok(());
     }
     let value = if want { json!("true") } else { Value::Null };
     let patch = json!({ "metadata": { "labels": { NAMESPACE_LABEL: value } } });
     ctx.metrics.wrote("namespaces");
     api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    ctx.label_sent.wrote(namespace, rv.as_deref(), want);
+    ctx.label_sent.wrote(namespace, &[&rv], want);
     Ok(())
 }
 
@@ -252,10 +259,14 @@ async fn write_status(
     obj: &NamespaceOffloading,
     namespace: &str,
     p: &Plan,
+    stale: &[String],
     ctx: &Context,
 ) -> Result<(), Error> {
-    let rv = obj.metadata.resource_version.as_deref();
-    if obj.status.as_ref() == Some(&p.status) || ctx.status_sent.already(namespace, rv, &p.status) {
+    let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
+    // While the cache lags, the plan stamps new transition times on conditions the write in flight
+    // already carries: compared without them, that is the same status.
+    let timeless = without_times(&p.status);
+    if obj.status.as_ref() == Some(&p.status) || ctx.status_sent.already(namespace, rv, &timeless) {
         return Ok(());
     }
     let old = serde_json::to_value(&obj.status).unwrap_or(Value::Null);
@@ -264,11 +275,20 @@ async fn write_status(
     let patch = json!({ "status": merge_diff(&old, &new) });
     ctx.metrics.wrote("namespaceoffloadings/status");
     api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    ctx.status_sent.wrote(namespace, rv, p.status.clone());
+    let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
+    ctx.status_sent.wrote(namespace, &stale, timeless);
     if obj.status.as_ref().and_then(|s| s.offloading_phase.as_ref()) != p.status.offloading_phase.as_ref() {
         info!(%namespace, phase = ?p.status.offloading_phase, "offloading phase");
     }
     Ok(())
+}
+
+fn without_times(status: &NamespaceOffloadingStatus) -> NamespaceOffloadingStatus {
+    let mut s = status.clone();
+    for c in s.remote_namespaces_conditions.values_mut().flatten() {
+        c.last_transition_time = None;
+    }
+    s
 }
 
 /// An RFC 7386 merge patch that turns `old` into `new`: keys gone from `new` become null.
