@@ -128,6 +128,8 @@ impl MapWriter {
             let deadline = tokio::time::Instant::now() + pause;
             loop {
                 tokio::select! {
+                    // Leadership lost or shutting down: the next leader recomputes what is pending.
+                    _ = stop.cancelled() => return,
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = tokio::time::sleep(QUIET.min(pause)) => break,
                     _ = self.wake.notified() => {}
