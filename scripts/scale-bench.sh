@@ -19,11 +19,13 @@
 #      SCALE_KEEP=1 keeps the work directories, SCALE_CAP_SECONDS ends a round that has not
 #      converged by then (default 1200), SCALE_PROFILE=SECONDS takes a CPU profile of kube-apiserver
 #      over the first SECONDS of the converge window and prints its top functions (go tool pprof),
-#      SCALE_QUICK=1 skips the quiet minute and the restart (for trying changes; not for figures).
+#      SCALE_QUICK=1 skips the quiet minute and the restart (for trying changes; not for figures),
+#      SCALE_WRAP="heaptrack -o FILE" runs our controller under that command (its RSS is then the
+#      wrapper's; for the wrapper's own report).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=${1:-500}; m=${2:-10}; who=${3:-both}
-cargo build --quiet --release --bin offloading-webhook --example reconcile_scale
+${SCALE_NO_BUILD:+:} cargo build --quiet --release --bin offloading-webhook --example reconcile_scale
 bin=$(tests/controlplane/build.sh)
 if [ "$who" != ours ]; then liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/liqo/build.sh); fi
 cluster_id=b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a
@@ -79,7 +81,7 @@ round() { # ours|liqo
   metrics=$(port); probe=$(port); hook=$(port)
   start() {
     if [ "$flavor" = ours ]; then
-      RUST_LOG=warn target/release/offloading-webhook serve --kubeconfig "$work/user.kubeconfig" \
+      RUST_LOG=warn ${SCALE_WRAP:-} target/release/offloading-webhook serve --kubeconfig "$work/user.kubeconfig" \
         --cluster-id "$cluster_id" --lease-namespace default \
         --shutdown-delay-seconds 0 --drain-seconds 1 \
         --tls-cert-file "$work/certs/tls.crt" --tls-key-file "$work/certs/tls.key" \
@@ -114,6 +116,7 @@ round() { # ours|liqo
       for p in "$apiserver_pid" "$etcd_pid" "$pid"; do
         awk -v t="$(getconf CLK_TCK)" '{printf " %.2f", ($14 + $15) / t}' "/proc/$p/stat" 2>/dev/null || printf ' -'
       done
+      awk '/^Rss(Anon|File):/ {printf " %d", $2}' "/proc/$pid/status" 2>/dev/null || printf ' - -'
       echo
       sleep 0.5
     done > "$work/cpu" ) &
@@ -150,6 +153,10 @@ for i, name in enumerate(["kube-apiserver", "etcd", "controller"], 1):
     try: parts.append(f"{name} {float(b[i]) - float(a[i]):.1f} s")
     except ValueError: parts.append(f"{name} -")
 print(f"CPU while converging ({secs:.1f} s):   " + ", ".join(parts))
+# Where the controller's peak resident memory was: heap and stacks (anon) or mapped files (its code).
+peak = max((r for r in rows if len(r) >= 6 and r[4] != "-" and r[5] != "-"), key=lambda r: int(r[4]) + int(r[5]), default=None)
+if peak:
+    print(f"controller resident at its sampled peak: {int(peak[4]) / 1024:.0f} MiB anon + {int(peak[5]) / 1024:.0f} MiB file")
 PY
 
   if [ "$flavor" = ours ] && [ "${SCALE_QUICK:-0}" != 1 ] && grep -q '^after ' "$work/marks"; then
@@ -169,7 +176,10 @@ PY
     echo "controller peak RSS after restart: $(rss "$pid")"
   fi
   echo "end $(now)" >> "$work/marks"
-  kill -TERM "$pid"; wait "$pid" || true
+  kill -TERM "$pid"
+  # A wrapper (SCALE_WRAP) does not pass the signal on: the controller gets its own.
+  [ -z "${SCALE_WRAP:-}" ] || pkill -TERM -f "serve --kubeconfig $work/user.kubeconfig" || true
+  wait "$pid" || true
   pid=""
   sleep 1 # the audit log's last batch
   scripts/audit_writes.py "$work/audit.log" "$work/marks" "$n" "$user" admin

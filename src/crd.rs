@@ -227,7 +227,7 @@ pub type Shared = Cow<'static, str>;
 /// [`shared::MAX_LEN`] bytes are kept for the life of the process; any other is owned as usual, so
 /// the table is bounded whatever the API server sends.
 pub mod shared {
-    use std::collections::{BTreeMap, HashSet};
+    use std::collections::{BTreeMap, HashSet, VecDeque};
     use std::sync::{Mutex, OnceLock};
 
     use serde::{Deserialize, Deserializer};
@@ -267,15 +267,42 @@ pub mod shared {
         Ok(s.map(|s| intern(&s)))
     }
 
-    pub fn keys<'de, D, V>(d: D) -> Result<BTreeMap<Shared, V>, D::Error>
-    where
-        D: Deserializer<'de>,
-        V: Deserialize<'de>,
-    {
-        let m = <BTreeMap<std::borrow::Cow<'de, str>, V>>::deserialize(d)?;
-        Ok(m.into_iter().map(|(k, v)| (intern(&k), v)).collect())
+    /// Cluster id -> conditions, the ids interned and equal condition lists shared: the lists of
+    /// the last [`RECENT`] distinct values decoded are remembered (lists of at most
+    /// [`RECENT_LEN`] conditions), so that the clusters of one object, and objects reconciled in
+    /// the same second, keep one copy. At 5 000 namespaces and 10 clusters the cached statuses
+    /// were otherwise two thirds of the cache.
+    pub fn conditions<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Shared, super::Conditions>, D::Error> {
+        let m = <BTreeMap<std::borrow::Cow<'de, str>, Vec<super::RemoteNamespaceCondition>>>::deserialize(d)?;
+        Ok(m.into_iter().map(|(k, v)| (intern(&k), recent(v))).collect())
+    }
+
+    pub const RECENT: usize = 64;
+    pub const RECENT_LEN: usize = 8;
+
+    fn recent(v: Vec<super::RemoteNamespaceCondition>) -> super::Conditions {
+        static KEPT: Mutex<VecDeque<super::Conditions>> = Mutex::new(VecDeque::new());
+        if v.len() > RECENT_LEN {
+            return v.into();
+        }
+        let Ok(mut kept) = KEPT.lock() else { return v.into() };
+        if let Some(same) = kept.iter().rev().find(|k| k[..] == v[..]) {
+            return same.clone();
+        }
+        let new: super::Conditions = v.into();
+        if kept.len() >= RECENT {
+            kept.pop_front();
+        }
+        kept.push_back(new.clone());
+        new
     }
 }
+
+/// The conditions of one remote namespace. Decoded, equal lists share one copy (see
+/// [`shared::conditions`]): every cluster of an object usually carries the same ones.
+pub type Conditions = std::sync::Arc<[RemoteNamespaceCondition]>;
 
 /// One condition of a remote namespace, shaped like core/v1 NamespaceCondition.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -305,8 +332,8 @@ pub struct NamespaceOffloadingStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offloading_phase: Option<OffloadingPhase>,
     /// Remote cluster id -> conditions of the namespace in that cluster.
-    #[serde(default, deserialize_with = "shared::keys", skip_serializing_if = "BTreeMap::is_empty")]
-    pub remote_namespaces_conditions: BTreeMap<Shared, Vec<RemoteNamespaceCondition>>,
+    #[serde(default, deserialize_with = "shared::conditions", skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_namespaces_conditions: BTreeMap<Shared, Conditions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
@@ -403,6 +430,12 @@ mod tests {
             (Some(Shared::Borrowed(x)), Some(Shared::Borrowed(y))) => assert!(std::ptr::eq(*x, *y)),
             other => panic!("not shared: {other:?}"),
         }
+        // The same list decoded again is one copy; a different one is not.
+        assert!(std::sync::Arc::ptr_eq(ca, cb));
+        let other: NamespaceOffloadingStatus = serde_json::from_value(serde_json::json!({
+            "remoteNamespacesConditions": {"cluster-a": [{"type": "Ready", "status": "False"}]}}))
+        .unwrap();
+        assert_ne!(other.remote_namespaces_conditions["cluster-a"], *ca);
         // Round trip unchanged; a long string is owned, not kept.
         assert_eq!(
             serde_json::to_value(&a).unwrap()["remoteNamespacesConditions"]["cluster-a"][0]["type"],

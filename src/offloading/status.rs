@@ -85,15 +85,15 @@ pub fn plan(
         nodes.selected(Generation::V0_3, sel).iter().map(|i| nodes[i].cluster_id.clone()).collect()
     };
 
-    let old = obj.status.clone().unwrap_or_default();
+    let none = BTreeMap::new();
+    let old_conditions = obj.status.as_ref().map(|s| &s.remote_namespaces_conditions).unwrap_or(&none);
     let mut known: BTreeSet<String> = nodes.iter().map(|n| n.cluster_id.clone()).collect();
     known.extend(current.keys().cloned());
     let mut conditions = BTreeMap::new();
     for id in &known {
         let wanted = wanted_conditions(selected.contains(id), current.get(id));
-        let previous =
-            old.remote_namespaces_conditions.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
-        conditions.insert(shared::intern(id), with_stable_times(wanted, previous, now));
+        let previous = old_conditions.get(id.as_str()).map(|c| &c[..]).unwrap_or_default();
+        conditions.insert(shared::intern(id), with_stable_times(wanted, previous, now).into());
     }
     let phase = phase(deleting, &selected, current);
     let status = NamespaceOffloadingStatus {

@@ -183,18 +183,26 @@ impl MapWriter {
     }
 }
 
-/// One merge patch of desiredMapping keys. The answer (the whole map, hundreds of KB at scale) is
-/// drained as it arrives, neither decoded nor held whole: the map's watch brings the new version
-/// anyway, and ten such answers at once would otherwise be megabytes of buffers.
+/// What a map patch asks back: only the map's metadata, not the whole map (hundreds of KB at
+/// scale, which the API server would encode and send for each patch, and which hyper's read
+/// buffers would grow to hold); the map's watch brings the new version anyway. Plain JSON is the
+/// fallback of an API server that cannot convert.
+const ANSWER_METADATA_ONLY: &str =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json";
+
+/// One merge patch of desiredMapping keys. The answer is drained as it arrives, not decoded.
 async fn patch(client: &Client, ns: &str, name: &str, keys: &Keys) -> Result<(), kube::Error> {
     let ar = ApiResource::erase::<NamespaceMap>(&());
     let url = DynamicObject::url_path(&ar, Some(ns));
     let body = json!({ "spec": { "desiredMapping": keys } });
-    let req = kube::core::Request::new(url)
+    let mut req = kube::core::Request::new(url)
         .patch(name, &PatchParams::default(), &Patch::Merge(&body))
         .map_err(kube::Error::BuildRequest)?;
+    req.headers_mut().insert(http::header::ACCEPT, http::HeaderValue::from_static(ANSWER_METADATA_ONLY));
     let answer = client.request_stream(req).await?;
-    futures::io::copy_buf(answer, &mut futures::io::sink()).await.map_err(kube::Error::ReadEvents)?;
+    let bytes =
+        futures::io::copy_buf(answer, &mut futures::io::sink()).await.map_err(kube::Error::ReadEvents)?;
+    debug!(namespace = ns, map = name, keys = keys.len(), answer_bytes = bytes, "NamespaceMap patched");
     Ok(())
 }
 

@@ -69,9 +69,9 @@ pub struct Context {
     phases_dirty: AtomicBool,
     /// Per namespace, writes the cache does not show yet: the status, the metadata (scheduling
     /// annotation, finalizer), the Namespace label.
-    pub status_sent: in_flight::InFlight<crate::crd::NamespaceOffloadingStatus>,
-    pub metadata_sent: in_flight::InFlight<serde_json::Value>,
-    pub label_sent: in_flight::InFlight<bool>,
+    pub status_sent: in_flight::InFlight,
+    pub metadata_sent: in_flight::InFlight,
+    pub label_sent: in_flight::InFlight,
 }
 
 impl Context {
@@ -249,7 +249,7 @@ async fn controllers(
         let synced = ns_synced.clone();
         watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .modify(|ns| ns.metadata.managed_fields = None)
+            .modify(keep_what_namespaces_are_read_for)
             .reflect(ns_writer)
             .for_each(move |ev| {
                 match ev {
@@ -273,6 +273,7 @@ async fn controllers(
         listed_in_pages(OFFLOADINGS_PER_PAGE),
         decoder.clone(),
     )
+    .modify(keep_what_offloadings_are_read_for)
     .reflect(offloading_writer)
     .applied_objects();
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
@@ -365,6 +366,41 @@ async fn controllers(
     let _ = writer_task.await;
     let _ = phases_task.await;
     info!("reconcile loops stopped");
+}
+
+/// A Namespace as the cache keeps it: its name, version and scheduling label, nothing else. Every
+/// namespace of the cluster is cached, and most carry labels and annotations of their own (a
+/// one-entry map alone costs half a kilobyte).
+fn keep_what_namespaces_are_read_for(ns: &mut PartialObjectMeta<Namespace>) {
+    let m = std::mem::take(&mut ns.metadata);
+    let labels = m
+        .labels
+        .map(|mut l| {
+            l.retain(|k, _| k == offloading::NAMESPACE_LABEL);
+            l
+        })
+        .filter(|l| !l.is_empty());
+    ns.metadata = kube::api::ObjectMeta {
+        name: m.name,
+        resource_version: m.resource_version,
+        uid: m.uid,
+        labels,
+        ..Default::default()
+    };
+}
+
+/// A NamespaceOffloading as the cache keeps it: without the labels and the annotations other than
+/// the scheduling one, which nothing here reads (`kubectl apply` alone leaves a copy of the whole
+/// object in an annotation). Writes are merge patches, never the cached object sent back.
+fn keep_what_offloadings_are_read_for(o: &mut NamespaceOffloading) {
+    o.metadata.labels = None;
+    if let Some(a) = o.metadata.annotations.as_mut() {
+        a.retain(|k, _| k == crate::crd::SCHEDULING_ENABLED);
+    }
+    if o.metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+        o.metadata.annotations = None;
+    }
+    o.metadata.managed_fields = None;
 }
 
 /// Objects per page of a (re)list. Each page is decoded whole, as JSON values, before its objects

@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
+use super::in_flight::Digest;
 use super::{Context, Error};
 use crate::crd::{
     MappingPhase, NamespaceOffloading, NamespaceOffloadingStatus, OFFLOADING_NAME, SCHEDULING_ENABLED,
@@ -54,6 +55,11 @@ async fn reconcile_inner(obj: Arc<NamespaceOffloading>, ctx: &Context) -> Result
     if !ctx.maps_synced() {
         return Err(Error::CachesNotSynced("NamespaceMap and Namespace caches"));
     }
+    // Records of writes the cache now shows (or has moved past) are dropped here, on every
+    // reconcile, whether or not anything is compared against them below.
+    let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
+    ctx.status_sent.settle(&namespace, rv);
+    ctx.metadata_sent.settle(&namespace, rv);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
     match (obj.metadata.deletion_timestamp.is_some(), has_finalizer) {
         (false, _) => apply(&obj, &namespace, ctx, false).await,
@@ -198,11 +204,12 @@ async fn write_annotation(
     }
     let metadata = Value::Object(metadata);
     let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
-    if ctx.metadata_sent.already(namespace, rv, &metadata) {
+    let digest = Digest::of(&metadata);
+    if ctx.metadata_sent.already(namespace, rv, digest) {
         return Ok(None);
     }
-    let written = write_metadata(obj, namespace, metadata.clone(), ctx).await?;
-    ctx.metadata_sent.wrote(namespace, &[rv], metadata);
+    let written = write_metadata(obj, namespace, metadata, ctx).await?;
+    ctx.metadata_sent.wrote(namespace, &[rv], digest);
     Ok(written)
 }
 
@@ -244,14 +251,15 @@ async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Re
     };
     let has = labels.get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
     let rv = rv.unwrap_or_default();
-    if has == want || ctx.label_sent.already(namespace, &rv, &want) {
+    ctx.label_sent.settle(namespace, &rv);
+    if has == want || ctx.label_sent.already(namespace, &rv, Digest::of(&want)) {
         return Ok(());
     }
     let value = if want { json!("true") } else { Value::Null };
     let patch = json!({ "metadata": { "labels": { NAMESPACE_LABEL: value } } });
     ctx.metrics.wrote("namespaces");
     api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    ctx.label_sent.wrote(namespace, &[&rv], want);
+    ctx.label_sent.wrote(namespace, &[&rv], Digest::of(&want));
     Ok(())
 }
 
@@ -265,8 +273,8 @@ async fn write_status(
     let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
     // While the cache lags, the plan stamps new transition times on conditions the write in flight
     // already carries: compared without them, that is the same status.
-    let timeless = without_times(&p.status);
-    if obj.status.as_ref() == Some(&p.status) || ctx.status_sent.already(namespace, rv, &timeless) {
+    let timeless = Digest::of(&without_times(&p.status));
+    if obj.status.as_ref() == Some(&p.status) || ctx.status_sent.already(namespace, rv, timeless) {
         return Ok(());
     }
     let old = serde_json::to_value(&obj.status).unwrap_or(Value::Null);
@@ -285,8 +293,12 @@ async fn write_status(
 
 fn without_times(status: &NamespaceOffloadingStatus) -> NamespaceOffloadingStatus {
     let mut s = status.clone();
-    for c in s.remote_namespaces_conditions.values_mut().flatten() {
-        c.last_transition_time = None;
+    for list in s.remote_namespaces_conditions.values_mut() {
+        *list = list
+            .iter()
+            .cloned()
+            .map(|c| crate::crd::RemoteNamespaceCondition { last_transition_time: None, ..c })
+            .collect();
     }
     s
 }
