@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=${1:-500}; m=${2:-10}; who=${3:-both}
-${SCALE_NO_BUILD:+:} cargo build --quiet --release --bin offloading-webhook --example reconcile_scale
+cargo build --quiet --release --bin offloading-webhook --example reconcile_scale
 bin=$(tests/controlplane/build.sh)
 if [ "$who" != ours ]; then liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/liqo/build.sh); fi
 cluster_id=b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a
