@@ -403,10 +403,10 @@ fn keep_what_offloadings_are_read_for(o: &mut NamespaceOffloading) {
     o.metadata.managed_fields = None;
 }
 
-/// Objects per page of a (re)list. Each page is decoded whole, as JSON values, before its objects
-/// become typed: at scale a NamespaceOffloading carries a condition per cluster (25 KB with a
-/// hundred clusters) and a NamespaceMap an entry per namespace (300 KB with 5 000), so kube's
-/// default of 500 per page made a restart's peak memory twice the steady state's.
+/// Objects per page of a (re)list. Each page is read whole (as text, see [`watch::RawObject`])
+/// before its objects become typed: at scale a NamespaceOffloading carries a condition per cluster
+/// (25 KB with a hundred clusters) and a NamespaceMap an entry per namespace (300 KB with 5 000),
+/// so kube's default of 500 per page made a restart's peak memory twice the steady state's.
 const OFFLOADINGS_PER_PAGE: u32 = 100;
 const MAPS_PER_PAGE: u32 = 10;
 
