@@ -34,7 +34,7 @@ use crate::offloading::rules::{derived_name, judge_selector};
 use crate::offloading::{Generation, VirtualNode, VirtualNodes, aggregate, selector};
 use crate::reconcile::remote::{REMOTE_NAMESPACE_ANNOTATION, RemoteClients};
 use crate::reconcile::tenant::{TENANT_CLUSTER_ID_LABEL, TENANT_NAMESPACE_LABEL, tenant_namespace};
-use crate::reconcile::watch::decode;
+use crate::reconcile::watch::{RawObject, decode_text};
 
 /// The annotation Liqo v1.x puts on the remote namespaces it creates: the key
 /// (`<namespace>/<name>`) of the provider's copy of the NamespaceMap, in the tenant namespace of
@@ -274,14 +274,14 @@ async fn list_decoded<K>(
 where
     K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
 {
-    let api: Api<DynamicObject> = match namespace {
+    let api: Api<RawObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
         None => Api::all_with(client.clone(), ar),
     };
     let mut out = Vec::new();
     for obj in read(&format!("{}s", ar.kind), api.list(lp).await)?.items {
         let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-        match decode::<K>(&obj.metadata, obj.data) {
+        match decode_text::<K>(obj.text()) {
             Ok(k) => out.push(k),
             Err(e) => undecodable.push(Undecodable {
                 kind: ar.kind.clone(),

@@ -74,12 +74,9 @@ impl InFlight {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.sent.lock().map(|s| s.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.sent.lock().map(|s| s.is_empty()).unwrap_or(true)
     }
 }
 

@@ -273,8 +273,11 @@ async fn write_status(
     let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
     // While the cache lags, the plan stamps new transition times on conditions the write in flight
     // already carries: compared without them, that is the same status.
+    if obj.status.as_ref() == Some(&p.status) {
+        return Ok(());
+    }
     let timeless = Digest::of(&without_times(&p.status));
-    if obj.status.as_ref() == Some(&p.status) || ctx.status_sent.already(namespace, rv, timeless) {
+    if ctx.status_sent.already(namespace, rv, timeless) {
         return Ok(());
     }
     let old = serde_json::to_value(&obj.status).unwrap_or(Value::Null);

@@ -27,26 +27,6 @@ pub struct DecodeError {
     pub message: String,
 }
 
-/// Decodes one object read as JSON (its metadata and the rest) into `K`, naming the field that
-/// does not fit.
-pub fn decode<K: Resource<DynamicType = ()> + DeserializeOwned>(
-    metadata: &ObjectMeta,
-    data: serde_json::Value,
-) -> Result<K, DecodeError> {
-    let mut value = data;
-    if let serde_json::Value::Object(map) = &mut value {
-        map.insert("apiVersion".into(), K::api_version(&()).into());
-        map.insert("kind".into(), K::kind(&()).into());
-        // ObjectMeta always serializes.
-        map.insert("metadata".into(), serde_json::to_value(metadata).unwrap_or_default());
-    }
-    // Path tracking allocates per key: it runs only to explain a failure.
-    K::deserialize(&value).or_else(|_| {
-        serde_path_to_error::deserialize(&value)
-            .map_err(|e| DecodeError { path: e.path().to_string(), message: e.into_inner().to_string() })
-    })
-}
-
 /// Decodes one object from its JSON text into `K`, naming the field that does not fit.
 /// managedFields are dropped: nobody here reads them, and at scale they are as big as the object
 /// (a field per entry).
@@ -77,6 +57,13 @@ pub fn decode_text<K: Resource + DeserializeOwned>(text: &str) -> Result<K, Deco
 pub struct RawObject {
     pub metadata: ObjectMeta,
     text: Box<serde_json::value::RawValue>,
+}
+
+impl RawObject {
+    /// The object's JSON text, as the API server sent it.
+    pub fn text(&self) -> &str {
+        self.text.get()
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for RawObject {
@@ -237,25 +224,20 @@ where
 
 #[cfg(test)]
 mod tests {
-    use kube::core::DynamicObject;
     use serde_json::json;
 
     use super::*;
     use crate::crd::{MappingPhase, NamespaceMap, NamespaceOffloading};
 
-    fn dynamic(v: serde_json::Value) -> DynamicObject {
-        serde_json::from_value(v).unwrap()
-    }
-
     #[test]
     fn a_good_object_decodes() {
-        let o = dynamic(json!({
+        let o = raw(json!({
             "apiVersion": "virtualkubelet.liqo.io/v1alpha1", "kind": "NamespaceMap",
             "metadata": {"name": "m", "namespace": "t", "resourceVersion": "7"},
             "spec": {"desiredMapping": {"a": "a-x"}},
             "status": {"currentMapping": {"a": {"remoteNamespace": "a-x", "phase": "SomethingNew"}}}
         }));
-        let m: NamespaceMap = decode(&o.metadata, o.data.clone()).unwrap();
+        let m: NamespaceMap = decode_text(o.text()).unwrap();
         assert_eq!(m.spec.desired_mapping["a"], "a-x");
         assert_eq!(m.metadata.resource_version.as_deref(), Some("7"));
         // A phase from another Liqo version does not make the map unreadable.
@@ -265,12 +247,12 @@ mod tests {
 
     #[test]
     fn a_bad_object_names_the_field() {
-        let o = dynamic(json!({
+        let o = raw(json!({
             "apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
             "metadata": {"name": "offloading", "namespace": "n"},
             "spec": {"clusterSelector": {"nodeSelectorTerms": "all"}}
         }));
-        let e = decode::<NamespaceOffloading>(&o.metadata, o.data.clone()).unwrap_err();
+        let e = decode_text::<NamespaceOffloading>(o.text()).unwrap_err();
         assert_eq!(e.path, "spec.clusterSelector.nodeSelectorTerms");
         assert!(e.message.contains("expected a sequence"), "{e}");
     }
@@ -290,9 +272,8 @@ mod tests {
         let o = raw(v.clone());
         assert_eq!(o.metadata.name.as_deref(), Some("m"));
         assert_eq!(o.metadata.managed_fields, None);
-        let m: NamespaceMap = decode_text(o.text.get()).unwrap();
-        let d = dynamic(v);
-        let mut from_value: NamespaceMap = decode(&d.metadata, d.data).unwrap();
+        let m: NamespaceMap = decode_text(o.text()).unwrap();
+        let mut from_value: NamespaceMap = serde_json::from_value(v).unwrap();
         from_value.metadata.managed_fields = None;
         assert_eq!(m, from_value);
         let e = decode_text::<NamespaceOffloading>(
