@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use offloading_webhook::metrics::Metrics;
+use offloading_webhook::server::lanes::Lanes;
 use offloading_webhook::server::{Drain, serve_tls, tls};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,8 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         stop,
         Drain { delay: Duration::ZERO, timeout: Duration::from_secs(1) },
+        // As `serve` by default (--webhook-threads 1).
+        Lanes::start(1),
     )
     .await;
     Ok(())

@@ -124,7 +124,7 @@ if [ "${BENCH_OURS:-serve}" = baseline ]; then
     "$work/ours/tls.crt" "$work/ours/tls.key" 2>"$work/ours.log" &
   metrics=0
 else
-  env ${ours_env[@]+"${ours_env[@]}"} target/release/offloading-webhook serve --kubeconfig "$kubeconfig" --reconcile=false \
+  env ${ours_env[@]+"${ours_env[@]}"} ${BENCH_WRAP:-} target/release/offloading-webhook serve --kubeconfig "$kubeconfig" --reconcile=false \
     --shutdown-delay-seconds 0 --drain-seconds 1 \
     --tls-cert-file "$work/ours/tls.crt" --tls-key-file "$work/ours/tls.key" \
     --webhook-addr "127.0.0.1:$ours_port" --probe-addr "127.0.0.1:$probe" --metrics-addr "127.0.0.1:$metrics" \

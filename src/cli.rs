@@ -138,6 +138,11 @@ pub struct ServeConfig {
     /// liqo.io/remote-cluster-id with a `kubeconfig` key in the tenant namespace work too).
     #[arg(long = "remote-kubeconfig", env = "REMOTE_KUBECONFIGS", value_delimiter = ',', value_parser = parse_remote)]
     pub remote_kubeconfigs: Vec<(String, PathBuf)>,
+    /// Threads that serve the webhook's connections, each connection on one of them from its
+    /// handshake to its close (0: one per core the process may use). One serves thousands of
+    /// reviews a second; more only help a cluster that writes NamespaceOffloadings faster.
+    #[arg(long, env = "WEBHOOK_THREADS", default_value_t = 1)]
+    pub webhook_threads: usize,
     /// Seconds to let in-flight reviews finish after SIGTERM.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,

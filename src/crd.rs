@@ -28,7 +28,7 @@ pub const VIRTUAL_NODE: &str = "virtual-node";
 pub const WEBHOOK_SKIP_LABEL: &str = "liqo.io/webhook-skip";
 
 /// How the remote namespace is named.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, Default)]
 pub enum NamespaceMappingStrategy {
     // `<local-namespace>-<local-cluster-id>`.
     #[default]
@@ -56,7 +56,7 @@ impl NamespaceMappingStrategy {
 }
 
 /// Where the pods of an offloaded namespace may run.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, Default)]
 pub enum PodOffloadingStrategy {
     // Local and remote clusters.
     #[default]
@@ -97,6 +97,32 @@ impl PodOffloadingStrategy {
     }
 }
 
+/// Deserialize for a lenient enum: a supported value, or `Unsupported` with the string as sent.
+/// Written out because serde's derive for a partly untagged enum buffers each value before trying
+/// the variants (an allocation per field, in every review and every cached object).
+macro_rules! lenient_enum_deserialize {
+    ($ty:ident: $($variant:ident),+) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Lenient;
+                impl serde::de::Visitor<'_> for Lenient {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(f, "a string, one of {:?}", <$ty>::SUPPORTED)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$ty, E> {
+                        Ok(match s {
+                            $(stringify!($variant) => $ty::$variant,)+
+                            other => $ty::Unsupported(other.to_owned()),
+                        })
+                    }
+                }
+                d.deserialize_str(Lenient)
+            }
+        }
+    };
+}
+
 /// The CRD schema of a lenient enum: a plain string enum of the supported values (the `Unsupported`
 /// catch-all exists only on the Rust side).
 macro_rules! string_enum_schema {
@@ -122,7 +148,9 @@ macro_rules! string_enum_schema {
     };
 }
 string_enum_schema!(NamespaceMappingStrategy, "NamespaceMappingStrategy");
+lenient_enum_deserialize!(NamespaceMappingStrategy: DefaultName, EnforceSameName, SelectedName);
 string_enum_schema!(PodOffloadingStrategy, "PodOffloadingStrategy");
+lenient_enum_deserialize!(PodOffloadingStrategy: LocalAndRemote, Local, Remote);
 
 /// Desired state of namespace offloading for the namespace the object lives in.
 // clippy reads the repeated `type_ = ...` of separate printcolumn(...) groups as duplicates.
@@ -187,7 +215,7 @@ fn selector_with_terms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<
 }
 
 /// Offloading phase of the whole namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 pub enum OffloadingPhase {
     Ready,
     NoClusterSelected,
@@ -218,6 +246,7 @@ impl OffloadingPhase {
     }
 }
 string_enum_schema!(OffloadingPhase, "OffloadingPhase", "Offloading phase of the whole namespace.");
+lenient_enum_deserialize!(OffloadingPhase: Ready, NoClusterSelected, InProgress, SomeFailed, AllFailed, Terminating);
 
 /// A string that thousands of cached objects repeat (a condition's type, status, reason and
 /// message; a cluster id): decoded, it is kept once for the process, not once per object.
@@ -413,6 +442,35 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lenient_enums_read_supported_values_keep_others_and_explain_a_non_string() {
+        let spec = |v: serde_json::Value| serde_json::from_value::<NamespaceOffloadingSpec>(v);
+        let s = spec(serde_json::json!({"namespaceMappingStrategy": "EnforceSameName",
+            "podOffloadingStrategy": "Remote"}))
+        .unwrap();
+        assert_eq!(s.namespace_mapping_strategy, NamespaceMappingStrategy::EnforceSameName);
+        assert_eq!(s.pod_offloading_strategy, PodOffloadingStrategy::Remote);
+        // Case matters, as in Liqo's CRD enum: anything else is kept to be reported.
+        let s = spec(serde_json::json!({"namespaceMappingStrategy": "defaultName"})).unwrap();
+        assert_eq!(s.namespace_mapping_strategy, NamespaceMappingStrategy::Unsupported("defaultName".into()));
+        // Escaped text reads like any other (serde hands the visitor unescaped text).
+        let s: NamespaceOffloadingSpec =
+            serde_json::from_str(r#"{"podOffloadingStrategy": "Loc\u0061l"}"#).unwrap();
+        assert_eq!(s.pod_offloading_strategy, PodOffloadingStrategy::Local);
+        let e = spec(serde_json::json!({"podOffloadingStrategy": 5})).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            r#"invalid type: integer `5`, expected a string, one of ["LocalAndRemote", "Local", "Remote"]"#
+        );
+        // Written back as read.
+        let phase: OffloadingPhase = serde_json::from_value(serde_json::json!("Mystery")).unwrap();
+        assert_eq!(serde_json::to_value(&phase).unwrap(), serde_json::json!("Mystery"));
+        assert_eq!(
+            serde_json::from_value::<OffloadingPhase>(serde_json::json!("Ready")).unwrap(),
+            OffloadingPhase::Ready
+        );
+    }
 
     #[test]
     fn condition_texts_and_cluster_ids_are_kept_once() {

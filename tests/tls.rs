@@ -9,6 +9,7 @@ use offloading_webhook::admission::{AdmissionState, Enforcement, router};
 use offloading_webhook::certs;
 use offloading_webhook::cluster::ClusterView;
 use offloading_webhook::metrics::Metrics;
+use offloading_webhook::server::lanes::Lanes;
 use offloading_webhook::server::{Drain, serve_tls, tls};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -48,6 +49,7 @@ async fn start() -> Server {
         metrics.clone(),
         stop.clone(),
         Drain { delay: Duration::ZERO, timeout: Duration::from_secs(5) },
+        Lanes::start(2),
     ));
     Server { addr, store, metrics, stop, task, dir }
 }

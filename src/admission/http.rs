@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -40,7 +40,8 @@ pub fn router(state: AdmissionState) -> Router {
         .route("/validate/namespace-offloading", post(validate).fallback(method_not_allowed))
         .route("/mutate/namespace-offloading", post(mutate).fallback(method_not_allowed))
         .fallback(not_found)
-        .with_state(state)
+        // One Arc to clone per request, not every handle of the cluster view.
+        .with_state(Arc::new(state))
 }
 
 /// A JSON error body, as every answer that is not an AdmissionReview gets.
@@ -73,12 +74,15 @@ async fn method_not_allowed(method: axum::http::Method) -> Response {
     resp
 }
 
-async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Body) -> Response {
-    handle(s, Endpoint::Validate, &headers, body).await
+// The whole request rather than a `HeaderMap` extractor, which would copy every header.
+async fn validate(State(s): State<Arc<AdmissionState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    handle(&s, Endpoint::Validate, &parts.headers, body).await
 }
 
-async fn mutate(State(s): State<AdmissionState>, headers: HeaderMap, body: Body) -> Response {
-    handle(s, Endpoint::Mutate, &headers, body).await
+async fn mutate(State(s): State<Arc<AdmissionState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    handle(&s, Endpoint::Mutate, &parts.headers, body).await
 }
 
 /// The API server sends `application/json`; no content type at all is taken as JSON too.
@@ -91,13 +95,13 @@ fn is_json(headers: &HeaderMap) -> bool {
     })
 }
 
-async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
+async fn handle(s: &Arc<AdmissionState>, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     if !is_json(headers) {
         let got =
             headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         return bad_body(
-            &s,
+            s,
             endpoint,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
@@ -110,7 +114,7 @@ async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return bad_body(
-                &s,
+                s,
                 endpoint,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
@@ -120,7 +124,7 @@ async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body
         }
         Ok(Err(e)) => {
             return bad_body(
-                &s,
+                s,
                 endpoint,
                 StatusCode::BAD_REQUEST,
                 format!("could not read the request body: {e}"),
@@ -128,24 +132,34 @@ async fn handle(s: AdmissionState, endpoint: Endpoint, headers: &HeaderMap, body
         }
         Err(_) => {
             return bad_body(
-                &s,
+                s,
                 endpoint,
                 StatusCode::REQUEST_TIMEOUT,
                 "the request body did not arrive in time".into(),
             );
         }
     };
+    if bytes.len() <= LARGE_REVIEW_BYTES {
+        return judge(s, endpoint, started, &bytes);
+    }
     // A large review is judged alone, and the memory its decoding took goes back to the system
     // afterwards: a few hostile reviews at once, each decoded into tens of MiB, would otherwise add
-    // up (and stay, in the allocator's per-thread arenas) past the pod's memory limit.
-    let large = bytes.len() > LARGE_REVIEW_BYTES;
-    let _alone = if large { LARGE_REVIEWS.acquire().await.ok() } else { None };
-    let response = judge(&s, endpoint, started, &bytes);
-    if large {
-        drop(bytes);
-        release_memory();
-    }
-    response
+    // up (and stay, in the allocator's per-thread arenas) past the pod's memory limit. It is judged
+    // off the connection threads (server::lanes), which go on answering the others meanwhile.
+    let _alone = LARGE_REVIEWS.acquire().await.ok();
+    let judged = tokio::task::spawn_blocking({
+        let s = s.clone();
+        move || {
+            let response = judge(&s, endpoint, started, &bytes);
+            drop(bytes);
+            release_memory();
+            response
+        }
+    });
+    judged.await.unwrap_or_else(|e| {
+        error!(error = %e, "judging a large review failed");
+        json_error(StatusCode::INTERNAL_SERVER_ERROR, "the review could not be judged")
+    })
 }
 
 /// Bodies above this are judged one at a time.

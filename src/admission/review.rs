@@ -8,7 +8,14 @@ use kube::core::{DynamicObject, GroupVersionResource};
 use serde_json::{Value, json};
 use tracing::{error, warn};
 
-use crate::crd::{NamespaceOffloading, SCHEDULING_ENABLED};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::Resource;
+use serde::{Deserialize, Deserializer};
+
+use crate::crd::{NamespaceOffloading, NamespaceOffloadingSpec, SCHEDULING_ENABLED};
 use crate::offloading::field::{MAX_LISTED_ERRORS, truncate};
 use crate::offloading::{Context, Verdict, review_create, review_update, scheduling_annotation};
 
@@ -99,7 +106,13 @@ pub fn answer(
 ) -> Result<Answer, BadBody> {
     // Path tracking costs an allocation per key (a third of a review's CPU time under load), so it
     // runs only to explain a body that failed to decode.
-    let review: AdmissionReview<NamespaceOffloading> = match serde_json::from_slice(body) {
+    // Valid UTF-8 checked once for the whole body (SIMD-fast) rather than string by string as
+    // `from_slice` does; a body that is not UTF-8 gets `from_slice`'s own error.
+    let decoded = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let review: AdmissionReview<Reviewed> = match decoded {
         Ok(review) => review,
         // Not JSON at all (trailing bytes after a review included): nothing to explain by path.
         Err(e) if e.is_syntax() || e.is_eof() => return Err(BadBody::NotJson(e)),
@@ -108,18 +121,19 @@ pub fn answer(
             Err(e) => return undecodable(body, endpoint, &e),
         },
     };
-    let req: AdmissionRequest<NamespaceOffloading> = review.try_into().map_err(|_| BadBody::NoRequest)?;
+    let req: AdmissionRequest<Reviewed> = review.try_into().map_err(|_| BadBody::NoRequest)?;
     let operation = operation_name(&req.operation);
     let resp = AdmissionResponse::from(&req);
     if !is_ours(&req.resource, req.sub_resource.as_deref()) {
         return Ok(not_ours(resp, &req.resource, req.sub_resource.as_deref(), operation));
     }
-    let (resp, outcome) = match (&req.operation, &req.object) {
+    let (object, old_object) = (req.object.map(|o| o.0), req.old_object.map(|o| o.0));
+    let (resp, outcome) = match (&req.operation, &object) {
         (Operation::Create | Operation::Update, Some(obj)) => {
             let ns = req.namespace.as_deref().or(obj.metadata.namespace.as_deref()).unwrap_or_default();
             match endpoint {
                 Endpoint::Validate => {
-                    let verdict = match (&req.operation, &req.old_object) {
+                    let verdict = match (&req.operation, &old_object) {
                         (Operation::Update, Some(old)) => review_update(old, obj, ns, ctx),
                         _ => review_create(obj, ns, ctx),
                     };
@@ -136,6 +150,67 @@ pub fn answer(
         _ => (resp, Outcome::Skipped),
     };
     Ok(Answer { review: resp.into_review(), outcome, operation })
+}
+
+/// A NamespaceOffloading as a review carries it, read for what is judged: its name, namespace,
+/// annotations and spec. The rest is skipped unread: the API server has already checked it, and
+/// its managedFields (a JSON tree per field manager, in object and oldObject alike) were most of
+/// the time a review took to decode. The status is not the user's to fix and the API server drops
+/// a change to it on this path.
+#[derive(Clone, Debug)]
+pub struct Reviewed(pub NamespaceOffloading);
+
+impl<'de> Deserialize<'de> for Reviewed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Field names and required fields as NamespaceOffloading's own, so that a decode error
+        // names the same path.
+        #[derive(Deserialize)]
+        struct Wire {
+            metadata: Meta,
+            spec: NamespaceOffloadingSpec,
+        }
+        #[derive(Deserialize)]
+        struct Meta {
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(default)]
+            namespace: Option<String>,
+            #[serde(default)]
+            annotations: Option<BTreeMap<String, String>>,
+        }
+        let Wire { metadata: m, spec } = Wire::deserialize(d)?;
+        let metadata = ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            annotations: m.annotations,
+            ..ObjectMeta::default()
+        };
+        Ok(Self(NamespaceOffloading { metadata, spec, status: None }))
+    }
+}
+
+impl Resource for Reviewed {
+    type DynamicType = ();
+    type Scope = <NamespaceOffloading as Resource>::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        NamespaceOffloading::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        NamespaceOffloading::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        NamespaceOffloading::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        NamespaceOffloading::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.0.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.0.metadata
+    }
 }
 
 fn judge(
@@ -274,5 +349,73 @@ fn operation_name(op: &Operation) -> &'static str {
         Operation::Update => "UPDATE",
         Operation::Delete => "DELETE",
         Operation::Connect => "CONNECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(object: Value) -> Vec<u8> {
+        let mut old = object.clone();
+        old["metadata"]["labels"] = json!({"step": "before"});
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-1",
+                "kind": {"group": GROUP, "version": "v1beta1", "kind": "NamespaceOffloading"},
+                "resource": {"group": GROUP, "version": "v1beta1", "resource": RESOURCE},
+                "name": "offloading", "namespace": "web", "operation": "UPDATE", "userInfo": {},
+                "object": object, "oldObject": old}
+        }))
+        .unwrap()
+    }
+
+    /// What is judged is read; the rest of the object, however odd, is not, and changes nothing.
+    #[test]
+    fn a_reviewed_object_is_read_for_what_is_judged_only() {
+        let object = json!({"apiVersion": "offloading.liqo.io/v1beta1", "kind": "NamespaceOffloading",
+            "metadata": {"name": "offloading", "namespace": "web", "uid": "x", "generation": 3,
+                "labels": {"step": "after"}, "annotations": {SCHEDULING_ENABLED: "true", "a": "b"},
+                "managedFields": [{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:step": {}}}}}]},
+            "spec": {"podOffloadingStrategy": "Local", "clusterSelector": {"nodeSelectorTerms": []}},
+            // Not this webhook's to judge, and the API server drops it on this path anyway.
+            "status": {"offloadingPhase": 5, "remoteNamespacesConditions": "not a map"}});
+        let r: Reviewed = serde_json::from_value(object.clone()).unwrap();
+        assert_eq!(r.0.metadata.name.as_deref(), Some("offloading"));
+        assert_eq!(r.0.metadata.namespace.as_deref(), Some("web"));
+        assert_eq!(r.0.metadata.annotations.as_ref().map(|a| a.len()), Some(2));
+        assert_eq!((r.0.metadata.labels, r.0.metadata.managed_fields, r.0.status), (None, None, None));
+        assert_eq!(r.0.spec.pod_offloading_strategy, crate::crd::PodOffloadingStrategy::Local);
+        let ctx = Context {
+            cluster_id: Some("c"),
+            generation: crate::offloading::Generation::V1,
+            ..Default::default()
+        };
+        let a = answer(&update(object), Endpoint::Validate, &ctx, Enforcement::Deny).unwrap();
+        assert_eq!(a.outcome, Outcome::Allowed);
+    }
+
+    /// A body that is not UTF-8 is refused as before, with serde_json's own error.
+    #[test]
+    fn a_body_that_is_not_utf8_is_not_json() {
+        let mut body = update(json!({"metadata": {"name": "offloading"}, "spec": {}}));
+        let at = body.windows(10).position(|w| w == b"offloading").unwrap();
+        body[at] = 0xff;
+        let e = answer(&body, Endpoint::Validate, &Context::default(), Enforcement::Deny).err().unwrap();
+        assert!(matches!(e, BadBody::NotJson(_)), "{e}");
+        assert!(
+            e.to_string().starts_with("the request body is not valid JSON: invalid unicode code point"),
+            "{e}"
+        );
+    }
+
+    /// Required where NamespaceOffloading requires it, so that the message is the one it gave.
+    #[test]
+    fn an_object_without_spec_is_reported_by_path() {
+        let body = update(json!({"metadata": {"name": "offloading"}}));
+        let a = answer(&body, Endpoint::Validate, &Context::default(), Enforcement::Deny).unwrap();
+        let message = &a.review.response.unwrap().result.message;
+        assert_eq!(message, "the AdmissionReview request could not be read: object: missing field `spec`");
     }
 }

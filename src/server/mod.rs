@@ -3,18 +3,22 @@
 //! [`serve_tls`] takes a bound listener and a cancellation token (tests bind port 0); [`run`] wires
 //! a whole `serve` process from a [`ServeConfig`](crate::cli::ServeConfig).
 
+pub mod lanes;
 pub mod tls;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use futures::FutureExt as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -22,12 +26,14 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 use tracing::{debug, info, warn};
 
 use crate::admission::{self, AdmissionState};
 use crate::cli::ServeConfig;
 use crate::cluster::ClusterView;
 use crate::metrics::Metrics;
+use lanes::{Lanes, PoolExecutor};
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,8 +75,8 @@ impl From<kube::Error> for ServeError {
 /// Serves `app` over TLS on `listener` until `stop` is cancelled, then drains (see [`Drain`]):
 /// answers go on for `drain.delay`, each HTTP/1.1 connection closed after its next answer; then
 /// the listener closes, h2 clients get GOAWAY, idle connections are closed and in-flight requests
-/// finish (at most `drain.timeout`). Each connection is its own task: a bad or slow handshake
-/// touches nothing else.
+/// finish (at most `drain.timeout`). Each connection is its own task, on one of `lanes`: a bad or
+/// slow handshake touches nothing else.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -78,13 +84,14 @@ pub async fn serve_tls(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     drain: Drain,
+    lanes: Lanes,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(PoolExecutor(tokio::runtime::Handle::current()));
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
-    let app = app.layer(axum::middleware::from_fn_with_state(stop.clone(), close_while_draining));
+    let app = CloseWhileDraining { inner: app, stop: stop.clone() };
     // Cancelled when the listener closes, `drain.delay` after `stop`.
     let closing = CancellationToken::new();
     tokio::spawn({
@@ -123,7 +130,7 @@ pub async fn serve_tls(
             graceful.watcher(),
             closing.clone(),
         );
-        tokio::spawn(async move {
+        lanes.hand_over(tcp, move |tcp| async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
             // A client still handshaking when the listener closes has sent no request: drop it.
             let handshake = tokio::select! {
@@ -156,24 +163,49 @@ pub async fn serve_tls(
         _ = graceful.shutdown() => info!("all connections closed"),
         _ = tokio::time::sleep(drain.timeout) => warn!(drain_seconds = drain.timeout.as_secs(), "connections still open after the drain period; closing them"),
     }
+    lanes.stop().await;
 }
 
 /// While draining, every HTTP/1.1 answer closes its connection: a pooled keep-alive connection is
 /// retired after a request it was already carrying, never closed under a request in flight (Go's
 /// client does not retry a POST on a reused connection). h2 has GOAWAY for this, sent when the
-/// listener closes.
-async fn close_while_draining(
-    State(stop): State<CancellationToken>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let http1 = req.version() < axum::http::Version::HTTP_2;
-    let mut resp = next.run(req).await;
-    if http1 && stop.is_cancelled() {
+/// listener closes. A plain service around the router rather than axum middleware, which boxes a
+/// future and clones the router on every request.
+#[derive(Clone)]
+struct CloseWhileDraining {
+    inner: Router,
+    stop: CancellationToken,
+}
+
+type Answered = Result<axum::response::Response, Infallible>;
+
+impl<B> Service<axum::http::Request<B>> for CloseWhileDraining
+where
+    Router: Service<axum::http::Request<B>, Response = axum::response::Response, Error = Infallible>,
+{
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future =
+        futures::future::Map<<Router as Service<axum::http::Request<B>>>::Future, fn(Answered) -> Answered>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<axum::http::Request<B>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let close = req.version() < axum::http::Version::HTTP_2 && self.stop.is_cancelled();
+        let then: fn(Answered) -> Answered =
+            if close { with_connection_close } else { std::convert::identity };
+        self.inner.call(req).map(then)
+    }
+}
+
+fn with_connection_close(answered: Answered) -> Answered {
+    answered.map(|mut resp| {
         resp.headers_mut()
             .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-    }
-    resp
+        resp
+    })
 }
 
 /// What the probes report.
@@ -302,7 +334,11 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
     };
     tokio::spawn(mark_draining);
     let drain = Drain { delay: cfg.shutdown_delay(), timeout: cfg.drain_timeout() };
-    serve_tls(webhook, tls, app, metrics, webhook_stop, drain).await;
+    let lanes = match cfg.webhook_threads {
+        0 => Lanes::per_core(),
+        n => Lanes::start(n),
+    };
+    serve_tls(webhook, tls, app, metrics, webhook_stop, drain, lanes).await;
     if let Some(r) = reconciler {
         let _ = r.await;
     }
