@@ -3,7 +3,7 @@
 //! - [`crd`]: the NamespaceOffloading and NamespaceMap types (and their CRDs).
 //! - [`offloading`]: the pure domain — names, selectors, the verdict on an object.
 //! - [`admission`]: AdmissionReview in, AdmissionResponse out; the HTTP `router()`.
-//! - [`server`]: TLS with certificate reload, listeners, probes, metrics, graceful shutdown.
+//! - [`server`]: TLS with certificate reload, listeners and the threads connections run on, probes, metrics, graceful shutdown.
 //! - [`reconcile`]: the reconcile loops (NamespaceMaps, status), one active replica via a Lease.
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
 //! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.

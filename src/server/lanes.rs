@@ -6,8 +6,8 @@
 //! task (a futex per review and a second context switch), a cost that the review's own work does
 //! not come near. So each accepted connection is handed to one of a few threads ("lanes"), each
 //! running a single-threaded runtime: a review is read, judged and answered on the thread that woke
-//! for it. HTTP/2 streams are still spread over the shared pool ([`PoolExecutor`]): one h2
-//! connection carries every review of an API server that reaches the webhook by URL.
+//! for it. An h2 connection's streams run on its lane too: handing each to another thread would
+//! bring the wake-ups back.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -134,20 +134,6 @@ impl Lane {
             // The runtime drops here, and with it every connection still open on this lane.
         })?;
         Ok(Self { tx, open, thread })
-    }
-}
-
-/// Spawns onto the shared pool from wherever it is called: hyper hands it each h2 stream.
-#[derive(Clone)]
-pub struct PoolExecutor(pub tokio::runtime::Handle);
-
-impl<F> hyper::rt::Executor<F> for PoolExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        self.0.spawn(fut);
     }
 }
 

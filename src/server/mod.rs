@@ -1,4 +1,5 @@
-//! The edge: listeners, TLS, probes, metrics, graceful shutdown.
+//! The edge: listeners, TLS, the threads connections run on ([`lanes`]), probes, metrics, graceful
+//! shutdown.
 //!
 //! [`serve_tls`] takes a bound listener and a cancellation token (tests bind port 0); [`run`] wires
 //! a whole `serve` process from a [`ServeConfig`](crate::cli::ServeConfig).
@@ -18,7 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use futures::FutureExt as _;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -33,7 +34,7 @@ use crate::admission::{self, AdmissionState};
 use crate::cli::ServeConfig;
 use crate::cluster::ClusterView;
 use crate::metrics::Metrics;
-use lanes::{Lanes, PoolExecutor};
+use lanes::Lanes;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,7 +89,8 @@ pub async fn serve_tls(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(PoolExecutor(tokio::runtime::Handle::current()));
+    // h2 streams are spawned where their connection runs: on its lane.
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
     let app = CloseWhileDraining { inner: app, stop: stop.clone() };
