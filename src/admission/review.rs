@@ -1,19 +1,17 @@
 //! One AdmissionReview body in, one answer out: the envelope around the pure verdict.
 //! No HTTP here, so that the router, the benchmark and tests share exactly this code.
 
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, GroupVersionResource};
-use serde_json::{Value, json};
-use tracing::{error, warn};
-
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::Resource;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, GroupVersionResource, Resource};
 use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use tracing::{error, warn};
 
 use crate::crd::{NamespaceOffloading, NamespaceOffloadingSpec, SCHEDULING_ENABLED};
 use crate::offloading::field::{MAX_LISTED_ERRORS, truncate};
