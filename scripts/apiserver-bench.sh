@@ -17,7 +17,8 @@
 # Env: CONTROLPLANE_BIN (as tests/controlplane/build.sh), LIQO_BIN (as tests/liqo/build.sh),
 #      BENCH_KEEP=1 keeps the work directory (logs of all processes); BENCH_OURS_ENV, BENCH_LIQO_ENV:
 #      extra environment for one webhook (e.g. "TOKIO_WORKER_THREADS=1", "GOMAXPROCS=1");
-#      BENCH_OURS=baseline registers, in place of ours, the bare TLS server of scripts/bench.sh
+#      BENCH_WRAP: a command our `serve` runs under (e.g. "heaptrack -o FILE"; its CPU figures are
+#      then the wrapper's, not `serve`'s); BENCH_OURS=baseline registers, in place of ours, the bare TLS server of scripts/bench.sh
 #      (same TLS and HTTP stack, a handler that only parses the JSON and echoes the uid): the floor.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

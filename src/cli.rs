@@ -141,7 +141,7 @@ pub struct ServeConfig {
     /// Threads that serve the webhook's connections, each connection on one of them from its
     /// handshake to its close (0: one per core the process may use). One serves thousands of
     /// reviews a second; more only help a cluster that writes NamespaceOffloadings faster.
-    #[arg(long, env = "WEBHOOK_THREADS", default_value_t = 1)]
+    #[arg(long, env = "WEBHOOK_THREADS", default_value_t = 1, value_parser = parse_webhook_threads)]
     pub webhook_threads: usize,
     /// Seconds to let in-flight reviews finish after SIGTERM.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
@@ -172,6 +172,20 @@ pub enum LiqoApi {
     /// Liqo v1.x: NamespaceMaps in offloading.liqo.io/v1beta1; Liqo's own controllers own them.
     #[value(name = "v1")]
     V1,
+}
+
+/// Each webhook thread holds a runtime and its own epoll: a typo must not start thousands.
+fn parse_webhook_threads(s: &str) -> Result<usize, String> {
+    const MAX: usize = 256;
+    match s.parse::<usize>() {
+        Ok(n) if n <= MAX => Ok(n),
+        Ok(n) => {
+            Err(format!("{n} threads is more than {MAX}: use 0 for one per core, or a count up to {MAX}"))
+        }
+        Err(_) => {
+            Err(format!("{s:?} is not a number of threads: use 0 for one per core, or a count up to {MAX}"))
+        }
+    }
 }
 
 impl ServeConfig {
@@ -273,4 +287,27 @@ pub async fn kube_client(cfg: &ServeConfig) -> Result<Option<Client>, ServeError
         },
     };
     Ok(Some(Client::try_from(config)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_threads_are_bounded_and_say_how() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["offloading-webhook", "serve", "--webhook-threads", v]).map(|c| {
+                match c.command {
+                    Command::Serve(cfg) => cfg.webhook_threads,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        assert_eq!(parse("0").unwrap(), 0);
+        assert_eq!(parse("256").unwrap(), 256);
+        let e = parse("100000").unwrap_err().to_string();
+        assert!(e.contains("100000 threads is more than 256: use 0 for one per core"), "{e}");
+        let e = parse("many").unwrap_err().to_string();
+        assert!(e.contains("\"many\" is not a number of threads"), "{e}");
+    }
 }

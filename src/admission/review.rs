@@ -160,14 +160,16 @@ pub struct Reviewed(pub NamespaceOffloading);
 
 impl<'de> Deserialize<'de> for Reviewed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Field names and required fields as NamespaceOffloading's own, so that a decode error
-        // names the same path.
+        // Names, field names and required fields as NamespaceOffloading's own, so that a decode
+        // error says what it said.
         #[derive(Deserialize)]
+        #[serde(expecting = "struct NamespaceOffloading")]
         struct Wire {
             metadata: Meta,
             spec: NamespaceOffloadingSpec,
         }
         #[derive(Deserialize)]
+        #[serde(expecting = "ObjectMeta")]
         struct Meta {
             #[serde(default)]
             name: Option<String>,
@@ -392,6 +394,24 @@ mod tests {
         };
         let a = answer(&update(object), Endpoint::Validate, &ctx, Enforcement::Deny).unwrap();
         assert_eq!(a.outcome, Outcome::Allowed);
+    }
+
+    /// Whatever of an object is read, it fails as the whole NamespaceOffloading failed.
+    #[test]
+    fn a_reviewed_object_fails_with_the_words_of_the_whole_object() {
+        for bad in [
+            json!(5),
+            json!({"metadata": 5, "spec": {}}),
+            json!({"metadata": {"name": 5}, "spec": {}}),
+            json!({"metadata": {"annotations": ["a"]}, "spec": {}}),
+            json!({"metadata": {}}),
+            json!({"metadata": {}, "spec": {"podOffloadingStrategy": 1}}),
+            json!({"metadata": {}, "spec": {"clusterSelector": {"nodeSelectorTerms": "x"}}}),
+        ] {
+            let whole = serde_json::from_value::<NamespaceOffloading>(bad.clone()).unwrap_err().to_string();
+            let read = serde_json::from_value::<Reviewed>(bad.clone()).unwrap_err().to_string();
+            assert_eq!(read, whole, "{bad}");
+        }
     }
 
     /// A body that is not UTF-8 is refused as before, with serde_json's own error.
