@@ -130,7 +130,8 @@ pub struct ServeConfig {
     /// This replica's identity in the Lease (its pod name); default: hostname and PID.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Seconds a Lease not renewed stays held (how long a standby waits after a leader dies).
+    /// Seconds a Lease not renewed stays held (how long a standby waits after a leader dies); the
+    /// holder renews every 2/15 of it and stops reconciling after 2/3 of it without a renew.
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
     /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable): `serve` then creates the
@@ -201,20 +202,19 @@ impl ServeConfig {
         Duration::from_secs(self.shutdown_delay_seconds)
     }
 
-    /// The Lease settings: renewed at a third of its duration.
+    /// The Lease settings: renew deadline and retry period in client-go's proportions.
     pub fn lease(&self) -> crate::reconcile::lease::LeaseConfig {
         let duration = Duration::from_secs(self.lease_seconds.max(3));
         let identity = self.identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
         });
-        crate::reconcile::lease::LeaseConfig {
-            name: "offloading-webhook-reconciler".into(),
-            namespace: self.lease_namespace.clone(),
+        crate::reconcile::lease::LeaseConfig::new(
+            "offloading-webhook-reconciler".into(),
+            self.lease_namespace.clone(),
             identity,
             duration,
-            retry: duration / 3,
-        }
+        )
     }
 }
 

@@ -15,8 +15,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
@@ -32,6 +34,7 @@ use crate::crd::{
 use crate::offloading::names::RemoteNameError;
 use crate::offloading::rules::{derived_name, judge_selector};
 use crate::offloading::{Generation, VirtualNode, VirtualNodes, aggregate, selector};
+use crate::reconcile::installs::{self, Seniority};
 use crate::reconcile::remote::{REMOTE_NAMESPACE_ANNOTATION, RemoteClients};
 use crate::reconcile::tenant::{TENANT_CLUSTER_ID_LABEL, TENANT_NAMESPACE_LABEL, tenant_namespace};
 use crate::reconcile::watch::{RawObject, decode_text};
@@ -63,6 +66,24 @@ pub struct Report {
     pub events: Vec<String>,
     pub notes: Vec<String>,
     pub problems: Vec<Problem>,
+    /// The reconcile loop's Leases (one per install), as far as they could be read.
+    pub reconcile_leases: Vec<LeaseReport>,
+}
+
+/// One install's reconcile Lease, as `diagnose` saw it.
+#[derive(Debug, Serialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseReport {
+    /// `namespace/name`.
+    pub lease: String,
+    pub holder: Option<String>,
+    /// Seconds from its renewTime to this machine's clock when `diagnose` read it.
+    pub renewed_seconds_ago: Option<i64>,
+    pub lease_duration_seconds: Option<i32>,
+    /// Held, and renewed within its duration (by this machine's clock).
+    pub live: bool,
+    /// The live install that reconciles (the oldest Lease); the other live ones stand by.
+    pub reconciles: bool,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -127,6 +148,18 @@ pub struct Facts {
     pub remotes: BTreeMap<String, RemoteFact>,
     /// Things worth saying that are no problem by themselves.
     pub notes: Vec<String>,
+    /// The reconcile Leases of every install that could be read, and when.
+    pub leases: Vec<LeaseFact>,
+    pub looked_at: Option<Timestamp>,
+}
+
+/// One install's reconcile Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseFact {
+    pub seniority: Seniority,
+    pub holder: Option<String>,
+    pub renew_time: Option<Timestamp>,
+    pub duration_seconds: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -458,8 +491,75 @@ pub async fn diagnose(
     remotes: &RemoteClients,
 ) -> Result<Report, DiagnoseError> {
     let adapter = Adapter::new(generation);
-    let facts = gather(client, &adapter, namespace, cluster_id, liqo_namespace, remotes).await?;
+    let mut facts = gather(client, &adapter, namespace, cluster_id, liqo_namespace, remotes).await?;
+    facts.leases = reconcile_leases(client).await;
+    facts.looked_at = Some(Timestamp::now());
     Ok(judge(&facts))
+}
+
+/// Every install's reconcile Lease this user may list (none when it may not: the rest of the
+/// walk does not need them).
+async fn reconcile_leases(client: &Client) -> Vec<LeaseFact> {
+    let api: Api<Lease> = Api::all(client.clone());
+    let Ok(list) = api.list(&ListParams::default().labels(&installs::selector())).await else {
+        return Vec::new();
+    };
+    let mut leases: Vec<LeaseFact> = list
+        .items
+        .iter()
+        .map(|l| {
+            let spec = l.spec.clone().unwrap_or_default();
+            LeaseFact {
+                seniority: Seniority::of(l),
+                holder: spec.holder_identity.filter(|h| !h.is_empty()),
+                renew_time: spec.renew_time.map(|t| t.0),
+                duration_seconds: spec.lease_duration_seconds,
+            }
+        })
+        .collect();
+    leases.sort_by(|a, b| a.seniority.cmp(&b.seniority));
+    leases
+}
+
+/// The Leases as reported: which are live at `now` (by this machine's clock: a one-time look
+/// cannot watch a record change), which one reconciles, and a note when several installs are live.
+fn judge_leases(leases: &[LeaseFact], now: Option<Timestamp>, notes: &mut Vec<String>) -> Vec<LeaseReport> {
+    let mut out: Vec<LeaseReport> = leases
+        .iter()
+        .map(|l| {
+            let ago = match (l.renew_time, now) {
+                (Some(t), Some(now)) => Some(now.duration_since(t).as_secs().max(0)),
+                _ => None,
+            };
+            let live = l.holder.is_some()
+                && match (ago, l.duration_seconds) {
+                    (Some(ago), Some(d)) => ago <= i64::from(d),
+                    _ => false,
+                };
+            LeaseReport {
+                lease: l.seniority.key(),
+                holder: l.holder.clone(),
+                renewed_seconds_ago: ago,
+                lease_duration_seconds: l.duration_seconds,
+                live,
+                reconciles: false,
+            }
+        })
+        .collect();
+    // Sorted oldest first: the first live one reconciles.
+    if let Some(first) = out.iter_mut().find(|l| l.live) {
+        first.reconciles = true;
+    }
+    let live: Vec<&str> = out.iter().filter(|l| l.live).map(|l| l.lease.as_str()).collect();
+    if live.len() > 1 {
+        notes.push(format!(
+            "{} installs of offloading-webhook run a reconcile loop on this cluster (Leases {}): only the oldest, {}, reconciles, the others stand by; uninstall all but one",
+            live.len(),
+            live.join(", "),
+            live[0]
+        ));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,6 +579,7 @@ pub fn judge(f: &Facts) -> Report {
     let namespace = f.namespace.as_str();
     let mut r =
         Report { namespace: namespace.to_owned(), liqo_api: g.as_str().to_owned(), ..Default::default() };
+    r.reconcile_leases = judge_leases(&f.leases, f.looked_at, &mut r.notes);
     for u in &f.undecodable {
         r.problems.push(Problem {
             cause: format!(
@@ -829,6 +930,28 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(o, "    remote cluster: {remote}");
         }
     }
+    if !r.reconcile_leases.is_empty() {
+        let _ = writeln!(o, "reconcile leases:");
+    }
+    for l in &r.reconcile_leases {
+        let renewed = match l.renewed_seconds_ago {
+            Some(s) => format!("renewed {s} s ago"),
+            None => "never renewed".into(),
+        };
+        let duration = l.lease_duration_seconds.map(|d| format!(" (lease {d} s)")).unwrap_or_default();
+        let state = match (l.live, l.reconciles) {
+            (true, true) => "reconciles",
+            (true, false) => "stands by: another install is older",
+            (false, _) if l.holder.is_none() => "released",
+            (false, _) => "expired",
+        };
+        let _ = writeln!(
+            o,
+            "  {}  holder {}, {renewed}{duration}: {state}",
+            l.lease,
+            l.holder.clone().unwrap_or_else(none)
+        );
+    }
     for e in &r.events {
         let _ = writeln!(o, "event: {e}");
     }
@@ -1096,5 +1219,41 @@ mod tests {
         let r = judge(&f);
         assert_eq!(r.problems[0].cause, "namespace web has no NamespaceOffloading: it is not offloaded");
         assert!(render(&r).contains("liqo API:            v1.x"));
+    }
+
+    #[test]
+    fn the_reconcile_leases_say_who_holds_them_and_which_install_reconciles() {
+        let now = Timestamp::from_second(1_700_000_100).unwrap();
+        let lease = |ns: &str, created: i64, holder: Option<&str>, renewed: i64| LeaseFact {
+            seniority: Seniority {
+                created: Some(Timestamp::from_second(1_700_000_000 + created).unwrap()),
+                namespace: ns.into(),
+                name: "offloading-webhook-reconciler".into(),
+            },
+            holder: holder.map(str::to_owned),
+            renew_time: Some(Timestamp::from_second(1_700_000_100 - renewed).unwrap()),
+            duration_seconds: Some(15),
+        };
+        let mut f = Facts { namespace: "web".into(), looked_at: Some(now), ..Default::default() };
+        f.leases = vec![
+            lease("old", 1, None, 900),
+            lease("team-a", 10, Some("a-1"), 2),
+            lease("team-b", 20, Some("b-1"), 1),
+            lease("gone", 30, Some("g-1"), 60),
+        ];
+        let r = judge(&f);
+        let text = render(&r);
+        assert!(text.contains("reconcile leases:\n  old/offloading-webhook-reconciler  holder -, renewed 900 s ago (lease 15 s): released\n  team-a/offloading-webhook-reconciler  holder a-1, renewed 2 s ago (lease 15 s): reconciles\n  team-b/offloading-webhook-reconciler  holder b-1, renewed 1 s ago (lease 15 s): stands by: another install is older\n  gone/offloading-webhook-reconciler  holder g-1, renewed 60 s ago (lease 15 s): expired\n"), "{text}");
+        assert!(r.notes.contains(&"2 installs of offloading-webhook run a reconcile loop on this cluster (Leases team-a/offloading-webhook-reconciler, team-b/offloading-webhook-reconciler): only the oldest, team-a/offloading-webhook-reconciler, reconciles, the others stand by; uninstall all but one".to_owned()), "{:?}", r.notes);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["reconcileLeases"][1]["holder"], "a-1");
+        assert_eq!(json["reconcileLeases"][1]["renewedSecondsAgo"], 2);
+        assert_eq!(json["reconcileLeases"][1]["reconciles"], true);
+        // One install: no note; none readable: no section.
+        f.leases.truncate(2);
+        let r = judge(&f);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        f.leases.clear();
+        assert!(!render(&judge(&f)).contains("reconcile leases"));
     }
 }

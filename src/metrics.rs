@@ -59,13 +59,17 @@ pub struct Metrics {
     pub cert_expiry_seconds: Gauge,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_seconds: Histogram,
-    /// NamespaceOffloadings per offloading phase (as last seen by the active reconciler).
+    /// NamespaceOffloadings per offloading phase, exported by the active reconciler only.
     pub objects: Family<PhaseLabels, Gauge>,
     /// Every write the reconcile loop issued (finalizers, Events and Lease renewals included), by
     /// resource: use [`Metrics::wrote`].
     pub writes: Family<WriteLabels, Counter>,
     /// Stored objects (each version once) that the reconcile loop could not decode.
     pub decode_failures: Family<KindLabels, Counter>,
+    /// 1 while this replica is the active reconciler, else 0.
+    pub leader: Gauge,
+    /// Other installs' reconcile Leases that may be live, as the Lease holder last saw them.
+    pub other_installs: Gauge,
 }
 
 impl Default for Metrics {
@@ -112,7 +116,7 @@ impl Default for Metrics {
         );
         registry.register(
             "namespace_offloadings",
-            "NamespaceOffloadings per offloading phase",
+            "NamespaceOffloadings per offloading phase (exported by the active reconciler only)",
             objects.clone(),
         );
         registry.register(
@@ -126,6 +130,18 @@ impl Default for Metrics {
             "Stored objects (each version once) that could not be decoded, left alone by the reconcile loop",
             decode_failures.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica is the active reconciler (holds the Lease and reconciles), else 0",
+            leader.clone(),
+        );
+        let other_installs = Gauge::default();
+        registry.register(
+            "other_installs",
+            "Other installs of offloading-webhook whose reconcile Lease may be live on this cluster (seen by the Lease holder)",
+            other_installs.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -138,6 +154,8 @@ impl Default for Metrics {
             objects,
             writes,
             decode_failures,
+            leader,
+            other_installs,
         }
     }
 }
@@ -150,6 +168,13 @@ impl Metrics {
     /// Counts one write to `resource` (see [`WriteLabels`]).
     pub fn wrote(&self, resource: &'static str) {
         self.writes.get_or_create(&WriteLabels { resource }).inc();
+    }
+
+    /// This replica stopped reconciling: the leader gauge drops, and the phase gauges, which only
+    /// the active reconciler exports, go.
+    pub fn not_leading(&self) {
+        self.leader.set(0);
+        self.objects.clear();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -3,12 +3,15 @@
 //! - [`remote`]: the remote side — remote namespaces for desiredMapping, currentMapping — for the
 //!   remote clusters it has a kubeconfig for;
 //! - [`offloading`]: per NamespaceOffloading, desiredMapping entries, annotation, Namespace label,
-//!   Events and status, with a finalizer that waits for the remote namespaces to go.
+//!   Events and status, with a finalizer that waits for the remote namespaces to go;
+//! - [`lease`]: which replica runs them (leader election with a renew deadline); [`installs`]:
+//!   which install, when two share a cluster.
 //!
 //! Both judge objects with the same pure code as the webhook (`crate::offloading`). Our custom
 //! resources are watched through [`watch`], so that one object that does not decode stops nothing.
 
 pub mod in_flight;
+pub mod installs;
 pub mod lease;
 pub mod map_writer;
 pub mod offloading;
@@ -121,15 +124,27 @@ impl Context {
     }
 }
 
-/// How often the phase gauges are recounted (when anything was reconciled).
+/// How often the phase gauges are recounted (when anything was reconciled). Never once `stop` is
+/// cancelled: the gauges are the active reconciler's, cleared when it stops.
 async fn count_phases_every(ctx: Arc<Context>, period: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = tick.tick() => ctx.count_phases(),
         }
+    }
+}
+
+/// A task that ends with whoever holds it: when leadership is lost, the `controllers` future is
+/// aborted, and what it spawned must not outlive it and go on writing.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -190,7 +205,9 @@ pub struct ReconcileConfig {
     pub remotes: remote::RemoteClients,
 }
 
-/// Runs the reconcilers while this replica holds the Lease, until `stop`.
+/// Runs the reconcilers while this replica holds the Lease, until `stop`: [`lease`] starts
+/// [`controllers`] with a token of its own, and when leadership ends cancels that token, waits a
+/// short grace, then aborts the task, and everything it spawned with it.
 pub async fn run(
     client: Client,
     cluster: ClusterView,
@@ -283,7 +300,8 @@ async fn controllers(
         client.clone(),
         Reporter { controller: "offloading-webhook".into(), instance: Some(identity) },
     );
-    let writer_task = tokio::spawn(map_writer.clone().run(client.clone(), metrics.clone(), stop.clone()));
+    let mut writer_task =
+        AbortOnDrop(tokio::spawn(map_writer.clone().run(client.clone(), metrics.clone(), stop.clone())));
     let ctx = Arc::new(Context {
         client: client.clone(),
         map_writer,
@@ -300,7 +318,8 @@ async fn controllers(
         metadata_sent: Default::default(),
         label_sent: Default::default(),
     });
-    let phases_task = tokio::spawn(count_phases_every(ctx.clone(), Duration::from_secs(1), stop.clone()));
+    let mut phases_task =
+        AbortOnDrop(tokio::spawn(count_phases_every(ctx.clone(), Duration::from_secs(1), stop.clone())));
 
     let offloading_loop = controller
         // A virtual node that appears, goes or changes labels can change every selection (the
@@ -363,8 +382,8 @@ async fn controllers(
         _ = ns_watch => {}
         _ = secret_watch => {}
     }
-    let _ = writer_task.await;
-    let _ = phases_task.await;
+    let _ = (&mut writer_task.0).await;
+    let _ = (&mut phases_task.0).await;
     info!("reconcile loops stopped");
 }
 
