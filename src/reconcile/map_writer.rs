@@ -192,6 +192,8 @@ impl MapWriter {
             }
             let batch = self.take_batch(Instant::now());
             if batch.is_empty() {
+                // Nothing to write (all of it was in the last flush): the next wish goes soon.
+                pause = MIN_PAUSE;
                 continue;
             }
             let started = Instant::now();
