@@ -436,6 +436,11 @@ fn map_resource() -> ApiResource {
     )
 }
 
+/// Set while the test restarts kube-apiserver: the client holds its creates meanwhile, so that a
+/// starting API server is not also answering a client's retries (the loop under test is what
+/// should ride the restart out, not the test's own client).
+static RESTARTING: AtomicBool = AtomicBool::new(false);
+
 /// Creates `obj`, again after any failure but AlreadyExists (the API server may be restarting, and
 /// a create it committed before going down counts).
 async fn create_until_stored<K>(api: &Api<K>, obj: &K)
@@ -444,6 +449,9 @@ where
 {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
+        while RESTARTING.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         match api.create(&PostParams::default(), obj).await {
             Ok(_) => return,
             Err(kube::Error::Api(s)) if s.is_already_exists() => return,
@@ -590,7 +598,9 @@ async fn converge_round(restart: bool) -> Round {
             assert!(Instant::now() < deadline, "only {n} of {total} entries after 300 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        RESTARTING.store(true, Ordering::Release);
         tokio::task::block_in_place(|| a.cp.restart_apiserver());
+        RESTARTING.store(false, Ordering::Release);
         eprintln!(
             "kube-apiserver restarted at {at} of {total} desiredMapping entries, {:.1} s in",
             started.elapsed().as_secs_f64()
