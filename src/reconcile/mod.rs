@@ -444,6 +444,8 @@ fn channel_stream<T: Send + 'static>(
 /// loop which namespaces' entries changed (and the batching writer what it sent has been seen), and
 /// the remote loop which maps changed. Triggers of a (re)list wait for its end, so that no
 /// reconcile reads the store before it holds the new list.
+// One watch feeding the store, two loops, the writer and the fault record: each is an argument.
+#[allow(clippy::too_many_arguments)]
 async fn map_hub(
     client: Client,
     faults: crate::health::Faults,
