@@ -159,6 +159,30 @@ pub struct ServeConfig {
     /// offloading.liqo.io/v1beta1 mean v1.x, in virtualkubelet.liqo.io/v1alpha1 v0.3).
     #[arg(long, env = "LIQO_API", value_enum, default_value_t = LiqoApi::Auto)]
     pub liqo_api: LiqoApi,
+    /// Requests per second this process may send to each API server (the local one, and each
+    /// remote cluster's), as client-go's QPS; a watch counts once, when it starts. 0 turns the
+    /// limit off.
+    #[arg(long, env = "KUBE_API_QPS", default_value_t = crate::rate_limit::DEFAULT_QPS, value_parser = parse_qps)]
+    pub kube_api_qps: f64,
+    /// Requests that may go at once above that rate, as client-go's burst.
+    #[arg(long, env = "KUBE_API_BURST", default_value_t = crate::rate_limit::DEFAULT_BURST, value_parser = parse_burst)]
+    pub kube_api_burst: u32,
+}
+
+fn parse_qps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(q) if q.is_finite() && q >= 0.0 => Ok(q),
+        _ => Err(format!(
+            "{s:?} is not a rate: give requests per second, e.g. 200 or 0.5 (0 turns the limit off)"
+        )),
+    }
+}
+
+fn parse_burst(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(b) if b >= 1 => Ok(b),
+        _ => Err(format!("{s:?} is not a burst: give a count of requests of at least 1")),
+    }
 }
 
 /// The Liqo generation whose API and behaviour apply.
@@ -200,6 +224,11 @@ impl ServeConfig {
 
     pub fn shutdown_delay(&self) -> Duration {
         Duration::from_secs(self.shutdown_delay_seconds)
+    }
+
+    /// The client-side limit on requests to each API server.
+    pub fn api_rate_limit(&self) -> crate::rate_limit::ApiRateLimit {
+        crate::rate_limit::ApiRateLimit { qps: self.kube_api_qps, burst: self.kube_api_burst }
     }
 
     /// The Lease settings: renew deadline and retry period in client-go's proportions.
@@ -265,8 +294,17 @@ pub struct WebhookConfigArgs {
     pub name: String,
 }
 
-/// The client of the local cluster, or `None` when none is configured.
-pub async fn kube_client(cfg: &ServeConfig) -> Result<Option<Client>, ServeError> {
+/// The clients of the local cluster, or `None` when none is configured.
+pub struct KubeClients {
+    /// Every request it sends takes a token of `--kube-api-qps`/`--kube-api-burst`.
+    pub limited: Client,
+    /// For the Lease alone: a renewal must never queue behind the loop's own requests, or the
+    /// leader would miss its renew deadline under load.
+    pub lease: Client,
+}
+
+/// The clients of the local cluster, or `None` when none is configured.
+pub async fn kube_client(cfg: &ServeConfig) -> Result<Option<KubeClients>, ServeError> {
     if cfg.no_cluster {
         return Ok(None);
     }
@@ -286,7 +324,11 @@ pub async fn kube_client(cfg: &ServeConfig) -> Result<Option<Client>, ServeError
             }
         },
     };
-    Ok(Some(Client::try_from(config)?))
+    let unlimited = crate::rate_limit::ApiRateLimit { qps: 0.0, burst: 1 };
+    Ok(Some(KubeClients {
+        limited: crate::rate_limit::client(config.clone(), cfg.api_rate_limit())?,
+        lease: crate::rate_limit::client(config, unlimited)?,
+    }))
 }
 
 #[cfg(test)]
@@ -309,5 +351,24 @@ mod tests {
         assert!(e.contains("100000 threads is more than 256: use 0 for one per core"), "{e}");
         let e = parse("many").unwrap_err().to_string();
         assert!(e.contains("\"many\" is not a number of threads"), "{e}");
+    }
+
+    #[test]
+    fn the_api_rate_limit_has_defaults_and_says_what_a_bad_value_should_be() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["offloading-webhook", "serve"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| match c.command {
+                Command::Serve(cfg) => cfg.api_rate_limit(),
+                _ => unreachable!(),
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), crate::rate_limit::ApiRateLimit::DEFAULT);
+        let l = parse(&["--kube-api-qps", "0.5", "--kube-api-burst", "3"]).unwrap();
+        assert_eq!((l.qps, l.burst), (0.5, 3));
+        let e = parse(&["--kube-api-qps=-1"]).unwrap_err().to_string();
+        assert!(e.contains("\"-1\" is not a rate: give requests per second"), "{e}");
+        let e = parse(&["--kube-api-burst", "0"]).unwrap_err().to_string();
+        assert!(e.contains("\"0\" is not a burst"), "{e}");
     }
 }

@@ -9,7 +9,8 @@
 //! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.
 //! - [`diagnose`]: the troubleshooting guide as one command.
 //! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
-//! - [`metrics`]: the Prometheus registry; [`health`]: faults `/readyz` reports, API errors explained.
+//! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
+//! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
 pub mod admission;
@@ -22,6 +23,7 @@ pub mod health;
 pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod server;
 pub mod webhook_config;

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use futures::FutureExt as _;
@@ -226,14 +226,41 @@ pub fn probe_router(health: Health) -> Router {
         .with_state(health)
 }
 
-async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
-    if h.draining.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+/// Ready = this replica answers reviews correctly: its serving certificate is loaded (`serve` does
+/// not start without one, and a failed reload keeps the last good one), the facts the verdicts use
+/// have been read, and it is not shutting down. Nothing else: a fault of the reconcile loop, the
+/// Lease, a remote cluster, or a watch that fails after its first sync is reported (log,
+/// `offloading_webhook_problem`), never here, since every replica would fail together and the
+/// API server would then refuse every NamespaceOffloading write in the cluster. `?verbose` lists
+/// the checks, and the faults beside them.
+async fn readyz(State(h): State<Health>, RawQuery(query): RawQuery) -> (StatusCode, String) {
+    let draining = h.draining.load(Ordering::Acquire);
+    let synced = h.cluster.synced();
+    let ready = !draining && synced.is_ok();
+    let verbose = query.is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
+    if !verbose {
+        return match (draining, synced) {
+            (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into()),
+            (false, Ok(())) => (StatusCode::OK, "ok\n".into()),
+            (false, Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        };
     }
-    match h.cluster.synced() {
-        Ok(()) => (StatusCode::OK, "ok\n".into()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    let mut out = String::from("[+]certificate ok\n");
+    match &synced {
+        Ok(()) => out.push_str("[+]cluster-facts ok\n"),
+        Err(why) => out.push_str(&format!("[-]cluster-facts failed: {why}\n")),
     }
+    out.push_str(if draining { "[-]shutdown failed: shutting down\n" } else { "[+]shutdown ok\n" });
+    out.push_str(if ready { "readyz check passed\n" } else { "readyz check failed\n" });
+    let faults = h.cluster.faults().all();
+    if !faults.is_empty() {
+        out.push_str("reported, not a readiness check (offloading_webhook_problem{part}):\n");
+        for (part, problem) in faults {
+            out.push_str(&format!("  {part}: {problem}\n"));
+        }
+    }
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, out)
 }
 
 /// `/metrics` for the plain-HTTP metrics port.
@@ -272,10 +299,10 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
     let store = tls::CertStore::load(&cfg.tls_cert_file, &cfg.tls_key_file, metrics.clone())?;
     let tls = tls::server_config_with_client_ca(store.clone(), cfg.client_ca_file.as_deref())?;
 
-    let client = crate::cli::kube_client(&cfg).await?;
+    let clients = crate::cli::kube_client(&cfg).await?;
     let mut reconciler = None;
-    let cluster = match client {
-        Some(client) => {
+    let cluster = match clients {
+        Some(crate::cli::KubeClients { limited: client, lease: lease_client }) => {
             let generation = crate::liqo_api::resolve(&client, cfg.liqo_api).await?;
             let reconcile = crate::liqo_api::reconcile_allowed(generation, cfg.reconcile)?;
             let (view, tasks) = ClusterView::with_cluster(
@@ -284,14 +311,16 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
                 &cfg.liqo_namespace,
                 generation,
             );
+            view.faults().export(&metrics);
             for t in tasks {
                 tokio::spawn(t);
             }
             if reconcile {
                 let remotes = crate::reconcile::remote::RemoteClients::new(
                     cfg.remote_kubeconfigs.iter().cloned().collect(),
-                );
-                let rc = crate::reconcile::ReconcileConfig { lease: cfg.lease(), remotes };
+                )
+                .with_rate_limit(cfg.api_rate_limit());
+                let rc = crate::reconcile::ReconcileConfig { lease: cfg.lease(), lease_client, remotes };
                 let task = crate::reconcile::run(client, view.clone(), metrics.clone(), rc, stop.clone());
                 reconciler = Some(tokio::spawn(task));
             }
