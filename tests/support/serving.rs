@@ -21,6 +21,7 @@ pub struct Replica {
     pub child: Child,
     pub addr: SocketAddr,
     pub probe_port: u16,
+    pub metrics_port: u16,
     pub log: PathBuf,
 }
 
@@ -58,7 +59,7 @@ impl Replica {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Self { child, addr, probe_port, log }
+        Self { child, addr, probe_port, metrics_port, log }
     }
 
     /// The raw answer of the probe port's `/readyz` (status line, headers, body), if any.
