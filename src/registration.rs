@@ -8,6 +8,10 @@
 //! timeouts — by server-side apply under its own field manager, so that a GitOps re-apply of the
 //! chart, which owns only the shells' metadata, changes none of them. Every ready replica applies
 //! the same content, and only when what is stored differs: a converged registration costs reads.
+//! A replica writes its settings once, when it starts (or when the entries are gone); afterwards
+//! only the caBundle. So during a rollout that changes them, the old and the new replicas do not
+//! take turns rewriting the settings (the newest wins), and an operator's emergency edit (say
+//! `failurePolicy: Ignore`) stays until the next rollout.
 //!
 //! It never creates a configuration: each apply carries the uid and resourceVersion just read, so
 //! one that `helm uninstall` deleted meanwhile stays deleted. It makes the Namespace it runs in (cluster
@@ -156,9 +160,10 @@ impl Registration {
     ) {
         let mut last: Option<String> = None;
         let mut settled = false;
+        let mut announced = Announced::default();
         loop {
             if ready() {
-                let (said, outcome) = match self.pass(&client).await {
+                let (said, outcome) = match self.pass(&client, &mut announced).await {
                     Ok(o) => (format!("{o:?}"), Some(o)),
                     Err(problem) => (problem, None),
                 };
@@ -216,7 +221,7 @@ impl Registration {
         }
     }
 
-    async fn pass(&self, client: &Client) -> Result<Outcome, String> {
+    async fn pass(&self, client: &Client, announced: &mut Announced) -> Result<Outcome, String> {
         let access = |verb, resource| Access { verb, resource, namespace: None, role: CLUSTER_ROLE };
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let owner = match namespaces.get_opt(&self.namespace).await {
@@ -257,7 +262,15 @@ impl Registration {
 
         let mut applied = Vec::new();
         for l in &live {
-            let desired = self.webhooks(l.kind, bundle.as_bytes());
+            // This replica's settings once, when it starts (or when the entries are gone); after
+            // that only the caBundle: during a rollout that changes the settings, the replicas
+            // of the old and the new version would otherwise take turns rewriting them.
+            let first = l.webhooks.is_empty() || !announced.get(l.kind);
+            let desired = if first {
+                self.webhooks(l.kind, bundle.as_bytes())
+            } else {
+                with_ca_bundle(&l.webhooks, bundle.as_bytes())
+            };
             let owned = owner.as_ref().is_none_or(|o| l.owners.iter().any(|x| x.uid == o.uid));
             if l.webhooks == desired && owned {
                 continue;
@@ -274,7 +287,14 @@ impl Registration {
                 owners.push(o.clone());
             }
             self.apply(client, l, &owners, Some(desired)).await?;
+            announced.set(l.kind);
             applied.push(l.kind);
+        }
+        for l in &live {
+            if !l.webhooks.is_empty() && !applied.contains(&l.kind) {
+                // Found as this replica would write it.
+                announced.set(l.kind);
+            }
         }
         Ok(if applied.is_empty() { Outcome::Settled } else { Outcome::Applied(applied) })
     }
@@ -395,6 +415,42 @@ impl Registration {
     }
 }
 
+/// Whether this replica has written its settings into each configuration.
+#[derive(Default)]
+struct Announced {
+    validating: bool,
+    mutating: bool,
+}
+
+impl Announced {
+    fn get(&self, kind: &str) -> bool {
+        if kind == "ValidatingWebhookConfiguration" { self.validating } else { self.mutating }
+    }
+
+    fn set(&mut self, kind: &str) {
+        if kind == "ValidatingWebhookConfiguration" {
+            self.validating = true;
+        } else {
+            self.mutating = true;
+        }
+    }
+}
+
+/// The stored entries with their caBundle replaced, everything else as it is.
+fn with_ca_bundle(webhooks: &[Value], bundle: &[u8]) -> Vec<Value> {
+    let encoded = Value::String(base64::engine::general_purpose::STANDARD.encode(bundle));
+    webhooks
+        .iter()
+        .cloned()
+        .map(|mut w| {
+            if let Some(cc) = w.get_mut("clientConfig").and_then(Value::as_object_mut) {
+                cc.insert("caBundle".into(), encoded.clone());
+            }
+            w
+        })
+        .collect()
+}
+
 /// The ownerReference that makes a Namespace the owner of a cluster-scoped object.
 fn owner_of(ns: &Namespace) -> Option<OwnerReference> {
     Some(OwnerReference {
@@ -437,4 +493,25 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_ca_bundle_is_replaced_in_entries_another_replica_wrote() {
+        let stored = vec![json!({
+            "name": "validate.offloading-webhook.io",
+            "timeoutSeconds": 10,
+            "clientConfig": {"caBundle": "b2xk", "service": {"name": "ow", "namespace": "ns"}},
+        })];
+        let out = with_ca_bundle(&stored, b"new");
+        assert_eq!(out[0]["clientConfig"]["caBundle"], "bmV3");
+        assert_eq!(out[0]["timeoutSeconds"], 10);
+        assert_eq!(out[0]["clientConfig"]["service"]["name"], "ow");
+        let mut a = Announced::default();
+        a.set("MutatingWebhookConfiguration");
+        assert!(a.get("MutatingWebhookConfiguration") && !a.get("ValidatingWebhookConfiguration"));
+    }
 }

@@ -686,6 +686,57 @@ async fn an_ipv6_loopback_url_is_answered_and_the_listeners_take_ipv4_too() {
     let _ = child.wait();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn during_a_rollout_the_newest_settings_win_without_a_tug_of_war() {
+    let cp = ControlPlane::start();
+    install_crds(&cp);
+    cp.kubectl_ok(&["create", "namespace", "team-a"]);
+    let shells = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: rollout\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata:\n  name: rollout\n";
+    assert!(apply(&cp, shells, &[]).ok);
+    let replica = |timeout: &str| {
+        let port = free_port();
+        let args: Vec<String> = vec![
+            format!("--kubeconfig={}", cp.kubeconfig.display()),
+            format!("--cluster-id={CLUSTER_ID}"),
+            "--namespace=default".into(),
+            "--reconcile=false".into(),
+            "--shutdown-delay-seconds=0".into(),
+            "--cert-reload-seconds=1".into(),
+            "--certificate-source=managed".into(),
+            "--certificate-secret=rollout".into(),
+            "--webhook-configuration=rollout".into(),
+            format!("--webhook-url=https://127.0.0.1:{port}"),
+            format!("--webhook-timeout-seconds={timeout}"),
+        ];
+        spawn(&cp, format!("127.0.0.1:{port}").parse().unwrap(), &args)
+    };
+    let timeouts = |cp: &ControlPlane| {
+        cp.kubectl_ok(&[
+            "get",
+            "validatingwebhookconfiguration,mutatingwebhookconfiguration",
+            "rollout",
+            "-o",
+            "jsonpath={.items[*].webhooks[0].timeoutSeconds}",
+        ])
+    };
+    let mut old = replica("5");
+    old.ready(Duration::from_secs(60)).await;
+    support::wait_eq(Duration::from_secs(30), "the old replica's settings", "5 5", || timeouts(&cp));
+    // The new version starts beside the old one: its settings are written once, and stay.
+    let mut new = replica("10");
+    new.ready(Duration::from_secs(60)).await;
+    support::wait_eq(Duration::from_secs(30), "the new replica's settings", "10 10", || timeouts(&cp));
+    let versions = KINDS.map(|k| resource_version(&cp, &["get", k, "rollout"]));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(timeouts(&cp), "10 10", "the old replica wrote its settings back");
+    assert_eq!(
+        KINDS.map(|k| resource_version(&cp, &["get", k, "rollout"])),
+        versions,
+        "the replicas take turns"
+    );
+    refused(&cp, "team-a");
+}
+
 /// The total of `offloading_webhook_admission_reviews_total` a replica counted.
 fn reviews(metrics_port: u16) -> u64 {
     let body = support::http_get_full(metrics_port, "/metrics").unwrap_or_default();
