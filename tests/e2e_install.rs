@@ -60,6 +60,8 @@ fn chart_args(cp: &ControlPlane, rendered: &str, namespace: &str, overrides: &[&
         format!("--namespace={namespace}"),
         "--shutdown-delay-seconds=0".into(),
     ];
+    let flag = |a: &str| a.split('=').next().unwrap_or_default().to_owned();
+    all.retain(|a| !overrides.iter().any(|o| flag(o) == flag(a)));
     all.extend(overrides.iter().map(|s| (*s).to_owned()));
     for o in &all {
         let flag = o.split('=').next().unwrap();
@@ -72,6 +74,18 @@ fn chart_args(cp: &ControlPlane, rendered: &str, namespace: &str, overrides: &[&
 fn spawn(cp: &ControlPlane, addr: SocketAddr, args: &[String]) -> Replica {
     // The pair given here is never read: the chart's arguments say --certificate-source=managed.
     Replica::spawn_args(&cp.dir.path().join("logs"), &cp.dir.path().join("no-certs"), addr, args)
+}
+
+/// A kubeconfig that authenticates as the chart's ServiceAccount (a TokenRequest token), so that a
+/// replica has exactly the chart's RBAC.
+fn service_account_kubeconfig(cp: &ControlPlane, namespace: &str, account: &str) -> std::path::PathBuf {
+    let token = cp.kubectl_ok(&["-n", namespace, "create", "token", account, "--duration=2h"]);
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&cp.kubeconfig).unwrap()).unwrap();
+    kc["users"][0]["user"] = serde_yaml::to_value(serde_json::json!({"token": token.trim()})).unwrap();
+    let path = cp.dir.path().join(format!("kubeconfig-{namespace}-{account}"));
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    path
 }
 
 /// Publishes the selectorless Service's endpoints: these loopback addresses on `port`.
@@ -395,7 +409,9 @@ async fn a_gitops_sync_changes_nothing_and_loses_no_review() {
     let rendered = sync(&cp);
 
     let port = free_port();
-    let args = chart_args(&cp, &rendered, NS, &[]);
+    // With the chart's RBAC, nothing more: the Secret filled in, the registration kept.
+    let kubeconfig = service_account_kubeconfig(&cp, NS, RELEASE);
+    let args = chart_args(&cp, &rendered, NS, &[&format!("--kubeconfig={}", kubeconfig.display())]);
     let mut replicas: Vec<Replica> = ["127.0.0.2", "127.0.0.3"]
         .iter()
         .map(|ip| spawn(&cp, format!("{ip}:{port}").parse().unwrap(), &args))
@@ -405,6 +421,9 @@ async fn a_gitops_sync_changes_nothing_and_loses_no_review() {
     }
     endpoints(&cp, NS, RELEASE, &["127.0.0.2", "127.0.0.3"], port, true);
     refused(&cp, &namespaces[0]);
+    for r in &replicas {
+        assert!(!r.log_text().contains("forbidden"), "the chart's RBAC is not enough:\n{}", r.log_tail(20));
+    }
     // Both replicas have looked at a registration in place.
     std::thread::sleep(Duration::from_secs(3));
 
