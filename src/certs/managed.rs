@@ -365,7 +365,14 @@ impl Keeper {
                 warn!(secret = %format!("{}/{}", self.namespace, self.secret), problem = said.as_str(), "managed certificate");
             }
             last = said;
-            let wait = if again { Duration::from_millis(100) } else { every };
+            // Until a certificate is served, look again soon: /readyz waits on it.
+            let wait = if again {
+                Duration::from_millis(100)
+            } else if !self.store.is_loaded() {
+                every.min(Duration::from_secs(1))
+            } else {
+                every
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}

@@ -390,6 +390,7 @@ async fn serve_plain(listener: TcpListener, app: Router, stop: CancellationToken
 /// in-flight reviews are answered.
 pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeError> {
     let metrics = Metrics::new();
+    let target = registration_target(&cfg)?;
     let client = crate::cli::kube_client(&cfg).await?;
     let managed = cfg.certificate.source == crate::cli::CertificateSource::Managed;
     let store = if managed {
@@ -402,7 +403,6 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
         tls::CertStore::load(&cfg.tls_cert_file, &cfg.tls_key_file, metrics.clone())?
     };
     let tls = tls::server_config_with_client_ca(store.clone(), cfg.client_ca_file.as_deref())?;
-    let target = registration_target(&cfg)?;
     let mut reconciler = None;
     let cluster = match client.clone() {
         Some(client) => {
