@@ -390,13 +390,16 @@ fn endpoint_slice(cp: &ControlPlane, port: u16) {
 
 fn refused_through_the_chart(cp: &ControlPlane, ns: &str) -> String {
     let bad = nsof(ns, "offloading", BAD_OPERATOR);
-    // The API server's resolver reads its own EndpointSlice informer: allow it a moment.
-    let refused =
-        eventually(Duration::from_secs(30), "the chart's registration to refuse the object", || {
-            let p = apply(cp, &bad, &[]);
-            (!p.ok && p.stderr.contains(DENIED)).then_some(p)
-        });
-    refused.stderr
+    // The API server's resolver reads its own EndpointSlice informer, and the replica registers
+    // once it sees its endpoint ready: allow them a moment. Dry runs only, so that nothing is
+    // stored before the registration is in effect.
+    eventually(Duration::from_secs(60), "the chart's registration to refuse the object", || {
+        let p = apply(cp, &bad, &["--dry-run=server"]);
+        (!p.ok && p.stderr.contains(DENIED)).then_some(())
+    });
+    let p = apply(cp, &bad, &[]);
+    assert!(!p.ok, "a broken object was stored: {}", p.stdout);
+    p.stderr
 }
 
 #[test]
