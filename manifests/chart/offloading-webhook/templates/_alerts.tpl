@@ -59,7 +59,7 @@ groups:
       summary: >-
         The webhook's serving certificate expires in {{`{{ $value | humanizeDuration }}`}}
       description: >-
-        Pod {{`{{ $labels.pod }}`}} serves a certificate that expires within {{ $r.certificateExpiryDays }} days; once expired the API server refuses to call the webhook and every NamespaceOffloading write fails. Renew Secret {{ include "ow.tlsSecretName" . }} ({{ .Values.certificate.source }}{{ if eq .Values.certificate.source "selfSigned" }}: `helm upgrade` signs a new one{{ end }}).
+        Pod {{`{{ $labels.pod }}`}} serves a certificate that expires within {{ $r.certificateExpiryDays }} days; once expired the API server refuses to call the webhook and every NamespaceOffloading write fails. {{ if eq .Values.certificate.source "managed" }}The replicas renew Secret {{ include "ow.managedSecretName" . }} themselves once two thirds of its lifetime are gone: read their logs for why they did not.{{ else }}Renew Secret {{ include "ow.tlsSecretName" . }} ({{ .Values.certificate.source }}).{{ end }}
   - alert: OffloadingWebhookCertificateReloadFailing
     expr: increase(offloading_webhook_certificate_reload_failures_total{ {{- $sel }}}[15m]) > 0
     labels:
