@@ -33,9 +33,16 @@ HEADER
   "$helm" template offloading-webhook "$chart" --namespace offloading-webhook
 }
 
+# Helm's own labels (helm.sh/chart, app.kubernetes.io/managed-by) say Helm manages an object:
+# these are applied with kubectl. `helm install --take-ownership` adopts them later (README,
+# "Without Helm").
+without_helm_labels() {
+  grep -Ev '^ +(helm\.sh/chart|app\.kubernetes\.io/managed-by): '
+}
+
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-render > "$tmp"
+render | without_helm_labels > "$tmp"
 if [ "${1:-}" = --check ]; then
   if ! diff -u "$out" "$tmp" >&2; then
     echo "scripts/manifests.sh: $out is stale: run scripts/manifests.sh and commit it" >&2

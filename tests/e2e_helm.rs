@@ -273,7 +273,7 @@ fn alerts_fire_on_written_series_and_stay_quiet_on_healthy_ones() {
     };
     let check = promtool(&["check", "rules", "rules.yaml"]);
     assert!(check.ok, "promtool check rules:\n{}{}", check.stdout, check.stderr);
-    assert!(check.stdout.contains("SUCCESS: 8 rules found"), "{}", check.stdout);
+    assert!(check.stdout.contains("SUCCESS: 11 rules found"), "{}", check.stdout);
     let test = promtool(&["test", "rules", "alerts_test.yaml"]);
     assert!(test.ok, "promtool test rules:\n{}{}", test.stdout, test.stderr);
     assert!(test.stdout.contains("SUCCESS"), "{}", test.stdout);
@@ -353,6 +353,624 @@ fn the_dashboard_and_the_alerts_query_only_metrics_the_webhook_exports() {
         }
     }
     assert!(ours >= 10, "the dashboard and alerts query {ours} of our metrics");
+}
+
+/// The strings of a YAML sequence.
+fn strings(v: &serde_yaml::Value) -> Vec<String> {
+    v.as_sequence().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+}
+
+/// What the rendering of the Deployment, the Service and the NetworkPolicy says about the ports.
+fn assert_ports(docs: &[serde_yaml::Value], (webhook, probes, metrics): (u64, u64, u64), host_network: bool) {
+    let pod = &find(docs, "Deployment", RELEASE).expect("a Deployment")["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let args = strings(&c["args"]);
+    for want in [
+        format!("--webhook-addr=[::]:{webhook}"),
+        format!("--probe-addr=[::]:{probes}"),
+        format!("--metrics-addr=[::]:{metrics}"),
+    ] {
+        assert!(args.contains(&want), "{want} missing from {args:?}");
+    }
+    let port = |name: &str| {
+        c["ports"].as_sequence().unwrap().iter().find(|p| p["name"].as_str() == Some(name)).unwrap()
+            ["containerPort"]
+            .as_u64()
+    };
+    assert_eq!(
+        (port("webhook"), port("probes"), port("metrics")),
+        (Some(webhook), Some(probes), Some(metrics))
+    );
+    // The probes, and the Service's targetPorts, name the container's ports: they follow them.
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"].as_str(), Some("probes"), "{probe}");
+    }
+    let svc = find(docs, "Service", RELEASE).unwrap();
+    let svc_ports: Vec<(Option<&str>, Option<u64>, Option<&str>)> = svc["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str(), p["port"].as_u64(), p["targetPort"].as_str()))
+        .collect();
+    assert_eq!(
+        svc_ports,
+        [(Some("webhook"), Some(443), Some("webhook")), (Some("metrics"), Some(metrics), Some("metrics"))]
+    );
+    let np = find(docs, "NetworkPolicy", RELEASE).expect("a NetworkPolicy");
+    let np_ports: Vec<Option<u64>> =
+        np["spec"]["ingress"].as_sequence().unwrap().iter().map(|r| r["ports"][0]["port"].as_u64()).collect();
+    assert_eq!(np_ports, [Some(webhook), Some(metrics)]);
+    if host_network {
+        assert_eq!(pod["hostNetwork"].as_bool(), Some(true));
+        assert_eq!(pod["dnsPolicy"].as_str(), Some("ClusterFirstWithHostNet"));
+    } else {
+        assert!(pod["hostNetwork"].is_null() && pod["dnsPolicy"].is_null(), "{pod:?}");
+    }
+}
+
+#[test]
+fn ports_and_host_network_follow_the_values() {
+    let docs = documents(&template_ok(&["--set", "networkPolicy.enabled=true"]));
+    assert_ports(&docs, (9443, 8081, 8080), false);
+
+    // As a GKE private cluster or EKS with a custom CNI needs it: the node's network, free ports.
+    let docs = documents(&template_ok(&[
+        "--set",
+        "ports.webhook=10260",
+        "--set",
+        "ports.probes=10261",
+        "--set",
+        "ports.metrics=10262",
+        "--set",
+        "hostNetwork=true",
+        "--set",
+        "networkPolicy.enabled=true",
+    ]));
+    assert_ports(&docs, (10260, 10261, 10262), true);
+
+    let p = template(&["--set", "ports.metrics=8081"]);
+    assert!(!p.ok, "two listeners on one port were accepted");
+    assert!(
+        p.stderr.contains(
+            "ports.webhook (9443), ports.probes (8081) and ports.metrics (8081) must be three different ports"
+        ),
+        "{}",
+        p.stderr
+    );
+    let p = template(&["--set", "ports.webhook=70000"]);
+    assert!(!p.ok && p.stderr.contains("at '/ports/webhook'"), "{}", p.stderr);
+}
+
+#[test]
+fn the_chart_is_usable_as_a_subchart_with_global_values() {
+    template_ok(&["--set", "global.imageRegistry=registry.example"]);
+
+    // A parent chart that vendors this one and shares global values with every subchart.
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().join("platform");
+    std::fs::create_dir_all(parent.join("charts")).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(chart::chart_dir())
+        .arg(parent.join("charts/offloading-webhook"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::write(parent.join("Chart.yaml"), "apiVersion: v2\nname: platform\nversion: 1.0.0\n").unwrap();
+    std::fs::write(
+        parent.join("values.yaml"),
+        "global:\n  imageRegistry: registry.example\n  storageClass: fast\noffloading-webhook:\n  replicaCount: 1\n  enforcement: warn\n",
+    )
+    .unwrap();
+    let docs =
+        documents(&helm_ok(&["template", "platform", parent.to_str().unwrap(), "--namespace", NAMESPACE]));
+    let d = find(&docs, "Deployment", "platform-offloading-webhook").expect("the subchart's Deployment");
+    assert_eq!(d["spec"]["replicas"].as_u64(), Some(1));
+    assert!(
+        strings(&d["spec"]["template"]["spec"]["containers"][0]["args"])
+            .contains(&"--enforcement=warn".into())
+    );
+}
+
+#[test]
+fn chart_yaml_and_the_runbooks_point_at_this_project() {
+    let chart: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml")).unwrap())
+            .unwrap();
+    let home = chart["home"].as_str().expect("Chart.yaml has a home");
+    assert!(!home.contains("liqotech"), "Chart.yaml's home is Liqo's repository: {home}");
+    assert_eq!(chart["sources"][0].as_str(), Some(home));
+    let values: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart::chart_dir().join("values.yaml")).unwrap())
+            .unwrap();
+    let runbooks = values["metrics"]["prometheusRule"]["runbookBaseUrl"].as_str().unwrap();
+    assert!(runbooks.starts_with(home) && runbooks.ends_with("/docs/runbooks"), "{runbooks}");
+}
+
+#[test]
+fn deploy_yaml_carries_no_helm_ownership_labels() {
+    let text = std::fs::read_to_string(format!("{}/manifests/deploy.yaml", support::ROOT)).unwrap();
+    let docs = documents(&text);
+    assert!(docs.len() >= 8, "{}", chart::kinds(&docs).join(" "));
+    for doc in &docs {
+        let labels = serde_yaml::to_string(&doc["metadata"]["labels"]).unwrap();
+        for helm_only in ["helm.sh/chart", "app.kubernetes.io/managed-by", "meta.helm.sh/"] {
+            assert!(
+                !labels.contains(helm_only),
+                "{}: {helm_only} in {labels}",
+                chart::kinds(std::slice::from_ref(doc))[0]
+            );
+        }
+    }
+    assert!(!text.contains("managed-by") && !text.contains("helm.sh/chart"));
+    // The labels that select and group the objects stay.
+    assert!(text.contains("app.kubernetes.io/instance: offloading-webhook"));
+}
+
+#[test]
+fn helm_adopts_what_deploy_yaml_created() {
+    let cp = ControlPlane::start();
+    let deploy = format!("{}/manifests/deploy.yaml", support::ROOT);
+    let chart_path = chart::chart_dir();
+    let chart_path = chart_path.to_str().unwrap();
+    let kubeconfig = cp.kubeconfig.to_str().unwrap();
+    let helm = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--namespace", NAMESPACE, "--kubeconfig", kubeconfig]);
+        chart::helm(&all)
+    };
+    // Liqo's namespace, where the chart's Role reads the cluster id.
+    cp.kubectl_ok(&["create", "namespace", "liqo"]);
+    cp.kubectl_ok(&["apply", "-f", &deploy]);
+
+    // Helm installs nothing over objects it does not own, and says why.
+    let p = helm(&["install", RELEASE, chart_path]);
+    assert!(!p.ok, "helm install over kubectl's objects succeeded without adopting them");
+    assert!(
+        p.stderr.contains("exists and cannot be imported into the current release: invalid ownership metadata; label validation error: missing key \"app.kubernetes.io/managed-by\": must be set to \"Helm\""),
+        "{}",
+        p.stderr
+    );
+
+    // Helm 3.17 and later adopt them with --take-ownership; an upgrade then works as usual.
+    let p = helm(&["install", RELEASE, chart_path, "--take-ownership"]);
+    assert!(p.ok && p.stdout.contains("STATUS: deployed"), "{}{}", p.stdout, p.stderr);
+    let owners = |cp: &ControlPlane| {
+        cp.kubectl_ok(&[
+            "get",
+            "-f",
+            &deploy,
+            "-o",
+            r#"jsonpath={range .items[*]}{.kind}/{.metadata.name} {.metadata.labels.app\.kubernetes\.io/managed-by} {.metadata.annotations.meta\.helm\.sh/release-name}{"\n"}{end}"#,
+        ])
+    };
+    let owned = owners(&cp);
+    // Every object but the Namespace, which the chart does not render (--create-namespace's job).
+    for line in owned.lines().filter(|l| !l.starts_with("Namespace/")) {
+        assert!(line.ends_with(" Helm offloading-webhook"), "not adopted: {line}\n{owned}");
+    }
+    let p = helm(&["upgrade", RELEASE, chart_path, "--set", "replicaCount=3"]);
+    assert!(p.ok && p.stdout.contains("REVISION: 2"), "{}{}", p.stdout, p.stderr);
+    assert_eq!(
+        cp.kubectl_ok(&["-n", NAMESPACE, "get", "deployment", RELEASE, "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+
+    // Older Helm: the labels and annotations Helm checks, set by hand, then a plain install.
+    let p = helm(&["uninstall", RELEASE, "--wait"]);
+    assert!(p.ok, "{}", p.stderr);
+    cp.kubectl_ok(&["apply", "-f", &deploy]);
+    cp.kubectl_ok(&["label", "-f", &deploy, "app.kubernetes.io/managed-by=Helm", "--overwrite"]);
+    cp.kubectl_ok(&[
+        "annotate",
+        "-f",
+        &deploy,
+        "meta.helm.sh/release-name=offloading-webhook",
+        "meta.helm.sh/release-namespace=offloading-webhook",
+        "--overwrite",
+    ]);
+    let p = helm(&["install", RELEASE, chart_path]);
+    assert!(p.ok && p.stdout.contains("STATUS: deployed"), "{}{}", p.stdout, p.stderr);
+}
+
+/// The base of every runbook_url, from values.yaml.
+fn runbook_base() -> String {
+    let values: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart::chart_dir().join("values.yaml")).unwrap())
+            .unwrap();
+    values["metrics"]["prometheusRule"]["runbookBaseUrl"].as_str().unwrap().to_owned()
+}
+
+/// (alert, severity, runbook_url) of each rule.
+fn alert_summaries(extra: &[&str]) -> Vec<(String, String, String)> {
+    let spec = chart::alert_rules(extra);
+    let mut out = Vec::new();
+    for group in spec["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let s = |v: &serde_yaml::Value| v.as_str().unwrap_or("").to_owned();
+            out.push((
+                s(&rule["alert"]),
+                s(&rule["labels"]["severity"]),
+                s(&rule["annotations"]["runbook_url"]),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_alert_links_its_runbook_and_only_refused_writes_are_critical() {
+    let base = runbook_base();
+    let alerts = alert_summaries(&[]);
+    let runbooks = Path::new(support::ROOT).join("docs/runbooks");
+    let index = std::fs::read_to_string(runbooks.join("README.md")).unwrap();
+    for (alert, severity, url) in &alerts {
+        assert_eq!(url, &format!("{base}/{alert}.md"), "{alert}");
+        let page = std::fs::read_to_string(runbooks.join(format!("{alert}.md")))
+            .unwrap_or_else(|e| panic!("{alert} links docs/runbooks/{alert}.md: {e}"));
+        assert!(page.starts_with(&format!("# {alert}\n")), "{alert}: the page names another alert");
+        assert!(
+            page.contains(&format!("**Severity: {severity}.**")),
+            "{alert}: the page says another severity"
+        );
+        for section in ["## What you see", "## Confirm", "## Fix"] {
+            assert!(page.contains(section), "{alert}: no {section:?} section");
+        }
+        assert!(page.contains("```bash\n"), "{alert}: no command to confirm it");
+        assert!(index.contains(&format!("[{alert}]({alert}.md) | {severity} |")), "{alert} not in the index");
+    }
+    // No page without its alert.
+    for entry in std::fs::read_dir(&runbooks).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(alert) = name.strip_suffix(".md").filter(|n| *n != "README") else { continue };
+        assert!(alerts.iter().any(|(a, _, _)| a == alert), "docs/runbooks/{name} has no alert");
+    }
+    // Critical means the cluster refuses NamespaceOffloading writes, and nothing else.
+    let critical: Vec<&str> =
+        alerts.iter().filter(|(_, s, _)| s == "critical").map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(critical, ["OffloadingWebhookCallsFailing", "OffloadingWebhookNoReadyReplica"]);
+    assert!(alerts.iter().all(|(_, s, _)| s == "critical" || s == "warning"), "{alerts:?}");
+
+    // The links follow the value; with no reconcile loop there is no leader to miss.
+    let alerts = alert_summaries(&[
+        "--set",
+        "metrics.prometheusRule.runbookBaseUrl=https://wiki.example/ops/runbooks",
+        "--set",
+        "reconcile=false",
+    ]);
+    for (alert, _, url) in &alerts {
+        assert_eq!(url, &format!("https://wiki.example/ops/runbooks/{alert}.md"));
+    }
+    assert!(!alerts.iter().any(|(a, _, _)| a == "OffloadingWebhookNoLeader"), "{alerts:?}");
+    let p = template(&["--set", "metrics.prometheusRule.runbookBaseUrl=https://wiki.example/runbooks/"]);
+    assert!(!p.ok && p.stderr.contains("at '/metrics/prometheusRule/runbookBaseUrl'"), "{}", p.stderr);
+}
+
+/// The rendered dashboard (the ConfigMap's JSON).
+fn rendered_dashboard(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--set", "dashboard.enabled=true", "--show-only", "templates/dashboard.yaml"];
+    args.extend_from_slice(extra);
+    let docs = documents(&template_ok(&args));
+    let json = docs[0]["data"]["offloading-webhook.json"].as_str().expect("the dashboard's JSON");
+    serde_json::from_str(json).expect("the rendered dashboard is JSON")
+}
+
+fn names_regex(validating: &str, mutating: &str) -> String {
+    format!("{}|{}", validating.replace('.', "[.]"), mutating.replace('.', "[.]"))
+}
+
+/// Asserts that every API server metric the alerts and the dashboard select is selected by exactly
+/// `regex` (the dashboard through its hidden $webhooks variable), and every dashboard query by
+/// $cluster.
+fn assert_keyed_to(extra: &[&str], regex: &str) {
+    let matcher = format!("{{name=~\"{regex}\"");
+    let mut alerts = 0;
+    for group in chart::alert_rules(extra)["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let expr = rule["expr"].as_str().unwrap();
+            let selectors =
+                chart::selected_metrics(expr).iter().filter(|m| m.starts_with("apiserver_")).count();
+            assert_eq!(
+                expr.matches(&matcher).count(),
+                selectors,
+                "{}: {expr}",
+                rule["alert"].as_str().unwrap()
+            );
+            alerts += usize::from(selectors > 0);
+        }
+    }
+    assert!(alerts >= 3, "{alerts} alerts on the API server's metrics");
+
+    let dash = rendered_dashboard(extra);
+    let vars = dash["templating"]["list"].as_array().unwrap();
+    let var = |name: &str| vars.iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no ${name}"));
+    assert_eq!(var("webhooks")["query"].as_str(), Some(regex));
+    assert_eq!(var("webhooks")["type"], "constant");
+    assert_eq!(var("cluster")["type"], "query");
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            let title = panel["title"].as_str().unwrap();
+            assert_eq!(
+                expr.matches('{').count(),
+                expr.matches("{cluster=\"$cluster\",").count(),
+                "{title}: every selector starts with cluster=\"$cluster\": {expr}"
+            );
+            let selectors =
+                chart::selected_metrics(expr).iter().filter(|m| m.starts_with("apiserver_")).count();
+            assert_eq!(selectors, expr.matches("name=~\"$webhooks\"").count(), "{title}: {expr}");
+        }
+    }
+}
+
+#[test]
+fn the_alerts_and_the_dashboard_follow_the_webhook_names() {
+    assert_keyed_to(&[], &names_regex("validate.offloading-webhook.io", "mutate.offloading-webhook.io"));
+    let names = [
+        "--set",
+        "webhooks.validatingName=check.platform.example",
+        "--set",
+        "webhooks.mutatingName=annotate.platform.example",
+    ];
+    assert_keyed_to(&names, &names_regex("check.platform.example", "annotate.platform.example"));
+    // Liqo's names are never selected: its webhook's calls are not ours.
+    let rules = serde_yaml::to_string(&chart::alert_rules(&[])).unwrap();
+    assert!(!rules.contains("liqo[.]io"), "{rules}");
+    let p = template(&["--set", "webhooks.validatingName=validate"]);
+    assert!(!p.ok && p.stderr.contains("at '/webhooks/validatingName'"), "{}", p.stderr);
+}
+
+/// The webhook names the chart registers (validating, mutating), as rendered.
+fn registered_names(extra: &[&str]) -> (String, String) {
+    let docs = documents(&template_ok(extra));
+    let name = |kind: &str| {
+        find(&docs, kind, RELEASE).and_then(|d| d["webhooks"][0]["name"].as_str()).unwrap().to_owned()
+    };
+    (name("ValidatingWebhookConfiguration"), name("MutatingWebhookConfiguration"))
+}
+
+#[test]
+fn the_alerts_and_the_dashboard_select_the_names_the_chart_registers() {
+    for extra in [
+        &[][..],
+        &[
+            "--set",
+            "webhooks.validatingName=check.platform.example",
+            "--set",
+            "webhooks.mutatingName=annotate.platform.example",
+        ][..],
+    ] {
+        let (validating, mutating) = registered_names(extra);
+        assert_keyed_to(extra, &names_regex(&validating, &mutating));
+    }
+}
+
+/// Whether every field of `want` is in `got` with the same value (maps key by key, lists item by
+/// item); collects the paths that differ. What the API server kept of what the chart set: a release
+/// that does not know a field drops it without a word.
+fn kept(want: &serde_json::Value, got: &serde_json::Value, path: &str, lost: &mut Vec<String>) {
+    use serde_json::Value;
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, v) in w {
+                match g.get(k) {
+                    Some(gv) => kept(v, gv, &format!("{path}.{k}"), lost),
+                    None => lost.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => {
+            for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
+                kept(wv, gv, &format!("{path}[{i}]"), lost);
+            }
+        }
+        _ if want == got => {}
+        _ => lost.push(format!("{path}: set {want}, stored {got}")),
+    }
+}
+
+/// The Kubernetes version a control-plane directory builds (its versions.env).
+fn kubernetes_version(versions_env: &str) -> String {
+    let text =
+        std::fs::read_to_string(format!("{}/tests/controlplane/{versions_env}", support::ROOT)).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("KUBERNETES_VERSION=")).unwrap().trim().to_owned()
+}
+
+/// The oldest minor release Chart.yaml's kubeVersion admits, as a control-plane directory ("v1.30").
+fn oldest_claimed_release() -> String {
+    let chart: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml")).unwrap())
+            .unwrap();
+    let constraint = chart["kubeVersion"].as_str().unwrap();
+    let version =
+        constraint.strip_prefix(">=").unwrap_or_else(|| panic!("kubeVersion {constraint} is not >=X"));
+    let mut parts = version.split(['.', '-']);
+    format!("v{}.{}", parts.next().unwrap(), parts.next().unwrap())
+}
+
+/// On one control plane: the chart installed (Helm checks its kubeVersion against the server), the
+/// API server keeping every field the chart sets on the registrations and the container (preStop
+/// sleep included), a broken object refused through the chart's own registration with the name it
+/// registers, a call that fails open counted under that name, and nothing left after uninstall.
+fn install_and_refuse_on(cp: &ControlPlane, kubernetes: &str) {
+    let version: serde_json::Value =
+        serde_json::from_str(&cp.kubectl_ok(&["version", "-o", "json"])).unwrap();
+    assert_eq!(version["serverVersion"]["gitVersion"].as_str(), Some(kubernetes));
+    install_crds(cp);
+    cp.kubectl_ok(&["create", "namespace", "liqo"]);
+    cp.kubectl_ok(&["create", "namespace", "team-a"]);
+    let chart_path = chart::chart_dir();
+    let values = values_file(cp.dir.path(), "install", "service:\n  selector: false\n");
+    let out = helm_ok(&[
+        "install",
+        RELEASE,
+        chart_path.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "--kubeconfig",
+        cp.kubeconfig.to_str().unwrap(),
+        "-f",
+        &values,
+    ]);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+
+    // What the API server stored is what the chart rendered.
+    let rendered = documents(&helm_ok(&[
+        "get",
+        "manifest",
+        RELEASE,
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        cp.kubeconfig.to_str().unwrap(),
+    ]));
+    let stored = |kind: &str, ns: Option<&str>| -> serde_json::Value {
+        let mut args = vec!["get", kind, RELEASE, "-o", "json"];
+        if let Some(ns) = ns {
+            args.extend_from_slice(&["-n", ns]);
+        }
+        serde_json::from_str(&cp.kubectl_ok(&args)).unwrap()
+    };
+    let mut lost = Vec::new();
+    for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+        let mut want =
+            serde_json::to_value(find(&rendered, kind, RELEASE).unwrap()["webhooks"].clone()).unwrap();
+        // Entries the chart renders; none when the replicas register them once ready.
+        let Some(hooks) = want.as_array_mut() else { continue };
+        for hook in hooks {
+            // Filled by whoever keeps the certificate, not necessarily at install.
+            hook["clientConfig"].as_object_mut().unwrap().remove("caBundle");
+        }
+        kept(&want, &stored(&kind.to_lowercase(), None)["webhooks"], kind, &mut lost);
+    }
+    let want = serde_json::to_value(
+        find(&rendered, "Deployment", RELEASE).unwrap()["spec"]["template"]["spec"]["containers"].clone(),
+    )
+    .unwrap();
+    let deployment = stored("deployment", Some(NAMESPACE));
+    kept(&want, &deployment["spec"]["template"]["spec"]["containers"], "Deployment", &mut lost);
+    assert!(lost.is_empty(), "Kubernetes {kubernetes} did not keep what the chart set:\n{}", lost.join("\n"));
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"],
+        5
+    );
+
+    // The release's own certificate, served behind the chart's Service on the host's address.
+    let certs = cp.dir.path().join("release-certs");
+    serving_cert_from_the_release(cp, &certs);
+    let addr = std::net::SocketAddr::new(host_address(), support::free_port());
+    let wh = support::serving::Replica::spawn(cp, &certs, addr, &["--cluster-id", CLUSTER_ID]);
+    eventually(Duration::from_secs(30), "the webhook's /readyz to answer 200", || {
+        wh.readyz().filter(|r| r.starts_with("HTTP/1.1 200")).map(|_| ())
+    });
+    endpoints_on_the_host(cp, addr);
+    let bad = nsof("team-a", "offloading", BAD_OPERATOR);
+    let refused =
+        eventually(Duration::from_secs(30), "the chart's registration to refuse the object", || {
+            let p = apply(cp, &bad, &[]);
+            (!p.ok && p.stderr.contains("denied the request")).then_some(p)
+        });
+    let validating =
+        stored("validatingwebhookconfiguration", None)["webhooks"][0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        refused.stderr.trim(),
+        format!(
+            "Error from server: error when creating \"STDIN\": admission webhook \"{validating}\" denied the request: {BAD_OPERATOR_SAYS}"
+        )
+    );
+
+    // Registrations that fail open, a webhook gone: the write passes, and the API server counts it
+    // under the name the alerts select.
+    for kind in ["validatingwebhookconfiguration", "mutatingwebhookconfiguration"] {
+        cp.kubectl_ok(&[
+            "patch",
+            kind,
+            RELEASE,
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Ignore"}]"#,
+        ]);
+    }
+    drop(wh);
+    cp.kubectl_ok(&["create", "namespace", "team-b"]);
+    let good = nsof("team-b", "offloading", "  podOffloadingStrategy: LocalAndRemote\n");
+    eventually(Duration::from_secs(30), "a write to fail open", || apply(cp, &good, &[]).ok.then_some(()));
+    let metrics = cp.kubectl_ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.lines().any(|l| l.starts_with("apiserver_admission_webhook_fail_open_count{")
+            && l.contains(&format!("name=\"{validating}\""))),
+        "no fail-open call of {validating} counted"
+    );
+    let exported = chart::exported_metrics(&metrics);
+    for (what, name) in queried_metrics() {
+        if name.starts_with("apiserver_") {
+            assert!(exported.contains(&name), "{what}: kube-apiserver {kubernetes} exports no {name}");
+        }
+    }
+
+    let out = helm_ok(&[
+        "uninstall",
+        RELEASE,
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        cp.kubeconfig.to_str().unwrap(),
+    ]);
+    assert!(out.contains("uninstalled"), "{out}");
+    let left = cp.kubectl_ok(&[
+        "get",
+        "validatingwebhookconfigurations,mutatingwebhookconfigurations",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(left.trim(), "", "webhook configurations left behind");
+}
+
+/// The host's first global IPv4 address: an Endpoints object refuses loopback, and kube-apiserver
+/// before 1.33 resolves a Service-registered webhook through Endpoints (later, EndpointSlices).
+fn host_address() -> std::net::IpAddr {
+    let out = std::process::Command::new("ip").args(["-o", "-4", "addr", "show", "scope", "global"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?.split('/').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs a non-loopback IPv4 address on the host (`ip -4 addr` shows none):\n{text}"
+            )
+        })
+}
+
+/// Points the selectorless Service at a `serve` on `addr`, as the endpoint controllers would for a
+/// pod: an Endpoints object (what kube-apiserver before 1.33 reads) and an EndpointSlice (what later
+/// releases read), the port found by the Service port's name, ready.
+fn endpoints_on_the_host(cp: &ControlPlane, addr: std::net::SocketAddr) {
+    let (ip, port) = (addr.ip(), addr.port());
+    let yaml = format!(
+        "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {RELEASE}\n  namespace: {NAMESPACE}\nsubsets:\n- addresses:\n  - ip: {ip}\n  ports:\n  - name: webhook\n    port: {port}\n    protocol: TCP\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {RELEASE}-host\n  namespace: {NAMESPACE}\n  labels:\n    kubernetes.io/service-name: {RELEASE}\n    endpointslice.kubernetes.io/managed-by: e2e-helm.offloading-webhook\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: webhook\n  port: {port}\n  protocol: TCP\n"
+    );
+    let p = apply(cp, &yaml, &[]);
+    assert!(p.ok, "{}", p.stderr);
+}
+
+/// With aggregator routing the API server reaches a Service-registered webhook through the
+/// Service's endpoints, as it does in a cluster without kube-proxy in its path.
+const AGGREGATOR_ROUTING: (&str, &str) = ("UP_APISERVER_ARGS", "--enable-aggregator-routing=true");
+
+#[test]
+fn the_chart_installs_and_refuses_on_the_oldest_kubernetes_it_claims() {
+    let release = oldest_claimed_release();
+    let kubernetes = kubernetes_version(&format!("{release}/versions.env"));
+    let cp = ControlPlane::start_release(&release, &[AGGREGATOR_ROUTING]);
+    install_and_refuse_on(&cp, &kubernetes);
+}
+
+#[test]
+fn the_chart_installs_and_refuses_on_the_newest_kubernetes() {
+    let cp = ControlPlane::start_with(&[AGGREGATOR_ROUTING]);
+    install_and_refuse_on(&cp, &kubernetes_version("versions.env"));
 }
 
 /// The Secret's key, decoded, as kubectl prints it.
@@ -470,7 +1088,9 @@ fn helm_install_upgrade_and_uninstall_on_the_test_control_plane() {
     // called the webhook.
     let apiserver = chart::exported_metrics(&cp.kubectl_ok(&["get", "--raw", "/metrics"]));
     for (what, name) in queried_metrics() {
-        if name.starts_with("apiserver_") {
+        // A counter the API server creates on the first call that fails open: install_and_refuse_on
+        // makes one.
+        if name.starts_with("apiserver_") && name != "apiserver_admission_webhook_fail_open_count" {
             assert!(apiserver.contains(&name), "{what}: kube-apiserver exports no {name}");
         }
     }

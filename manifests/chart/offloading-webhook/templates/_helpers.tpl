@@ -70,3 +70,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "ow.metricsSelector" -}}
 job="{{ include "ow.fullname" . }}",namespace="{{ .Release.Namespace }}"
 {{- end }}
+
+{{/* The webhooks' names, as registered and as the API server's metrics label them (name=...). */}}
+{{- define "ow.validatingName" -}}
+{{- default "validate.offloading-webhook.io" .Values.webhooks.validatingName }}
+{{- end }}
+
+{{- define "ow.mutatingName" -}}
+{{- default "mutate.offloading-webhook.io" .Values.webhooks.mutatingName }}
+{{- end }}
+
+{{/* A PromQL regular expression (fully anchored, as PromQL's are) matching exactly those two names. */}}
+{{- define "ow.webhookNamesRegex" -}}
+{{- printf "%s|%s" (include "ow.validatingName" . | replace "." "[.]") (include "ow.mutatingName" . | replace "." "[.]") }}
+{{- end }}
+
+{{/* The three listeners need three ports. */}}
+{{- define "ow.checkPorts" -}}
+{{- $p := .Values.ports }}
+{{- if or (eq (int $p.webhook) (int $p.probes)) (eq (int $p.webhook) (int $p.metrics)) (eq (int $p.probes) (int $p.metrics)) }}
+{{- fail (printf "ports.webhook (%v), ports.probes (%v) and ports.metrics (%v) must be three different ports" $p.webhook $p.probes $p.metrics) }}
+{{- end }}
+{{- end }}
