@@ -856,11 +856,24 @@ fn install_and_refuse_on(cp: &ControlPlane, kubernetes: &str) {
         5
     );
 
-    // The release's own certificate, served behind the chart's Service on the host's address.
-    let certs = cp.dir.path().join("release-certs");
-    serving_cert_from_the_release(cp, &certs);
+    // A replica as the chart's Deployment runs it (its managed certificate, its registration),
+    // behind the chart's Service on the host's address.
     let addr = std::net::SocketAddr::new(host_address(), support::free_port());
-    let wh = support::serving::Replica::spawn(cp, &certs, addr, &["--cluster-id", CLUSTER_ID]);
+    let mut args: Vec<String> = chart::deployment_args(&template_ok(&[]))
+        .into_iter()
+        .filter(|a| !["--webhook-addr=", "--probe-addr=", "--metrics-addr="].iter().any(|p| a.starts_with(p)))
+        .collect();
+    args.extend([
+        format!("--namespace={NAMESPACE}"),
+        format!("--cluster-id={CLUSTER_ID}"),
+        format!("--kubeconfig={}", cp.kubeconfig.display()),
+    ]);
+    let wh = support::serving::Replica::spawn_args(
+        &cp.dir.path().join("logs"),
+        &cp.dir.path().join("no-certs"),
+        addr,
+        &args,
+    );
     eventually(Duration::from_secs(30), "the webhook's /readyz to answer 200", || {
         wh.readyz().filter(|r| r.starts_with("HTTP/1.1 200")).map(|_| ())
     });
