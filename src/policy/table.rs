@@ -590,6 +590,9 @@ pub fn undecodable(which: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::NamespaceOffloading;
+    use crate::offloading::rules::{Context, VirtualNode, VirtualNodes, review_create, review_update};
+    use serde_json::{Value, json};
 
     #[test]
     fn the_table_has_every_rule_once() {
@@ -597,6 +600,117 @@ mod tests {
             assert_eq!(RULES.iter().filter(|r| r.id == id).count(), 1, "{id}");
         }
         assert_eq!(RULES.len(), RuleId::ALL.len());
+    }
+
+    /// An object that breaks `id` (and perhaps others): namespace, name, spec, old spec.
+    fn example(id: RuleId) -> (&'static str, &'static str, Value, Option<Value>) {
+        let every = json!({"nodeSelectorTerms": []});
+        let expr = |e: Value| json!({"clusterSelector": {"nodeSelectorTerms": [{"matchExpressions": [e]}]}});
+        let field = |e: Value| json!({"clusterSelector": {"nodeSelectorTerms": [{"matchFields": [e]}]}});
+        let selected = |name: &str| json!({"namespaceMappingStrategy": "SelectedName", "remoteNamespaceName": name, "clusterSelector": every});
+        let create = |spec: Value| ("web", "offloading", spec, None);
+        match id {
+            RuleId::Name => ("web", "my-offloading", json!({"clusterSelector": every}), None),
+            RuleId::ImmutableMappingStrategy => (
+                "web",
+                "offloading",
+                json!({"namespaceMappingStrategy": "EnforceSameName", "clusterSelector": every}),
+                Some(json!({"clusterSelector": every})),
+            ),
+            RuleId::ImmutableRemoteName => ("web", "offloading", selected("b"), Some(selected("a"))),
+            RuleId::MappingStrategy => {
+                create(json!({"namespaceMappingStrategy": "Same", "clusterSelector": every}))
+            }
+            RuleId::PodOffloadingStrategy => {
+                create(json!({"podOffloadingStrategy": "Anywhere", "clusterSelector": every}))
+            }
+            RuleId::SelectorTooMany => create(json!({"clusterSelector": {"nodeSelectorTerms":
+                vec![json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}); MAX_TERMS + 1]}})),
+            RuleId::SelectorKey => create(expr(json!({"key": "bad key", "operator": "Exists"}))),
+            RuleId::SelectorOperator => create(expr(json!({"key": "k", "operator": "Equals"}))),
+            RuleId::SelectorValuesRequired => create(expr(json!({"key": "k", "operator": "In"}))),
+            RuleId::SelectorValuesForbidden => {
+                create(expr(json!({"key": "k", "operator": "Exists", "values": ["x"]})))
+            }
+            RuleId::SelectorSingleValue => {
+                create(expr(json!({"key": "k", "operator": "Gt", "values": ["1", "2"]})))
+            }
+            RuleId::SelectorInteger => {
+                create(expr(json!({"key": "k", "operator": "Lt", "values": ["many"]})))
+            }
+            RuleId::SelectorLabelValue => {
+                create(expr(json!({"key": "k", "operator": "In", "values": ["a b"]})))
+            }
+            RuleId::FieldKey => {
+                create(field(json!({"key": "metadata.labels", "operator": "In", "values": ["a"]})))
+            }
+            RuleId::FieldOperator => create(field(json!({"key": "metadata.name", "operator": "Exists"}))),
+            RuleId::FieldSingleValue => {
+                create(field(json!({"key": "metadata.name", "operator": "In", "values": ["a", "b"]})))
+            }
+            RuleId::FieldNodeName => {
+                create(field(json!({"key": "metadata.name", "operator": "In", "values": ["Not_A_Node"]})))
+            }
+            RuleId::TermsRequired => create(json!({})),
+            RuleId::SelectorUnmatched => create(json!({"clusterSelector": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "region", "operator": "Equals"}]},
+                {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]}]}})),
+            RuleId::SelectedNameRequired => {
+                create(json!({"namespaceMappingStrategy": "SelectedName", "clusterSelector": every}))
+            }
+            RuleId::RemoteNameInvalid => create(selected("Bad_Name")),
+            RuleId::RemoteNameEverywhere => create(selected("kube-system")),
+            RuleId::DefaultNameTooLong => {
+                ("payments-processing-europe-1", "offloading", json!({"clusterSelector": every}), None)
+            }
+        }
+    }
+
+    /// The webhook's verdict on `example(id)`, with one virtual node in region `us`.
+    fn webhook_errors(id: RuleId, g: Generation) -> Vec<FieldError> {
+        let (ns, name, spec, old) = example(id);
+        let api = match g {
+            Generation::V0_3 => "offloading.liqo.io/v1alpha1",
+            Generation::V1 => "offloading.liqo.io/v1beta1",
+        };
+        let obj = |spec: Value| -> NamespaceOffloading {
+            serde_json::from_value(json!({"apiVersion": api, "kind": "NamespaceOffloading",
+                "metadata": {"name": name, "namespace": ns}, "spec": spec}))
+            .unwrap()
+        };
+        let nodes = VirtualNodes::new(vec![VirtualNode {
+            name: "vk-us".into(),
+            cluster_id: "us".into(),
+            labels: [("region".to_owned(), "us".to_owned())].into(),
+        }]);
+        let ctx = Context {
+            cluster_id: Some("b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a"),
+            virtual_nodes: Some(&nodes),
+            generation: g,
+        };
+        match old {
+            None => review_create(&obj(spec), ns, &ctx).errors,
+            Some(old) => review_update(&obj(old), &obj(spec), ns, &ctx).errors,
+        }
+    }
+
+    #[test]
+    fn every_error_of_the_webhook_names_its_rule_of_the_table() {
+        for g in [Generation::V0_3, Generation::V1] {
+            for r in &RULES {
+                let errors = webhook_errors(r.id, g);
+                // The webhook says so exactly on the generations the table gives the rule.
+                assert_eq!(
+                    errors.iter().any(|e| e.rule == r.id),
+                    r.generations.contains(&g),
+                    "{} on {g:?}: {errors:?}",
+                    r.id
+                );
+                for e in &errors {
+                    assert!(rule(e.rule).generations.contains(&g), "{} on {g:?}: {e}", e.rule);
+                }
+            }
+        }
     }
 
     #[test]

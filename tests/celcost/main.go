@@ -28,8 +28,8 @@ import (
 	"github.com/google/cel-go/checker"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensions "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,10 +49,10 @@ import (
 
 type variable struct{ name, expression string }
 
-func (v variable) GetExpression() string           { return v.expression }
-func (v variable) ReturnTypes() []*celgo.Type      { return []*celgo.Type{celgo.AnyType} }
-func (v variable) GetName() string                 { return v.name }
-func (v variable) String() string                  { return v.name }
+func (v variable) GetExpression() string      { return v.expression }
+func (v variable) ReturnTypes() []*celgo.Type { return []*celgo.Type{celgo.AnyType} }
+func (v variable) GetName() string            { return v.name }
+func (v variable) String() string             { return v.name }
 
 type condition struct{ expression string }
 
