@@ -8,8 +8,11 @@
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
 //! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.
 //! - [`diagnose`]: the troubleshooting guide as one command.
-//! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
-//! - [`metrics`]: the Prometheus registry; [`health`]: faults `/readyz` reports, API errors explained.
+//! - [`certs`]: a dev CA, and the CA and serving pair the replicas keep themselves in a Secret.
+//! - [`webhook_config`]: the registrations as built; [`registration`]: the replicas filling them in
+//!   once ready.
+//! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
+//! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
 //! - [`policy`]: the static rules as a ValidatingAdmissionPolicy, generated from the rule table.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
@@ -24,7 +27,9 @@ pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
 pub mod policy;
+pub mod rate_limit;
 pub mod reconcile;
+pub mod registration;
 pub mod server;
 pub mod webhook_config;
 
@@ -103,21 +108,22 @@ pub fn webhook_config_yaml(args: &cli::WebhookConfigArgs) -> anyhow::Result<Stri
         ),
         None => None,
     };
-    let service = match &args.service {
-        Some(s) => Some(s.split_once('/').context("--service must be NAMESPACE/NAME")?),
-        None => None,
-    };
-    let target = match (&args.url, service) {
-        (Some(url), _) => webhook_config::Target::Url(url),
-        (None, Some((namespace, name))) => webhook_config::Target::Service { namespace, name, port: 443 },
+    let target = match (&args.url, &args.service) {
+        (Some(url), _) => webhook_config::Target::Url(url.clone()),
+        (None, Some(service)) => webhook_config::Target::service(service).map_err(anyhow::Error::msg)?,
         (None, None) => anyhow::bail!("give --url or --service"),
     };
     let annotations = args
         .cert_manager_certificate
         .as_ref()
         .map(|c| [("cert-manager.io/inject-ca-from".to_owned(), c.clone())].into_iter().collect());
-    let excluded: Vec<&str> = service.map(|(ns, _)| ns).into_iter().collect();
-    let (v, m) = webhook_config::configurations(&args.name, &target, ca.as_deref(), annotations, &excluded);
+    let (v, m) = webhook_config::configurations(
+        &args.name,
+        &args.hooks.settings(),
+        &target,
+        ca.as_deref(),
+        annotations,
+    );
     Ok(webhook_config::to_yaml(&v, &m)?)
 }
 

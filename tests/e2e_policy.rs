@@ -35,10 +35,11 @@ use offloading_webhook::offloading::{
 };
 use offloading_webhook::policy::FALLBACK_MESSAGE;
 use offloading_webhook::policy::table::{self, Check, Scope};
+use offloading_webhook::webhook_config::VALIDATE_NAME;
 use serde_json::{Value, json};
 use support::{CLUSTER_ID, ControlPlane, Webhook, certs_for_loopback};
 
-const WEBHOOK_DENIED: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: ";
+const WEBHOOK_DENIED: &str = "admission webhook \"validate.offloading-webhook.io\" denied the request: ";
 const POLICY: &str = "offloading-webhook";
 /// Fuzzed objects per generation.
 const FUZZED: usize = 2500;
@@ -1104,7 +1105,7 @@ async fn equal_verdicts(g: Gen) {
     let by_webhook = send_all(&client, g, &cases).await;
     let webhook_time = t.elapsed();
     let (wh_sum, wh_count) =
-        histogram(&cp, "apiserver_admission_webhook_admission_duration_seconds", "nsoff.validate.liqo.io");
+        histogram(&cp, "apiserver_admission_webhook_admission_duration_seconds", VALIDATE_NAME);
 
     // Only the policy.
     cp.kubectl_ok(&["delete", "validatingwebhookconfiguration", "offloading-webhook"]);
