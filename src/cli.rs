@@ -73,8 +73,9 @@ pub struct PolicyArgs {
     /// binding, no parameter).
     #[arg(long, value_parser = parse_cluster_id)]
     pub cluster_id: Option<String>,
-    /// A namespace the policy leaves alone, besides kube-system (repeatable).
-    #[arg(long = "exclude-namespace")]
+    /// Namespaces the policy leaves alone, besides kube-system (repeatable, or comma-separated), as
+    /// `serve --excluded-namespace`.
+    #[arg(long = "excluded-namespace", value_delimiter = ',')]
     pub exclude_namespaces: Vec<String>,
     /// What to print: all, policy (the ValidatingAdmissionPolicy alone) or bindings.
     #[arg(long, value_enum, default_value_t = PolicyPart::All)]
