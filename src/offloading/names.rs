@@ -1,5 +1,5 @@
 //! Name syntax (RFC 1123 labels, qualified names, label values) and the remote namespace name each
-//! mapping strategy derives (SPEC §2).
+//! mapping strategy derives (docs/behaviour.md, "Derived remote names").
 
 use crate::crd::NamespaceMappingStrategy;
 
@@ -203,7 +203,7 @@ pub(crate) fn exists_everywhere(name: &str, same_name: bool) -> String {
 /// Namespaces every Kubernetes cluster has: a remote namespace of that name is never Liqo's.
 pub const NAMESPACES_EVERYWHERE: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// The remote namespace name a strategy derives for `namespace` (SPEC §2), checked to be a valid
+/// The remote namespace name a strategy derives for `namespace` (docs/behaviour.md, "Derived remote names"), checked to be a valid
 /// namespace name.
 pub fn remote_namespace_name(
     strategy: &NamespaceMappingStrategy,

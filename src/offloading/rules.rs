@@ -1,4 +1,4 @@
-//! The verdict on a NamespaceOffloading (SPEC §3): what denies it and what only deserves a warning.
+//! The verdict on a NamespaceOffloading (docs/behaviour.md, "The webhooks"): what denies it and what only deserves a warning.
 //! Pure: the webhook calls it per review, the reconcile loop per object, with what each knows.
 
 use std::collections::BTreeMap;
@@ -87,7 +87,7 @@ impl PartialEq for VirtualNodes {
 
 impl Eq for VirtualNodes {}
 
-/// The Liqo generation whose behaviour the verdict follows where generations differ (SPEC §7).
+/// The Liqo generation whose behaviour the verdict follows where generations differ (docs/behaviour.md, "Liqo v1.x").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Generation {
     /// Liqo v0.3, the troubleshooting guide's API; this project's reconcile loop plays its
@@ -292,7 +292,7 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&VirtualNodes
         v.errors.push(missing_terms_error());
         return false;
     };
-    // Bounded before any per-term work, on every generation (SPEC §3).
+    // Bounded before any per-term work, on every generation (docs/behaviour.md, "The webhooks").
     let too_many = selector::too_many(sel);
     if !too_many.is_empty() {
         v.errors.extend(too_many);
@@ -647,7 +647,7 @@ mod tests {
         );
     }
 
-    // Liqo v1.x (SPEC §3, §7; issue 11): deny exactly what Liqo v1.2 fails on, warn on luck.
+    // Liqo v1.x (docs/behaviour.md, "Verdicts per generation"): deny exactly what Liqo v1.2 fails on, warn on luck.
 
     const V1_ID: &str = "frosty-bird";
 

@@ -1,6 +1,6 @@
 //! The clusterSelector: a core/v1 NodeSelector judged against the labels of virtual nodes.
 //!
-//! Validation is eager and complete (every problem of every term, SPEC §3.3); matching follows
+//! Validation is eager and complete (every problem of every term, docs/behaviour.md "Malformed clusterSelector"); matching follows
 //! Kubernetes' NodeSelector semantics, except that an absent selector or one with no terms
 //! selects every remote cluster, as Liqo does.
 
