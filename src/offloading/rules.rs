@@ -647,7 +647,8 @@ mod tests {
         );
     }
 
-    // Liqo v1.x (docs/behaviour.md, "Verdicts per generation"): deny exactly what Liqo v1.2 fails on, warn on luck.
+    // Liqo v1.x (docs/behaviour.md, "Verdicts per generation"): deny exactly what Liqo v1.2
+    // fails on, warn on luck.
 
     const V1_ID: &str = "frosty-bird";
 
