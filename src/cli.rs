@@ -219,7 +219,7 @@ impl ServeConfig {
 }
 
 fn parse_remote(s: &str) -> Result<(String, PathBuf), String> {
-    crate::reconcile::remote::parse_remote_kubeconfig(s).map_err(|e| e.to_string())
+    crate::remote_clients::parse_remote_kubeconfig(s).map_err(|e| e.to_string())
 }
 
 fn parse_cluster_id(s: &str) -> Result<String, String> {

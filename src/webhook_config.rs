@@ -9,8 +9,10 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 
-use crate::admission::review::{GROUP, RESOURCE, VERSIONS};
-use crate::crd::WEBHOOK_SKIP_LABEL;
+use crate::liqo::{
+    NAMESPACE_OFFLOADINGS as RESOURCE, OFFLOADING_GROUP as GROUP, OFFLOADING_VERSIONS as VERSIONS,
+    WEBHOOK_SKIP_LABEL,
+};
 
 pub const VALIDATE_NAME: &str = "nsoff.validate.liqo.io";
 pub const MUTATE_NAME: &str = "nsoff.mutate.liqo.io";

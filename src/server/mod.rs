@@ -288,7 +288,7 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
                 tokio::spawn(t);
             }
             if reconcile {
-                let remotes = crate::reconcile::remote::RemoteClients::new(
+                let remotes = crate::remote_clients::RemoteClients::new(
                     cfg.remote_kubeconfigs.iter().cloned().collect(),
                 );
                 let rc = crate::reconcile::ReconcileConfig { lease: cfg.lease(), remotes };
