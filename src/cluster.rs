@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{error, info, warn};
 
-use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, explain_watch, is_misconfiguration};
+use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, watch_event};
 use crate::liqo::v1::virtual_node_resource;
 use crate::liqo::{
     CLUSTER_ID_CONFIGMAP, CLUSTER_ID_CONFIGMAP_SELECTOR, CLUSTER_ID_KEY, NODE_TYPE_LABEL,
@@ -193,27 +193,27 @@ impl ClusterView {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// What keeps this process from its job, shared by everything that talks to the API.
+    /// What keeps this process from some of its job, shared by everything that talks to the API:
+    /// reported (log, metrics), never a reason to be unready.
     pub fn faults(&self) -> &Faults {
         &self.faults
     }
 
-    /// Whether every cache this view relies on has synced and nothing is at fault (what `/readyz`
-    /// reports, with the reason).
+    /// Whether the facts the verdicts use have been read at least once: the cluster id (unless
+    /// given) and the virtual nodes (with a cluster). What `/readyz` reports, with the reason and,
+    /// while a cache cannot sync, what stops it. Once synced, a watch that fails later keeps the
+    /// last known facts and the replica stays ready: a review judged on them is still right, and a
+    /// replica refusing reviews would refuse every NamespaceOffloading write in the cluster.
     pub fn synced(&self) -> Result<(), String> {
-        let waiting = if !self.id_synced.load(Ordering::Acquire) {
-            Some("cluster id ConfigMap not read yet")
+        let (waiting, parts): (&str, &[&str]) = if !self.id_synced.load(Ordering::Acquire) {
+            ("cluster id ConfigMap not read yet", &["cluster-id"])
         } else if self.nodes.is_some() && !self.nodes_synced.load(Ordering::Acquire) {
-            Some("virtual node cache not synced yet")
+            ("virtual node cache not synced yet", &["nodes", "virtualnodes"])
         } else {
-            None
+            return Ok(());
         };
-        match (waiting, self.faults.summary()) {
-            (None, None) => Ok(()),
-            (Some(w), None) => Err(w.to_owned()),
-            (None, Some(f)) => Err(f),
-            (Some(w), Some(f)) => Err(format!("{w}: {f}")),
-        }
+        let why: Vec<String> = parts.iter().filter_map(|p| self.faults.get(p)).collect();
+        if why.is_empty() { Err(waiting.to_owned()) } else { Err(format!("{waiting}: {}", why.join("; "))) }
     }
 
     /// Starts the caches against a cluster of that Liqo generation: virtual nodes always, and the
@@ -251,36 +251,19 @@ impl ClusterView {
                     .default_backoff()
                     .reflect(vn_writer)
                     .for_each(|ev| {
-                        let faults = faults.clone();
-                        let v = v.clone();
-                        async move {
-                            match ev {
-                                Err(e) => {
-                                    let access = Access {
-                                        verb: "list and watch",
-                                        resource: "virtualnodes.offloading.liqo.io",
-                                        namespace: None,
-                                        role: CLUSTER_ROLE,
-                                    };
-                                    let problem = explain_watch(&e, access);
-                                    if !is_misconfiguration(&e) {
-                                        warn!(%problem, "VirtualNode watch failed; retrying");
-                                    } else if faults
-                                        .set("virtualnodes", format!("Liqo v1.x VirtualNodes: {problem}"))
-                                    {
-                                        warn!(%problem, "VirtualNode watch failed; retrying");
-                                    }
-                                }
-                                Ok(ev) => {
-                                    if faults.clear("virtualnodes") {
-                                        info!("VirtualNode watch works again");
-                                    }
-                                    if !matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                                        v.rebuild();
-                                    }
-                                }
-                            }
+                        let access = Access {
+                            verb: "list and watch",
+                            resource: "virtualnodes.offloading.liqo.io",
+                            namespace: None,
+                            role: CLUSTER_ROLE,
+                        };
+                        watch_event(&faults, "virtualnodes", access, "Liqo v1.x VirtualNodes", &ev);
+                        if let Ok(ev) = ev
+                            && !matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_))
+                        {
+                            v.rebuild();
                         }
+                        futures::future::ready(())
                     })
                     .await;
             }));
@@ -292,11 +275,10 @@ impl ClusterView {
             let stream = watcher(nodes, cfg).default_backoff();
             futures::pin_mut!(stream);
             loop {
-                match stream.try_next().await {
+                let next = stream.try_next().await;
+                watch_event(&v.faults, "nodes", access, "virtual nodes", &next);
+                match next {
                     Ok(Some(mut ev)) => {
-                        if v.faults.clear("nodes") {
-                            info!("virtual node watch works again");
-                        }
                         // Only names and labels are used: the status (heartbeats, images) and the
                         // managed fields would only take memory.
                         if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = &mut ev {
@@ -323,14 +305,8 @@ impl ClusterView {
                         }
                     }
                     Ok(None) => break,
-                    Err(e) => {
-                        let problem = explain_watch(&e, access);
-                        if !is_misconfiguration(&e) {
-                            warn!(%problem, "virtual node watch failed; retrying");
-                        } else if v.faults.set("nodes", format!("virtual nodes: {problem}")) {
-                            warn!(%problem, "virtual node watch failed; retrying");
-                        }
-                    }
+                    // Reported above; the cache keeps the last known nodes meanwhile.
+                    Err(_) => {}
                 }
             }
         }));
@@ -351,26 +327,19 @@ impl ClusterView {
                 let stream = watcher(cms, cfg).default_backoff();
                 futures::pin_mut!(stream);
                 loop {
-                    match stream.try_next().await {
-                        Ok(Some(ev)) => {
-                            v.faults.clear("cluster-id");
-                            v.apply_configmap_event(ev, &ns)
-                        }
+                    let next = stream.try_next().await;
+                    let access = Access {
+                        verb: "list and watch",
+                        resource: "configmaps",
+                        namespace: Some(&ns),
+                        role: CLUSTER_ID_ROLE,
+                    };
+                    watch_event(&v.faults, "cluster-id", access, "cluster id ConfigMap", &next);
+                    match next {
+                        Ok(Some(ev)) => v.apply_configmap_event(ev, &ns),
                         Ok(None) => break,
-                        Err(e) => {
-                            let access = Access {
-                                verb: "list and watch",
-                                resource: "configmaps",
-                                namespace: Some(&ns),
-                                role: CLUSTER_ID_ROLE,
-                            };
-                            let problem = explain_watch(&e, access);
-                            if !is_misconfiguration(&e) {
-                                warn!(%problem, "cluster id ConfigMap watch failed; retrying");
-                            } else if v.faults.set("cluster-id", format!("cluster id ConfigMap: {problem}")) {
-                                warn!(%problem, "cluster id ConfigMap watch failed; retrying");
-                            }
-                        }
+                        // Reported above; the last known id stays meanwhile.
+                        Err(_) => {}
                     }
                 }
             }));

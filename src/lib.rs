@@ -11,8 +11,11 @@
 //! - [`raw_object`]: objects read as JSON text and decoded one at a time.
 //! - [`remote_clients`]: clients of the remote clusters, from kubeconfig files or Liqo's Secrets.
 //! - [`diagnose`]: the troubleshooting guide as one command (gather, facts, checks, render).
-//! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
-//! - [`metrics`]: the Prometheus registry; [`health`]: faults `/readyz` reports, API errors explained.
+//! - [`certs`]: a dev CA, and the CA and serving pair the replicas keep themselves in a Secret.
+//! - [`webhook_config`]: the registrations as built; [`registration`]: the replicas filling them in
+//!   once ready.
+//! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
+//! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
 pub mod admission;
@@ -26,8 +29,10 @@ pub mod liqo;
 pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
+pub mod rate_limit;
 pub mod raw_object;
 pub mod reconcile;
+pub mod registration;
 pub mod remote_clients;
 pub mod server;
 pub mod webhook_config;
@@ -103,21 +108,22 @@ pub fn webhook_config_yaml(args: &cli::WebhookConfigArgs) -> anyhow::Result<Stri
         ),
         None => None,
     };
-    let service = match &args.service {
-        Some(s) => Some(s.split_once('/').context("--service must be NAMESPACE/NAME")?),
-        None => None,
-    };
-    let target = match (&args.url, service) {
-        (Some(url), _) => webhook_config::Target::Url(url),
-        (None, Some((namespace, name))) => webhook_config::Target::Service { namespace, name, port: 443 },
+    let target = match (&args.url, &args.service) {
+        (Some(url), _) => webhook_config::Target::Url(url.clone()),
+        (None, Some(service)) => webhook_config::Target::service(service).map_err(anyhow::Error::msg)?,
         (None, None) => anyhow::bail!("give --url or --service"),
     };
     let annotations = args
         .cert_manager_certificate
         .as_ref()
         .map(|c| [("cert-manager.io/inject-ca-from".to_owned(), c.clone())].into_iter().collect());
-    let excluded: Vec<&str> = service.map(|(ns, _)| ns).into_iter().collect();
-    let (v, m) = webhook_config::configurations(&args.name, &target, ca.as_deref(), annotations, &excluded);
+    let (v, m) = webhook_config::configurations(
+        &args.name,
+        &args.hooks.settings(),
+        &target,
+        ca.as_deref(),
+        annotations,
+    );
     Ok(webhook_config::to_yaml(&v, &m)?)
 }
 

@@ -44,6 +44,14 @@ pub struct WriteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProblemLabels {
+    /// What is at fault: `lease`, `nodes`, `virtualnodes`, `cluster-id`, a watch of the loop
+    /// (`namespacemaps`, `namespaces`, `secrets`, `namespaceoffloadings`), or a loop refused by the
+    /// API server (`offloading-loop`, `tenant-loop`, `remote-loop`).
+    pub part: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
@@ -70,6 +78,11 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Other installs' reconcile Leases that may be live, as the Lease holder last saw them.
     pub other_installs: Gauge,
+    /// 1 while no part of the process is at fault (the reconcile loop, its Lease and watches, the
+    /// caches), 0 otherwise; the reason is in the log and in [`Metrics::problems`].
+    pub reconcile_up: Gauge,
+    /// 1 while that part is at fault (see [`crate::health::Faults`]).
+    pub problems: Family<ProblemLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -142,6 +155,19 @@ impl Default for Metrics {
             "Other installs of offloading-webhook whose reconcile Lease may be live on this cluster (seen by the Lease holder)",
             other_installs.clone(),
         );
+        let reconcile_up = Gauge::default();
+        reconcile_up.set(1);
+        registry.register(
+            "reconcile_up",
+            "1 while the reconcile loop's parts (its Lease, watches and writes, the caches it shares with the webhook) work; 0 with the reason in the log. Never a reason for /readyz to fail",
+            reconcile_up.clone(),
+        );
+        let problems = Family::<ProblemLabels, Gauge>::default();
+        registry.register(
+            "problem",
+            "1 while that part keeps the process from some of its job (the reason is in the log), 0 once fixed",
+            problems.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -156,6 +182,8 @@ impl Default for Metrics {
             decode_failures,
             leader,
             other_installs,
+            reconcile_up,
+            problems,
         }
     }
 }

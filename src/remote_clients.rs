@@ -14,6 +14,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, Config, ResourceExt};
 
 use crate::liqo::{KUBECONFIG_KEY, REMOTE_CLUSTER_ID_LABEL};
+use crate::rate_limit::ApiRateLimit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -31,11 +32,12 @@ pub fn parse_remote_kubeconfig(s: &str) -> Result<(String, PathBuf), RemoteError
     }
 }
 
-/// Builds a client with short timeouts from kubeconfig text.
+/// Builds a client with short timeouts from kubeconfig text, its requests limited by `limit`.
 pub async fn client_from_kubeconfig(
     cluster_id: &str,
     source_name: &str,
     yaml: &str,
+    limit: ApiRateLimit,
 ) -> Result<Client, RemoteError> {
     let err = |detail: String| RemoteError::Kubeconfig {
         cluster_id: cluster_id.to_owned(),
@@ -49,7 +51,7 @@ pub async fn client_from_kubeconfig(
     cfg.connect_timeout = Some(Duration::from_secs(3));
     cfg.read_timeout = Some(Duration::from_secs(10));
     cfg.write_timeout = Some(Duration::from_secs(10));
-    Client::try_from(cfg).map_err(|e| err(e.to_string()))
+    crate::rate_limit::client(cfg, limit).map_err(|e| err(e.to_string()))
 }
 
 /// How remote clusters are reached: kubeconfig files given on the command line, and Secrets with a
@@ -59,11 +61,19 @@ pub struct RemoteClients {
     files: Arc<BTreeMap<String, PathBuf>>,
     /// Built clients, keyed by cluster id, with the text they were built from.
     cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
+    /// The limit on each remote cluster's requests (each client its own bucket).
+    limit: ApiRateLimit,
 }
 
 impl RemoteClients {
     pub fn new(files: BTreeMap<String, PathBuf>) -> Self {
-        Self { files: Arc::new(files), cache: Arc::default() }
+        Self { files: Arc::new(files), cache: Arc::default(), limit: ApiRateLimit::default() }
+    }
+
+    /// The same, each remote client's requests limited by `limit`.
+    pub fn with_rate_limit(mut self, limit: ApiRateLimit) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// The client of a remote cluster, `None` when nothing says how to reach it. Lists the
@@ -129,7 +139,7 @@ impl RemoteClients {
         {
             return Ok(Some(c.clone()));
         }
-        let client = client_from_kubeconfig(cluster_id, &source, &text).await?;
+        let client = client_from_kubeconfig(cluster_id, &source, &text, self.limit).await?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(cluster_id.to_owned(), (text, client.clone()));
         }

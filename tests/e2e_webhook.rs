@@ -11,7 +11,7 @@ use support::{
 };
 
 use support::CLUSTER_ID;
-const DENIED: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: ";
+const DENIED: &str = "admission webhook \"validate.offloading-webhook.io\" denied the request: ";
 
 const BAD_OPERATOR: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: In\n        values: [eu-west]\n      - key: topology.liqo.io/region\n        operator: Equals\n        values: [eu]\n";
 

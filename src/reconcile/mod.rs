@@ -10,6 +10,7 @@
 //! Both judge objects with the same pure code as the webhook (`crate::offloading`). Our custom
 //! resources are watched through [`watch`], so that one object that does not decode stops nothing.
 
+pub mod backoff;
 pub mod in_flight;
 pub mod installs;
 pub mod lease;
@@ -74,6 +75,8 @@ pub struct Context {
     pub status_sent: in_flight::InFlight,
     pub metadata_sent: in_flight::InFlight,
     pub label_sent: in_flight::InFlight,
+    /// Consecutive failures per NamespaceOffloading, for the error policy's backoff.
+    pub backoff: backoff::Backoff<String>,
 }
 
 impl Context {
@@ -201,6 +204,8 @@ impl MapMemory {
 #[derive(Clone)]
 pub struct ReconcileConfig {
     pub lease: lease::LeaseConfig,
+    /// The Lease's own client, without the client-side rate limit (see `cli::KubeClients`).
+    pub lease_client: Client,
     pub remotes: crate::remote_clients::RemoteClients,
 }
 
@@ -218,7 +223,7 @@ pub async fn run(
     let remotes = cfg.remotes.clone();
     let faults = cluster.faults().clone();
     let lease_metrics = metrics.clone();
-    lease::run_while_leader(client.clone(), cfg.lease, faults, lease_metrics, stop, move |token| {
+    lease::run_while_leader(cfg.lease_client, cfg.lease, faults, lease_metrics, stop, move |token| {
         controllers(
             client.clone(),
             cluster.clone(),
@@ -251,6 +256,7 @@ async fn controllers(
     let maps_synced = Arc::new(AtomicBool::new(false));
     let map_watch = map_hub(
         client.clone(),
+        cluster.faults().clone(),
         decoder.clone(),
         maps_writer,
         maps_synced.clone(),
@@ -263,25 +269,24 @@ async fn controllers(
     let ns_synced = Arc::new(AtomicBool::new(false));
     let ns_watch = {
         let synced = ns_synced.clone();
+        let faults = cluster.faults().clone();
         watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .modify(keep_what_namespaces_are_read_for)
             .reflect(ns_writer)
             .for_each(move |ev| {
-                match ev {
-                    Ok(watcher::Event::InitDone) => {
-                        if !synced.swap(true, Ordering::AcqRel) {
-                            info!("Namespace cache synced");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => crate::health::warn_watch(&e, "namespaces"),
+                crate::health::loop_watch_event(&faults, "namespaces", &ev);
+                if let Ok(watcher::Event::InitDone) = ev
+                    && !synced.swap(true, Ordering::AcqRel)
+                {
+                    info!("Namespace cache synced");
                 }
                 futures::future::ready(())
             })
     };
     let (secrets, secrets_writer) = reflector::store::<Secret>();
-    let secret_watch = secret_hub(client.clone(), secrets_writer, maps.clone(), remote_tx);
+    let secret_watch =
+        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx);
 
     let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
     let offloading_watch = watch::watch::<NamespaceOffloading>(
@@ -291,6 +296,10 @@ async fn controllers(
     )
     .modify(keep_what_offloadings_are_read_for)
     .reflect(offloading_writer)
+    .inspect({
+        let faults = cluster.faults().clone();
+        move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
+    })
     .applied_objects();
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
     let controller = Controller::for_stream(offloading_watch, offloadings.clone())
@@ -316,6 +325,7 @@ async fn controllers(
         status_sent: Default::default(),
         metadata_sent: Default::default(),
         label_sent: Default::default(),
+        backoff: Default::default(),
     });
     let mut phases_task =
         AbortOnDrop(tokio::spawn(count_phases_every(ctx.clone(), Duration::from_secs(1), stop.clone())));
@@ -328,12 +338,8 @@ async fn controllers(
         .reconcile_on(channel_stream(offloading_rx))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(offloading::reconcile, offloading::error_policy, ctx)
-        // Reconcile errors go through error_policy; what comes out here is the watch failing.
-        .for_each(|res| async move {
-            if let Err(kube::runtime::controller::Error::QueueError(e)) = res {
-                crate::health::warn_watch(&e, "namespaceoffloadings");
-            }
-        });
+        // Reconcile errors go through error_policy, the watch's through the inspection above.
+        .for_each(|_| async {});
 
     let (tenant_metrics, remote_metrics) = (metrics.clone(), metrics.clone());
     let tenant_loop = async {
@@ -342,18 +348,31 @@ async fn controllers(
             return;
         };
         let tenant_client = client.clone();
+        let (faults, err_faults) = (cluster.faults().clone(), cluster.faults().clone());
         Controller::for_stream(futures::stream::pending(), node_store)
             .reconcile_all_on(cluster.node_changes())
             .graceful_shutdown_on(stop.clone().cancelled_owned())
             .run(
-                move |node, _ctx: Arc<()>| {
-                    tenant::reconcile(node, tenant_client.clone(), tenant_metrics.clone())
+                move |node, failures: Arc<backoff::Backoff<String>>| {
+                    let (client, metrics, faults) = (tenant_client.clone(), tenant_metrics.clone(), faults.clone());
+                    async move {
+                        let name = node.name_any();
+                        let result = tenant::reconcile(node, client, metrics).await;
+                        if result.is_ok() {
+                            failures.succeeded(&name);
+                            backoff::report_success(&faults, "tenant-loop", "tenant");
+                        }
+                        result
+                    }
                 },
-                |node, err, _| {
-                    warn!(node = %node.name_any(), error = %err, "tenant reconcile failed; retrying");
-                    controller::Action::requeue(Duration::from_secs(5))
+                move |node, err, failures| {
+                    let wait = failures.failed(&node.name_any());
+                    if !backoff::report_failure(&err_faults, "tenant-loop", "tenant", err) {
+                        warn!(node = %node.name_any(), error = %err, retry_in = ?wait, "tenant reconcile failed; retrying");
+                    }
+                    controller::Action::requeue(wait)
                 },
-                Arc::new(()),
+                Arc::new(backoff::Backoff::<String>::default()),
             )
             .for_each(|_| async {})
             .await
@@ -383,6 +402,8 @@ async fn controllers(
     }
     let _ = (&mut writer_task.0).await;
     let _ = (&mut phases_task.0).await;
+    // Whatever the loop reported is over with it (the leadership reports its own).
+    cluster.faults().clear_loop();
     info!("reconcile loops stopped");
 }
 
@@ -443,8 +464,11 @@ fn channel_stream<T: Send + 'static>(
 /// loop which namespaces' entries changed (and the batching writer what it sent has been seen), and
 /// the remote loop which maps changed. Triggers of a (re)list wait for its end, so that no
 /// reconcile reads the store before it holds the new list.
+// One watch feeding the store, two loops, the writer and the fault record: each is an argument.
+#[allow(clippy::too_many_arguments)]
 async fn map_hub(
     client: Client,
+    faults: crate::health::Faults,
     decoder: Arc<watch::Decoder>,
     mut writer: reflector::store::Writer<NamespaceMap>,
     synced: Arc<AtomicBool>,
@@ -459,13 +483,8 @@ async fn map_hub(
         watch::watch::<NamespaceMap>(client, listed_in_pages(MAPS_PER_PAGE), decoder).default_backoff();
     futures::pin_mut!(stream);
     while let Some(ev) = stream.next().await {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                crate::health::warn_watch(&e, "namespacemaps");
-                continue;
-            }
-        };
+        crate::health::loop_watch_event(&faults, "namespacemaps", &ev);
+        let Ok(ev) = ev else { continue };
         writer.apply_watcher_event(&ev);
         let (namespaces, maps): (Vec<String>, Vec<ObjectRef<NamespaceMap>>) = match &ev {
             watcher::Event::Apply(m) | watcher::Event::InitApply(m) => {
@@ -521,6 +540,7 @@ async fn map_hub(
 /// appearing, changing or going triggers the maps of its namespace; the end of a (re)list, all.
 async fn secret_hub(
     client: Client,
+    faults: crate::health::Faults,
     mut writer: reflector::store::Writer<Secret>,
     maps: Store<NamespaceMap>,
     remote_tx: mpsc::UnboundedSender<ObjectRef<NamespaceMap>>,
@@ -529,13 +549,8 @@ async fn secret_hub(
     let stream = watcher(api, watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL)).default_backoff();
     futures::pin_mut!(stream);
     while let Some(ev) = stream.next().await {
-        let mut ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                crate::health::warn_watch(&e, "secrets");
-                continue;
-            }
-        };
+        crate::health::loop_watch_event(&faults, "secrets", &ev);
+        let Ok(mut ev) = ev else { continue };
         if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = &mut ev {
             s.metadata.managed_fields = None;
         }

@@ -15,9 +15,10 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Error;
+use super::backoff::{self, Backoff};
 use crate::cluster::ClusterView;
 use crate::crd::{MappingPhase, NamespaceMap, RemoteNamespaceStatus};
 use crate::liqo::REMOTE_CLUSTER_ID_LABEL;
@@ -33,11 +34,36 @@ pub struct RemoteContext {
     /// The kubeconfig Secrets (labelled with a remote cluster id), watched once.
     pub secrets: Store<Secret>,
     pub metrics: Arc<Metrics>,
-    /// Consecutive failures per (cluster, namespace), for the backoff.
-    pub failures: Mutex<HashMap<(String, String), u32>>,
+    /// Consecutive failures, for the backoff.
+    pub failures: Failures,
     /// When each map's accepted remote namespaces were last all checked in their cluster.
     pub checked: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// Consecutive failures of the remote side, each retried with exponential backoff and jitter.
+pub struct Failures {
+    /// Per (cluster, local namespace): a remote namespace not created (`CreationLoopBackOff`).
+    namespaces: Backoff<(String, String)>,
+    /// Per NamespaceMap: a reconcile that failed as a whole (the local API, an unusable kubeconfig,
+    /// a remote cluster unreachable while deleting).
+    maps: Backoff<String>,
+}
+
+/// A remote cluster that comes back is tried again within a minute at most.
+const REMOTE_CAP: Duration = Duration::from_secs(60);
+
+impl Default for Failures {
+    fn default() -> Self {
+        Self {
+            namespaces: Backoff::new(backoff::BASE, REMOTE_CAP),
+            maps: Backoff::new(backoff::BASE, REMOTE_CAP),
+        }
+    }
+}
+
+/// The fault part and name this loop's refusals by the local API server are reported under.
+const PART: &str = "remote-loop";
+const LOOP: &str = "NamespaceMap";
 
 /// How often remote namespaces already accepted are checked again (one read each): a map changes
 /// with every namespace offloaded, and re-reading thousands of remote namespaces on each change
@@ -61,6 +87,20 @@ fn owner(ns: &Namespace, local_id: &str) -> Owner {
 }
 
 pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Result<Action, Error> {
+    let result = reconcile_map(map, &ctx).await;
+    if result.is_ok() {
+        backoff::report_success(ctx.cluster.faults(), PART, LOOP);
+    }
+    result
+}
+
+/// The key a map's backoff and checks are kept under.
+fn map_key(map: &NamespaceMap) -> String {
+    format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any())
+}
+
+async fn reconcile_map(map: Arc<NamespaceMap>, ctx: &Arc<RemoteContext>) -> Result<Action, Error> {
+    let key = map_key(&map);
     let Some(cluster_id) = map.labels().get(REMOTE_CLUSTER_ID_LABEL).cloned() else {
         return Ok(Action::await_change());
     };
@@ -70,8 +110,9 @@ pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Resul
         // Nothing says how to reach it: Liqo itself (or nobody) plays the remote side.
         Ok(None) => return Ok(Action::await_change()),
         Err(e) => {
-            warn!(cluster_id = %cluster_id, error = %e, "remote cluster unusable");
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            let wait = ctx.failures.maps.failed(&key);
+            warn!(cluster_id = %cluster_id, error = %e, retry_in = ?wait, "remote cluster unusable");
+            return Ok(Action::requeue(wait));
         }
     };
     let Some(local_id) = ctx.cluster.cluster_id() else {
@@ -84,8 +125,8 @@ pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Resul
     let deleting = map.metadata.deletion_timestamp.is_some();
     let result = finalizer(&api, FINALIZER, map, |event| async {
         match event {
-            FinalizerEvent::Apply(m) => sync(&m, &cluster_id, &local_id, &remote, &ctx, false).await,
-            FinalizerEvent::Cleanup(m) => sync(&m, &cluster_id, &local_id, &remote, &ctx, true).await,
+            FinalizerEvent::Apply(m) => sync(&m, &cluster_id, &local_id, &remote, ctx, false).await,
+            FinalizerEvent::Cleanup(m) => sync(&m, &cluster_id, &local_id, &remote, ctx, true).await,
         }
     })
     .await;
@@ -119,7 +160,9 @@ async fn sync(
     let desired = if cleanup { BTreeMap::new() } else { map.spec.desired_mapping.clone() };
     let mut changes: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
     let mut retry: Option<Duration> = None;
-    let map_key = format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any());
+    let map_key = map_key(map);
+    // Set when something of this map failed as a whole; its backoff is reset otherwise.
+    let mut map_failed = false;
     let full =
         ctx.checked.lock().map(|c| c.get(&map_key).is_none_or(|t| t.elapsed() >= RECHECK)).unwrap_or(true);
 
@@ -132,11 +175,11 @@ async fn sync(
         }
         let phase = match ensure_remote(&namespaces, remote_name, local_id, &ctx.metrics).await {
             Ok(()) => {
-                self::forget(ctx, cluster_id, local_ns);
+                ctx.failures.namespaces.succeeded(&(cluster_id.to_owned(), local_ns.clone()));
                 MappingPhase::Accepted
             }
             Err(why) => {
-                let wait = backoff(ctx, cluster_id, local_ns);
+                let wait = ctx.failures.namespaces.failed(&(cluster_id.to_owned(), local_ns.clone()));
                 warn!(cluster_id, namespace = %local_ns, remote = %remote_name, %why, retry_in = ?wait, "remote namespace not created");
                 retry = Some(retry.map_or(wait, |r| r.min(wait)));
                 MappingPhase::CreationLoopBackOff
@@ -162,15 +205,18 @@ async fn sync(
                     };
                     changes.insert(local_ns.clone(), serde_json::to_value(&t).unwrap_or_default());
                 }
-                retry = Some(Duration::from_secs(2));
+                let poll = backoff::jitter(TERMINATING_POLL);
+                retry = Some(retry.map_or(poll, |r| r.min(poll)));
             }
             // Gone, or not ours (never deleted): the entry goes.
             Ok(_) => {
                 changes.insert(local_ns.clone(), serde_json::Value::Null);
             }
             Err(e) => {
-                warn!(cluster_id, remote = %cur.remote_namespace, error = %e, "remote cluster unreachable");
-                retry = Some(Duration::from_secs(10));
+                map_failed = true;
+                let wait = ctx.failures.maps.failed(&map_key);
+                warn!(cluster_id, remote = %cur.remote_namespace, error = %e, retry_in = ?wait, "remote cluster unreachable");
+                retry = Some(retry.map_or(wait, |r| r.min(wait)));
             }
         }
     }
@@ -185,6 +231,9 @@ async fn sync(
         ctx.metrics.wrote("namespacemaps/status");
         api.patch_status(&map.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }
+    if !map_failed {
+        ctx.failures.maps.succeeded(&map_key);
+    }
     if full && let Ok(mut c) = ctx.checked.lock() {
         c.insert(map_key, std::time::Instant::now());
     }
@@ -192,7 +241,7 @@ async fn sync(
         return Err(Error::WaitingForRemote(vec![cluster_id.to_owned()]));
     }
     // Re-checked now and then: nothing watches the remote cluster for a namespace deleted there.
-    Ok(Action::requeue(retry.unwrap_or(Duration::from_secs(60))))
+    Ok(Action::requeue(retry.unwrap_or_else(|| backoff::jitter(RECHECK_EVERY))))
 }
 
 /// Creates the remote namespace, or accepts it if it is ours already; why not, otherwise.
@@ -230,31 +279,26 @@ async fn ensure_remote(
     }
 }
 
-fn backoff(ctx: &RemoteContext, cluster_id: &str, ns: &str) -> Duration {
-    let n = ctx
-        .failures
-        .lock()
-        .map(|mut f| {
-            let c = f.entry((cluster_id.to_owned(), ns.to_owned())).or_insert(0);
-            *c = c.saturating_add(1);
-            *c
-        })
-        .unwrap_or(1);
-    Duration::from_secs((1u64 << n.min(6)).min(60))
-}
+/// How often a remote namespace being deleted is looked at again.
+const TERMINATING_POLL: Duration = Duration::from_secs(2);
+/// How often a map with nothing failing is re-checked (before jitter).
+const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
-fn forget(ctx: &RemoteContext, cluster_id: &str, ns: &str) {
-    if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(&(cluster_id.to_owned(), ns.to_owned()));
-    }
-}
-
-pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, _ctx: Arc<RemoteContext>) -> Action {
+/// Errors are retried with per-map exponential backoff and jitter; waiting for remote namespaces
+/// to go, or for the local cluster id, polls at a jittered pace.
+pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, ctx: Arc<RemoteContext>) -> Action {
     match err {
-        Error::WaitingForRemote(_) | Error::CachesNotSynced(_) => Action::requeue(Duration::from_secs(2)),
+        Error::WaitingForRemote(_) | Error::CachesNotSynced(_) => {
+            Action::requeue(backoff::jitter(TERMINATING_POLL))
+        }
         e => {
-            warn!(map = %map.name_any(), error = %e, "remote side reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            let wait = ctx.failures.maps.failed(&map_key(&map));
+            if backoff::report_failure(ctx.cluster.faults(), PART, LOOP, e) {
+                debug!(map = %map.name_any(), error = %e, retry_in = ?wait, "remote side reconcile refused; retrying");
+            } else {
+                warn!(map = %map.name_any(), error = %e, retry_in = ?wait, "remote side reconcile failed; retrying");
+            }
+            Action::requeue(wait)
         }
     }
 }

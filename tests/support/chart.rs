@@ -208,3 +208,16 @@ pub fn alert_exprs() -> Vec<(String, String)> {
     }
     out
 }
+
+/// The `serve` arguments of the rendered chart's Deployment (without `serve` itself).
+pub fn deployment_args(rendered: &str) -> Vec<String> {
+    let docs = documents(rendered);
+    let d = docs.iter().find(|d| d["kind"].as_str() == Some("Deployment")).expect("a Deployment");
+    d["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .expect("the container's args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .filter(|a| a != "serve")
+        .collect()
+}

@@ -67,6 +67,13 @@ impl Replica {
         http_get_full(self.probe_port, "/readyz")
     }
 
+    /// The value of a metric without labels (e.g. `offloading_webhook_reconcile_up`), or of one
+    /// series given with its labels (`offloading_webhook_problem{part="lease"}`).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = http_get_full(self.metrics_port, "/metrics")?;
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// Waits until `/readyz` answers 200; panics with the log's end otherwise.
     pub async fn ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
