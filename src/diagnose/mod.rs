@@ -8,6 +8,10 @@
 //!    (`crate::offloading`); what differs per generation is in [`wording`] and `crate::liqo`;
 //! 4. [`render`] prints the [`Report`] as text or JSON.
 //!
+//! Many namespaces are judged against one reading of the cluster: [`gather::cluster`] and
+//! [`gather::leases`] once, then per namespace [`gather::offloadings`] and
+//! [`gather::around_offloading`], and [`judge`] borrows the same [`facts::ClusterFacts`] for each.
+//!
 //! Exit 0 healthy, 1 a problem found, 2 could not look.
 
 pub mod checks;
@@ -43,8 +47,3 @@ pub async fn diagnose(
     facts.cluster.looked_at = Some(Timestamp::now());
     Ok(judge(&facts.cluster, &facts.namespace))
 }
-
-#[cfg(test)]
-mod differential_tmp;
-#[cfg(test)]
-mod old_judge;
