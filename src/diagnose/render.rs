@@ -1,14 +1,27 @@
 //! The report as text for a person, or as JSON (`-o json`).
 
+use std::fmt::Write;
+
 use super::report::Report;
 use crate::liqo::{Generation, SCHEDULING_ENABLED};
 
-/// The report as a person reads it.
+/// The report as a person reads it: the object, each remote cluster, the Leases, then Events,
+/// notes, problems and the verdict.
 pub fn text(r: &Report) -> String {
-    use std::fmt::Write;
     let mut o = String::new();
+    header(&mut o, r);
+    clusters(&mut o, r);
+    leases(&mut o, r);
+    verdict(&mut o, r);
+    o
+}
+
+fn none() -> String {
+    "-".to_string()
+}
+
+fn header(o: &mut String, r: &Report) {
     let _ = writeln!(o, "NamespaceOffloading {}/offloading", r.namespace);
-    let none = || "-".to_string();
     let _ = writeln!(o, "  liqo API:            {}", r.liqo_api);
     let _ = writeln!(o, "  phase:               {}", r.phase.clone().unwrap_or_else(none));
     let _ = writeln!(
@@ -22,6 +35,9 @@ pub fn text(r: &Report) -> String {
     if r.liqo_api != Generation::V1.as_str() || r.scheduling_enabled.is_some() {
         let _ = writeln!(o, "  {SCHEDULING_ENABLED}: {}", r.scheduling_enabled.clone().unwrap_or_else(none));
     }
+}
+
+fn clusters(o: &mut String, r: &Report) {
     if !r.clusters.is_empty() {
         let _ = writeln!(o, "clusters:");
     }
@@ -48,6 +64,9 @@ pub fn text(r: &Report) -> String {
             let _ = writeln!(o, "    remote cluster: {remote}");
         }
     }
+}
+
+fn leases(o: &mut String, r: &Report) {
     if !r.reconcile_leases.is_empty() {
         let _ = writeln!(o, "reconcile leases:");
     }
@@ -70,6 +89,9 @@ pub fn text(r: &Report) -> String {
             l.holder.clone().unwrap_or_else(none)
         );
     }
+}
+
+fn verdict(o: &mut String, r: &Report) {
     for e in &r.events {
         let _ = writeln!(o, "event: {e}");
     }
@@ -86,7 +108,6 @@ pub fn text(r: &Report) -> String {
         let n = r.problems.len();
         let _ = writeln!(o, "verdict: {n} problem{} found", if n == 1 { "" } else { "s" });
     }
-    o
 }
 
 /// The report as pretty-printed JSON: the [`Report`] itself.
