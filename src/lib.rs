@@ -6,13 +6,17 @@
 //! - [`server`]: TLS with certificate reload, listeners and the threads connections run on, probes, metrics, graceful shutdown.
 //! - [`reconcile`]: the reconcile loops (NamespaceMaps, status), one active replica via a Lease.
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
+//! - [`liqo`]: Liqo's names (labels, annotations, resources, finalizers), per generation.
 //! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.
-//! - [`diagnose`]: the troubleshooting guide as one command.
+//! - [`raw_object`]: objects read as JSON text and decoded one at a time.
+//! - [`remote_clients`]: clients of the remote clusters, from kubeconfig files or Liqo's Secrets.
+//! - [`diagnose`]: the troubleshooting guide as one command (gather, facts, checks, render).
 //! - [`certs`]: a dev CA, and the CA and serving pair the replicas keep themselves in a Secret.
 //! - [`webhook_config`]: the registrations as built; [`registration`]: the replicas filling them in
 //!   once ready.
 //! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
 //! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
+//! - [`kube_client`]: the one way a client of an API server is built (kubeconfig or in-cluster).
 //! - [`policy`]: the static rules as a ValidatingAdmissionPolicy, generated from the rule table.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
@@ -23,13 +27,17 @@ pub mod cluster;
 pub mod crd;
 pub mod diagnose;
 pub mod health;
+pub mod kube_client;
+pub mod liqo;
 pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
 pub mod policy;
 pub mod rate_limit;
+pub mod raw_object;
 pub mod reconcile;
 pub mod registration;
+pub mod remote_clients;
 pub mod server;
 pub mod webhook_config;
 
@@ -69,9 +77,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// `diagnose`: 0 healthy, 1 a problem found, 2 could not look.
 async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
     let looked = async {
-        let client = diagnose::connect(args.kubeconfig.as_ref()).await?;
-        let remotes =
-            reconcile::remote::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
+        let client = diagnose::connect(args.kubeconfig.as_deref()).await?;
+        let remotes = remote_clients::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
         let generation = liqo_api::resolve(&client, args.liqo_api).await?;
         diagnose::diagnose(
             &client,
@@ -86,10 +93,8 @@ async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
     match looked.await {
         Ok(report) => {
             match args.output {
-                cli::OutputFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())
-                }
-                cli::OutputFormat::Text => print!("{}", diagnose::render(&report)),
+                cli::OutputFormat::Json => println!("{}", diagnose::render::json(&report)),
+                cli::OutputFormat::Text => print!("{}", diagnose::render::text(&report)),
             }
             if report.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::NodeSelector;
 
 use crate::crd::{
-    NamespaceMappingStrategy, NamespaceOffloading, NamespaceOffloadingSpec, OFFLOADING_NAME,
-    PodOffloadingStrategy,
+    NamespaceMappingStrategy, NamespaceOffloading, NamespaceOffloadingSpec, PodOffloadingStrategy,
 };
+pub use crate::liqo::Generation;
+use crate::liqo::OFFLOADING_NAME;
 
 use super::field::{FieldError, RuleId, aggregate, first_and_count};
 use super::names::{RemoteNameError, remote_namespace_name};
@@ -86,26 +87,6 @@ impl PartialEq for VirtualNodes {
 }
 
 impl Eq for VirtualNodes {}
-
-/// The Liqo generation whose behaviour the verdict follows where generations differ (docs/behaviour.md, "Liqo v1.x").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Generation {
-    /// Liqo v0.3, the troubleshooting guide's API; this project's reconcile loop plays its
-    /// controllers, with eager selector validation.
-    #[default]
-    V0_3,
-    /// Liqo v1.x: its own controllers, matching lazily (`LazyErrorNodeSelector`).
-    V1,
-}
-
-impl Generation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V0_3 => "v0.3",
-            Self::V1 => "v1.x",
-        }
-    }
-}
 
 /// What the judge knows about the cluster, each part possibly unknown.
 #[derive(Debug, Clone, Copy, Default)]

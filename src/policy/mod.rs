@@ -26,9 +26,10 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 
-use crate::admission::review::{GROUP, RESOURCE, VERSIONS};
-use crate::cluster::{CLUSTER_ID_CONFIGMAP, CLUSTER_ID_CONFIGMAP_SELECTOR, CLUSTER_ID_KEY};
-use crate::crd::WEBHOOK_SKIP_LABEL;
+use crate::liqo::{
+    CLUSTER_ID_KEY, ConfigMapLookup, NAMESPACE_OFFLOADINGS as RESOURCE, OFFLOADING_GROUP as GROUP,
+    OFFLOADING_VERSIONS as VERSIONS, WEBHOOK_SKIP_LABEL,
+};
 use crate::offloading::field::{MAX_LISTED_ERRORS, RuleId, and_more};
 use crate::offloading::names::MAX_LABEL_LEN;
 use crate::offloading::rules::Generation;
@@ -164,11 +165,10 @@ fn check_actions(actions: &[String]) -> Result<(), PolicyError> {
 
 /// Liqo's cluster-id ConfigMap: by name on Liqo v0.3, by label on v1.x (as each finds it).
 fn param_ref(opts: &Options) -> ParamRef {
-    let (name, selector) = match opts.generation {
-        Generation::V0_3 => (Some(CLUSTER_ID_CONFIGMAP.to_owned()), None),
-        Generation::V1 => {
-            let (k, v) =
-                CLUSTER_ID_CONFIGMAP_SELECTOR.split_once('=').unwrap_or((CLUSTER_ID_CONFIGMAP_SELECTOR, ""));
+    let (name, selector) = match opts.generation.names().cluster_id_configmap {
+        ConfigMapLookup::ByName(name) => (Some(name.to_owned()), None),
+        ConfigMapLookup::ByLabel(selector) => {
+            let (k, v) = selector.split_once('=').unwrap_or((selector, ""));
             let labels: BTreeMap<String, String> = [(k.to_owned(), v.to_owned())].into();
             (None, Some(LabelSelector { match_labels: Some(labels), match_expressions: None }))
         }

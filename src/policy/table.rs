@@ -8,7 +8,8 @@
 //! and regular expressions are the Rust constants. The policy ([`super::build`]) puts the rules
 //! together in the order in which the webhook lists its errors.
 
-use crate::crd::{NamespaceMappingStrategy, OFFLOADING_NAME, PodOffloadingStrategy};
+use crate::crd::{NamespaceMappingStrategy, PodOffloadingStrategy};
+use crate::liqo::OFFLOADING_NAME;
 use crate::offloading::field::{FieldError, RuleId};
 use crate::offloading::names::{self, NAMESPACES_EVERYWHERE, RemoteNameError};
 use crate::offloading::rules::{self as verdict, Generation};
