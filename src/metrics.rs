@@ -66,6 +66,11 @@ pub struct Metrics {
     pub writes: Family<WriteLabels, Counter>,
     /// Stored objects (each version once) that the reconcile loop could not decode.
     pub decode_failures: Family<KindLabels, Counter>,
+    /// Request bytes reserved by reviews waiting for or under judgment, and the budget for them.
+    pub review_bytes_in_flight: Gauge,
+    pub review_bytes_budget: Gauge,
+    /// Reviews refused with HTTP 429 because the budget had no room for them.
+    pub review_budget_refusals: Counter,
 }
 
 impl Default for Metrics {
@@ -126,6 +131,24 @@ impl Default for Metrics {
             "Stored objects (each version once) that could not be decoded, left alone by the reconcile loop",
             decode_failures.clone(),
         );
+        let review_bytes_in_flight = Gauge::default();
+        let review_bytes_budget = Gauge::default();
+        let review_budget_refusals = Counter::default();
+        registry.register(
+            "review_bytes_in_flight",
+            "Request body bytes reserved by reviews waiting for or under judgment",
+            review_bytes_in_flight.clone(),
+        );
+        registry.register(
+            "review_bytes_budget",
+            "The budget of request body bytes in flight (--max-review-bytes-in-flight)",
+            review_bytes_budget.clone(),
+        );
+        registry.register(
+            "review_budget_refusals",
+            "Reviews refused with HTTP 429 because the budget of bytes in flight had no room for them",
+            review_budget_refusals.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -138,6 +161,9 @@ impl Default for Metrics {
             objects,
             writes,
             decode_failures,
+            review_bytes_in_flight,
+            review_bytes_budget,
+            review_budget_refusals,
         }
     }
 }
