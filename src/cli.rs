@@ -181,6 +181,11 @@ pub struct ServeConfig {
     /// reviews a second; more only help a cluster that writes NamespaceOffloadings faster.
     #[arg(long, env = "WEBHOOK_THREADS", default_value_t = 1, value_parser = parse_webhook_threads)]
     pub webhook_threads: usize,
+    /// Request bytes that reviews waiting for or under judgment may hold at once (bytes, or with
+    /// Ki/Mi/Gi); a review that finds no room within 2 s is answered HTTP 429 and the API server
+    /// applies the webhook's failure policy to it. The default keeps a replica under 64 MiB.
+    #[arg(long, env = "MAX_REVIEW_BYTES_IN_FLIGHT", default_value = "16Mi", value_parser = parse_review_bytes)]
+    pub max_review_bytes_in_flight: usize,
     /// Seconds to let in-flight reviews finish after SIGTERM.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,
@@ -424,6 +429,36 @@ pub enum LiqoApi {
     V1,
 }
 
+/// At least one review of the largest size must fit, or such a review could never be read.
+fn parse_review_bytes(s: &str) -> Result<usize, String> {
+    let min = crate::admission::MAX_BODY_BYTES;
+    let t = s.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: usize = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a size: write bytes (16777216) or a number with Ki, Mi or Gi (16Mi)"
+            ));
+        }
+    };
+    let n = digits.parse::<usize>().ok().and_then(|n| n.checked_mul(scale)).ok_or_else(|| {
+        format!("{s:?} is not a size: write bytes (16777216) or a number with Ki, Mi or Gi (16Mi)")
+    })?;
+    if n < min {
+        return Err(format!(
+            "{s:?} is less than one review of the largest size ({min} bytes, 3Mi), which could then never be read: use at least 3Mi"
+        ));
+    }
+    Ok(n)
+}
+
 /// Each webhook thread holds a runtime and its own epoll: a typo must not start thousands.
 fn parse_webhook_threads(s: &str) -> Result<usize, String> {
     const MAX: usize = 256;
@@ -611,5 +646,32 @@ mod tests {
         assert!(e.contains("is not NAMESPACE/NAME[:PORT]"), "{e}");
         let e = serve(&["--namespace-selector-expressions=team"]).unwrap_err();
         assert!(e.contains("not a JSON list of matchExpressions"), "{e}");
+    }
+
+    #[test]
+    fn the_review_byte_budget_reads_sizes_and_holds_at_least_one_largest_review() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["offloading-webhook", "serve", "--max-review-bytes-in-flight", v]).map(|c| {
+                match c.command {
+                    Command::Serve(cfg) => cfg.max_review_bytes_in_flight,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        assert_eq!(parse("16Mi").unwrap(), 16 << 20);
+        assert_eq!(parse("4194304").unwrap(), 4 << 20);
+        assert_eq!(parse("1Gi").unwrap(), 1 << 30);
+        let e = parse("1Mi").unwrap_err().to_string();
+        assert!(e.contains("less than one review of the largest size (3145728 bytes, 3Mi)"), "{e}");
+        let e = parse("16MB").unwrap_err().to_string();
+        assert!(
+            e.contains("\"16MB\" is not a size: write bytes (16777216) or a number with Ki, Mi or Gi"),
+            "{e}"
+        );
+        let e = parse("99999999999999999999Gi").unwrap_err().to_string();
+        assert!(e.contains("is not a size"), "{e}");
+        let default = Cli::try_parse_from(["offloading-webhook", "serve"]).unwrap();
+        let Command::Serve(cfg) = default.command else { unreachable!() };
+        assert_eq!(cfg.max_review_bytes_in_flight, crate::admission::budget::DEFAULT_BUDGET_BYTES);
     }
 }
