@@ -527,6 +527,9 @@ async fn converge_round(restart: bool) -> Round {
     let kubeconfig = user_kubeconfig(&a.cp, USER, &format!("/O=system:masters/CN={USER}"));
     let certs = a.cp.dir.path().join("certs");
     certs_for_loopback(&certs);
+    // A Lease long enough that the leader keeps leading through the restart (a renew deadline of
+    // 40 s): the loop must ride it out with its watches relisting and its writes retried, not by
+    // losing leadership and starting over from a fresh list.
     let args: Vec<String> = [
         "--kubeconfig",
         kubeconfig.to_str().unwrap(),
@@ -534,6 +537,8 @@ async fn converge_round(restart: bool) -> Round {
         CLUSTER_ID,
         "--lease-namespace",
         "default",
+        "--lease-seconds",
+        "60",
     ]
     .map(String::from)
     .to_vec();
@@ -598,16 +603,18 @@ async fn converge_round(restart: bool) -> Round {
             assert!(Instant::now() < deadline, "only {n} of {total} entries after 300 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        let down = started.elapsed().as_secs_f64();
         RESTARTING.store(true, Ordering::Release);
         tokio::task::block_in_place(|| a.cp.restart_apiserver());
         RESTARTING.store(false, Ordering::Release);
         eprintln!(
-            "kube-apiserver restarted at {at} of {total} desiredMapping entries, {:.1} s in",
+            "kube-apiserver killed at {at} of {total} desiredMapping entries, {down:.1} s in, serving again {:.1} s in",
             started.elapsed().as_secs_f64()
         );
         assert!(at < total, "converged before the restart could happen");
     }
     creates.await.unwrap();
+    eprintln!("the client's creates done {:.1} s in", started.elapsed().as_secs_f64());
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last;
     loop {

@@ -290,20 +290,25 @@ async fn controllers(
         secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx);
 
     let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
-    let offloading_watch = watch::watch::<NamespaceOffloading>(
-        client.clone(),
-        listed_in_pages(OFFLOADINGS_PER_PAGE),
-        decoder.clone(),
-    )
-    .modify(keep_what_offloadings_are_read_for)
-    .reflect(offloading_writer)
-    .inspect({
-        let faults = cluster.faults().clone();
-        move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
-    })
-    .applied_objects();
+    // Fed to the Controller as requests rather than as its own watch, so that a relist's objects
+    // wait for the relist's end (see `watch::triggers`); backed off here, as the other watches.
+    let offloading_watch = watch::triggers(
+        watch::watch::<NamespaceOffloading>(
+            client.clone(),
+            listed_in_pages(OFFLOADINGS_PER_PAGE),
+            decoder.clone(),
+        )
+        .default_backoff()
+        .modify(keep_what_offloadings_are_read_for)
+        .reflect(offloading_writer)
+        .inspect({
+            let faults = cluster.faults().clone();
+            move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
+        }),
+    );
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
-    let controller = Controller::for_stream(offloading_watch, offloadings.clone())
+    let no_watch_of_its_own = futures::stream::pending::<Result<NamespaceOffloading, watcher::Error>>();
+    let controller = Controller::for_stream(no_watch_of_its_own, offloadings.clone())
         .with_config(controller::Config::default().debounce(Duration::from_millis(300)).concurrency(16));
     let recorder = Recorder::new(
         client.clone(),
@@ -335,6 +340,7 @@ async fn controllers(
         // A virtual node that appears, goes or changes labels can change every selection (the
         // first item is now: the initial list triggers every object anyway).
         .reconcile_all_on(cluster.node_changes().skip(1))
+        .reconcile_on(offloading_watch)
         // Only the namespaces whose entries (desired or current) changed.
         .reconcile_on(channel_stream(offloading_rx))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
