@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
@@ -246,7 +246,8 @@ async fn controllers(
     stop: CancellationToken,
 ) {
     // One watch per kind, shared by the loops: NamespaceMaps (store + triggers of both loops),
-    // Namespaces (metadata), kubeconfig Secrets, NamespaceOffloadings (the offloading loop's own),
+    // Namespaces (metadata), kubeconfig Secrets (when asked for), NamespaceOffloadings (the
+    // offloading loop's own),
     // and the virtual nodes of `cluster`, which the webhook watches anyway.
     let decoder = watch::Decoder::new(metrics.clone());
     let map_writer = map_writer::MapWriter::new();
@@ -286,8 +287,13 @@ async fn controllers(
             })
     };
     let (secrets, secrets_writer) = reflector::store::<Secret>();
-    let secret_watch =
-        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx);
+    // Without `--remote-kubeconfig-secrets` no Secret is read (the store stays empty), so the
+    // default RBAC grants none.
+    let secret_watch = if remotes.reads_kubeconfig_secrets() {
+        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx).boxed()
+    } else {
+        futures::future::pending().boxed()
+    };
 
     let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
     // Fed to the Controller as requests rather than as its own watch, so that a relist's objects
