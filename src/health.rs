@@ -326,6 +326,10 @@ mod tests {
                     || l.starts_with("offloading_webhook_problem")
             })
             .map(str::to_owned)
+            // The registry keeps label sets in a hash map: compare them in one order, `up` first.
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .rev()
             .collect()
     }
 
@@ -345,8 +349,8 @@ mod tests {
             gauges(&m),
             [
                 "offloading_webhook_reconcile_up 0",
-                r#"offloading_webhook_problem{part="lease"} 0"#,
-                r#"offloading_webhook_problem{part="namespacemaps"} 1"#
+                r#"offloading_webhook_problem{part="namespacemaps"} 1"#,
+                r#"offloading_webhook_problem{part="lease"} 0"#
             ]
         );
         f.clear_loop();

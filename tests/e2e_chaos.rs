@@ -32,7 +32,7 @@ use support::{
 };
 
 const WAIT: Duration = Duration::from_secs(90);
-const DENIED: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: ";
+const DENIED: &str = "admission webhook \"validate.offloading-webhook.io\" denied the request: ";
 /// The webhook's own user in the audit log.
 const USER: &str = "offloading-webhook";
 

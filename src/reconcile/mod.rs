@@ -1,4 +1,4 @@
-//! The reconcile loops (SPEC §4), run by one replica at a time through a Lease:
+//! The reconcile loops (docs/behaviour.md, "The reconcile loop"), run by one replica at a time through a Lease:
 //! - [`tenant`]: a tenant namespace and NamespaceMap per remote cluster, as its virtual node appears;
 //! - [`remote`]: the remote side — remote namespaces for desiredMapping, currentMapping — for the
 //!   remote clusters it has a kubeconfig for;
@@ -38,9 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
-use crate::crd::{
-    NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, OffloadingPhase, REMOTE_CLUSTER_ID_LABEL,
-};
+use crate::crd::{NamespaceMap, NamespaceOffloading, OffloadingPhase};
+use crate::liqo::{OFFLOADING_NAME, REMOTE_CLUSTER_ID_LABEL};
 use crate::metrics::{Metrics, PhaseLabels};
 
 #[derive(Debug, thiserror::Error)]
@@ -205,9 +204,9 @@ impl MapMemory {
 #[derive(Clone)]
 pub struct ReconcileConfig {
     pub lease: lease::LeaseConfig,
-    /// The Lease's own client, without the client-side rate limit (see `cli::KubeClients`).
+    /// The Lease's own client, without the client-side rate limit (see `kube_client::KubeClients`).
     pub lease_client: Client,
-    pub remotes: remote::RemoteClients,
+    pub remotes: crate::remote_clients::RemoteClients,
 }
 
 /// Runs the reconcilers while this replica holds the Lease, until `stop`: [`lease`] starts
@@ -242,7 +241,7 @@ async fn controllers(
     cluster: ClusterView,
     metrics: Arc<Metrics>,
     identity: String,
-    remotes: remote::RemoteClients,
+    remotes: crate::remote_clients::RemoteClients,
     stop: CancellationToken,
 ) {
     // One watch per kind, shared by the loops: NamespaceMaps (store + triggers of both loops),
@@ -428,7 +427,7 @@ fn keep_what_namespaces_are_read_for(ns: &mut PartialObjectMeta<Namespace>) {
     let labels = m
         .labels
         .map(|mut l| {
-            l.retain(|k, _| k == offloading::NAMESPACE_LABEL);
+            l.retain(|k, _| k == crate::liqo::SCHEDULING_ENABLED);
             l
         })
         .filter(|l| !l.is_empty());
@@ -447,7 +446,7 @@ fn keep_what_namespaces_are_read_for(ns: &mut PartialObjectMeta<Namespace>) {
 fn keep_what_offloadings_are_read_for(o: &mut NamespaceOffloading) {
     o.metadata.labels = None;
     if let Some(a) = o.metadata.annotations.as_mut() {
-        a.retain(|k, _| k == crate::crd::SCHEDULING_ENABLED);
+        a.retain(|k, _| k == crate::liqo::SCHEDULING_ENABLED);
     }
     if o.metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
         o.metadata.annotations = None;
@@ -455,7 +454,7 @@ fn keep_what_offloadings_are_read_for(o: &mut NamespaceOffloading) {
     o.metadata.managed_fields = None;
 }
 
-/// Objects per page of a (re)list. Each page is read whole (as text, see [`watch::RawObject`])
+/// Objects per page of a (re)list. Each page is read whole (as text, see [`crate::raw_object::RawObject`])
 /// before its objects become typed: at scale a NamespaceOffloading carries a condition per cluster
 /// (25 KB with a hundred clusters) and a NamespaceMap an entry per namespace (300 KB with 5 000),
 /// so kube's default of 500 per page made a restart's peak memory twice the steady state's.
