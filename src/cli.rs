@@ -172,10 +172,15 @@ pub struct ServeConfig {
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
     /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable): `serve` then creates the
-    /// remote namespaces of that cluster's NamespaceMap itself (Secrets labelled
-    /// liqo.io/remote-cluster-id with a `kubeconfig` key in the tenant namespace work too).
+    /// remote namespaces of that cluster's NamespaceMap itself.
     #[arg(long = "remote-kubeconfig", env = "REMOTE_KUBECONFIGS", value_delimiter = ',', value_parser = parse_remote)]
     pub remote_kubeconfigs: Vec<(String, PathBuf)>,
+    /// Also take remote clusters' kubeconfigs from Secrets labelled liqo.io/remote-cluster-id (key
+    /// `kubeconfig`) in their tenant namespace. Off, no Secret is read; on, those Secrets are
+    /// watched cluster-wide, which needs list and watch on Secrets (the chart's
+    /// `remote.kubeconfigSecrets`).
+    #[arg(long, env = "REMOTE_KUBECONFIG_SECRETS", default_value_t = false)]
+    pub remote_kubeconfig_secrets: bool,
     /// Threads that serve the webhook's connections, each connection on one of them from its
     /// handshake to its close (0: one per core the process may use). One serves thousands of
     /// reviews a second; more only help a cluster that writes NamespaceOffloadings faster.

@@ -46,17 +46,31 @@ pub struct RemoteClients {
     cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
     /// The limit on each remote cluster's requests (each client its own bucket).
     limit: ApiRateLimit,
+    /// Whether the reconcile loop watches the kubeconfig Secrets (`--remote-kubeconfig-secrets`).
+    kubeconfig_secrets: bool,
 }
 
 impl RemoteClients {
     pub fn new(files: BTreeMap<String, PathBuf>) -> Self {
-        Self { files: Arc::new(files), cache: Arc::default(), limit: ApiRateLimit::default() }
+        Self { files: Arc::new(files), ..Self::default() }
     }
 
     /// The same, each remote client's requests limited by `limit`.
     pub fn with_rate_limit(mut self, limit: ApiRateLimit) -> Self {
         self.limit = limit;
         self
+    }
+
+    /// The same, the reconcile loop also reading kubeconfig Secrets when `on`.
+    pub fn with_kubeconfig_secrets(mut self, on: bool) -> Self {
+        self.kubeconfig_secrets = on;
+        self
+    }
+
+    /// Whether the reconcile loop watches kubeconfig Secrets: only when asked, since that needs
+    /// list and watch on Secrets cluster-wide.
+    pub fn reads_kubeconfig_secrets(&self) -> bool {
+        self.kubeconfig_secrets
     }
 
     /// The client of a remote cluster, `None` when nothing says how to reach it. Lists the

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
@@ -245,7 +245,8 @@ async fn controllers(
     stop: CancellationToken,
 ) {
     // One watch per kind, shared by the loops: NamespaceMaps (store + triggers of both loops),
-    // Namespaces (metadata), kubeconfig Secrets, NamespaceOffloadings (the offloading loop's own),
+    // Namespaces (metadata), kubeconfig Secrets (when asked for), NamespaceOffloadings (the
+    // offloading loop's own),
     // and the virtual nodes of `cluster`, which the webhook watches anyway.
     let decoder = watch::Decoder::new(metrics.clone());
     let map_writer = map_writer::MapWriter::new();
@@ -285,24 +286,34 @@ async fn controllers(
             })
     };
     let (secrets, secrets_writer) = reflector::store::<Secret>();
-    let secret_watch =
-        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx);
+    // Without `--remote-kubeconfig-secrets` no Secret is read (the store stays empty), so the
+    // default RBAC grants none.
+    let secret_watch = if remotes.reads_kubeconfig_secrets() {
+        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx).boxed()
+    } else {
+        futures::future::pending().boxed()
+    };
 
     let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
-    let offloading_watch = watch::watch::<NamespaceOffloading>(
-        client.clone(),
-        listed_in_pages(OFFLOADINGS_PER_PAGE),
-        decoder.clone(),
-    )
-    .modify(keep_what_offloadings_are_read_for)
-    .reflect(offloading_writer)
-    .inspect({
-        let faults = cluster.faults().clone();
-        move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
-    })
-    .applied_objects();
+    // Fed to the Controller as requests rather than as its own watch, so that a relist's objects
+    // wait for the relist's end (see `watch::triggers`); backed off here, as the other watches.
+    let offloading_watch = watch::triggers(
+        watch::watch::<NamespaceOffloading>(
+            client.clone(),
+            listed_in_pages(OFFLOADINGS_PER_PAGE),
+            decoder.clone(),
+        )
+        .default_backoff()
+        .modify(keep_what_offloadings_are_read_for)
+        .reflect(offloading_writer)
+        .inspect({
+            let faults = cluster.faults().clone();
+            move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
+        }),
+    );
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
-    let controller = Controller::for_stream(offloading_watch, offloadings.clone())
+    let no_watch_of_its_own = futures::stream::pending::<Result<NamespaceOffloading, watcher::Error>>();
+    let controller = Controller::for_stream(no_watch_of_its_own, offloadings.clone())
         .with_config(controller::Config::default().debounce(Duration::from_millis(300)).concurrency(16));
     let recorder = Recorder::new(
         client.clone(),
@@ -334,6 +345,7 @@ async fn controllers(
         // A virtual node that appears, goes or changes labels can change every selection (the
         // first item is now: the initial list triggers every object anyway).
         .reconcile_all_on(cluster.node_changes().skip(1))
+        .reconcile_on(offloading_watch)
         // Only the namespaces whose entries (desired or current) changed.
         .reconcile_on(channel_stream(offloading_rx))
         .graceful_shutdown_on(stop.clone().cancelled_owned())

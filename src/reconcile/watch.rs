@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt, future};
 use kube::core::{ApiResource, ObjectMeta};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -115,8 +116,8 @@ fn stub<K: Resource + Default>(metadata: ObjectMeta) -> K {
 }
 
 /// A watch of every `K` in the cluster, decoding each object on its own. Without a backoff, like
-/// kube-runtime's own watches: a Controller backs off its triggers itself; a plain reflector should
-/// add `.default_backoff()`.
+/// kube-runtime's own watches: the caller adds `.default_backoff()` (a Controller fed by
+/// `reconcile_on` does not back off what it is fed).
 pub fn watch<K>(
     client: Client,
     config: watcher::Config,
@@ -132,6 +133,43 @@ where
             Err(e) => Some(Err(e)),
         })
     })
+}
+
+/// What a watch's events ask a Controller to reconcile (through `reconcile_on`, after the
+/// watch's `reflect`): a changed object at once, the objects of a (re)list only at its end.
+///
+/// kube-runtime's Controller looks each request up in its store and silently drops one the store
+/// does not hold (`ObjectNotFound`, no retry). A relist after the store was first filled (an API
+/// server restart, an expired resourceVersion) is buffered by the reflector until its end, so an
+/// object created while the watch was down, triggered as soon as its page arrives, was never
+/// reconciled at all, and one that changed meanwhile was reconciled with its old version. Held
+/// here until the relist is in the store, both are read as listed.
+pub fn triggers<K>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + 'static,
+{
+    events
+        .scan(None::<Vec<ObjectRef<K>>>, |held, ev| {
+            let out = match ev {
+                Ok(watcher::Event::Apply(k)) => vec![ObjectRef::from_obj(&k)],
+                Ok(watcher::Event::Init) => {
+                    *held = Some(Vec::new());
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitApply(k)) => {
+                    held.get_or_insert_with(Vec::new).push(ObjectRef::from_obj(&k));
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitDone) => held.take().unwrap_or_default(),
+                // A deletion is the finalizer's business (seen as an update), and a watch error
+                // is reported and backed off upstream.
+                Ok(watcher::Event::Delete(_)) | Err(_) => Vec::new(),
+            };
+            future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
 }
 
 #[cfg(test)]
@@ -186,5 +224,41 @@ mod tests {
             text.contains(r#"offloading_webhook_decode_failures_total{kind="NamespaceOffloading"} 2"#),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_relists_objects_are_triggered_at_its_end_and_a_change_at_once() {
+        let obj = |ns: &str| -> NamespaceOffloading {
+            serde_json::from_value(json!({
+                "apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
+                "metadata": {"name": "offloading", "namespace": ns}, "spec": {}
+            }))
+            .unwrap()
+        };
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut out = Box::pin(triggers(rx));
+        let send = |ev| tx.unbounded_send(Ok(ev)).unwrap();
+        let next = |out: &mut std::pin::Pin<Box<_>>| {
+            futures::FutureExt::now_or_never(StreamExt::next(out)).flatten()
+        };
+        let name = |r: Option<ObjectRef<NamespaceOffloading>>| r.and_then(|r| r.namespace);
+        send(watcher::Event::Apply(obj("a")));
+        assert_eq!(name(next(&mut out)).as_deref(), Some("a"));
+        send(watcher::Event::Init);
+        send(watcher::Event::InitApply(obj("b")));
+        send(watcher::Event::InitApply(obj("c")));
+        assert!(next(&mut out).is_none(), "a relist's object triggered before its end");
+        send(watcher::Event::InitDone);
+        assert_eq!(name(next(&mut out)).as_deref(), Some("b"));
+        assert_eq!(name(next(&mut out)).as_deref(), Some("c"));
+        // A relist cut short by an error is listed again whole: what it held goes with it.
+        send(watcher::Event::Init);
+        send(watcher::Event::InitApply(obj("d")));
+        tx.unbounded_send(Err(watcher::Error::NoResourceVersion)).unwrap();
+        send(watcher::Event::Init);
+        send(watcher::Event::InitApply(obj("e")));
+        send(watcher::Event::InitDone);
+        assert_eq!(name(next(&mut out)).as_deref(), Some("e"));
+        assert!(next(&mut out).is_none());
     }
 }

@@ -538,7 +538,8 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
                 let remotes = crate::remote_clients::RemoteClients::new(
                     cfg.remote_kubeconfigs.iter().cloned().collect(),
                 )
-                .with_rate_limit(cfg.api_rate_limit());
+                .with_rate_limit(cfg.api_rate_limit())
+                .with_kubeconfig_secrets(cfg.remote_kubeconfig_secrets);
                 let rc =
                     crate::reconcile::ReconcileConfig { lease: lease_config(&cfg), lease_client, remotes };
                 let task = crate::reconcile::run(client, view.clone(), metrics.clone(), rc, stop.clone());
