@@ -22,6 +22,14 @@ pub fn lit(s: &str) -> String {
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
+            // Escaped too: the policy stays ASCII, which every YAML tool passes through (Helm's
+            // emitter drops a whole document holding a C1 control character).
+            c if (c as u32) > 0xffff => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+            c if !c.is_ascii() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -267,6 +275,7 @@ mod tests {
     #[test]
     fn literals_escape_what_cel_needs() {
         assert_eq!(lit("a'b\\c\n\u{1}"), r"'a\'b\\c\n\x01'");
+        assert_eq!(lit("\u{a0}\u{85}é😀"), r"'\u00a0\u0085\u00e9\U0001f600'");
         assert_eq!(lit_list(["In", "NotIn"]), "['In', 'NotIn']");
     }
 
