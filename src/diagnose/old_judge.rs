@@ -421,6 +421,14 @@ pub fn judge(f: &Facts) -> Report {
                 c.remote = Some(format!("namespace {name} does not exist yet"))
             }
             Some(RemoteFact::Reachable) => c.remote = Some("reachable".into()),
+            // Followed by the split judge: unreachable is this namespace's problem only where it is
+            // offloaded (selected, or an entry in the map).
+            Some(RemoteFact::Unreachable(e)) if !c.selected && wanted_name(map, namespace).is_none() => {
+                c.remote = Some(format!("unreachable: {e}"));
+                r.notes.push(format!(
+                    "remote cluster {id} cannot be reached ({e}); this namespace is not offloaded there"
+                ));
+            }
             Some(RemoteFact::Unreachable(e)) => {
                 c.remote = Some(format!("unreachable: {e}"));
                 r.problems.push(Problem {
