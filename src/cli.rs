@@ -6,13 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
-use tracing::debug;
 
 use crate::admission::Enforcement;
 use crate::offloading::names::rfc1123_label_problem;
-use crate::server::ServeError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -468,25 +464,14 @@ impl ServeConfig {
     pub fn api_rate_limit(&self) -> crate::rate_limit::ApiRateLimit {
         crate::rate_limit::ApiRateLimit { qps: self.kube_api_qps, burst: self.kube_api_burst }
     }
-
-    /// The Lease settings: renew deadline and retry period in client-go's proportions.
-    pub fn lease(&self) -> crate::reconcile::lease::LeaseConfig {
-        let duration = Duration::from_secs(self.lease_seconds.max(3));
-        let identity = self.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("{}-{}", host.trim(), std::process::id())
-        });
-        crate::reconcile::lease::LeaseConfig::new(
-            "offloading-webhook-reconciler".into(),
-            self.lease_namespace.clone(),
-            identity,
-            duration,
-        )
-    }
 }
 
-fn parse_remote(s: &str) -> Result<(String, PathBuf), String> {
-    crate::remote_clients::parse_remote_kubeconfig(s).map_err(|e| e.to_string())
+/// Parses `--remote-kubeconfig CLUSTER_ID=PATH`.
+pub fn parse_remote(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok((id.to_owned(), PathBuf::from(path))),
+        _ => Err(format!("--remote-kubeconfig must be CLUSTER_ID=PATH, got {s:?}")),
+    }
 }
 
 fn parse_cluster_id(s: &str) -> Result<String, String> {
@@ -534,46 +519,16 @@ pub struct WebhookConfigArgs {
     pub hooks: HookFlags,
 }
 
-/// The clients of the local cluster, or `None` when none is configured.
-pub struct KubeClients {
-    /// Every request it sends takes a token of `--kube-api-qps`/`--kube-api-burst`.
-    pub limited: Client,
-    /// For the Lease alone: a renewal must never queue behind the loop's own requests, or the
-    /// leader would miss its renew deadline under load.
-    pub lease: Client,
-}
-
-/// The clients of the local cluster, or `None` when none is configured.
-pub async fn kube_client(cfg: &ServeConfig) -> Result<Option<KubeClients>, ServeError> {
-    if cfg.no_cluster {
-        return Ok(None);
-    }
-    let config = match &cfg.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| ServeError::Kubeconfig(format!("{}: {e}", path.display())))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| ServeError::Kubeconfig(format!("{}: {e}", path.display())))?
-        }
-        None => match Config::infer().await {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "no cluster configuration found");
-                return Ok(None);
-            }
-        },
-    };
-    let unlimited = crate::rate_limit::ApiRateLimit { qps: 0.0, burst: 1 };
-    Ok(Some(KubeClients {
-        limited: crate::rate_limit::client(config.clone(), cfg.api_rate_limit())?,
-        lease: crate::rate_limit::client(config, unlimited)?,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_remote_kubeconfig_flags() {
+        assert_eq!(parse_remote("c1=/k/c1").unwrap(), ("c1".into(), PathBuf::from("/k/c1")));
+        assert!(parse_remote("c1").unwrap_err().contains("CLUSTER_ID=PATH"));
+        assert!(parse_remote("=x").is_err());
+    }
 
     #[test]
     fn webhook_threads_are_bounded_and_say_how() {

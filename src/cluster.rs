@@ -20,7 +20,7 @@ use kube::{Api, Client};
 use tracing::{error, info, warn};
 
 use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, watch_event};
-use crate::liqo::v1::virtual_node_resource;
+use crate::liqo::v1::{self, virtual_node_resource};
 use crate::liqo::{
     CLUSTER_ID_CONFIGMAP, CLUSTER_ID_CONFIGMAP_SELECTOR, CLUSTER_ID_KEY, NODE_TYPE_LABEL,
     REMOTE_CLUSTER_ID_LABEL, STORAGE_AVAILABLE_LABEL, VIRTUAL_NODE,
@@ -232,12 +232,7 @@ impl ClusterView {
         view.nodes = Some(store.clone());
         let nodes: Api<Node> = Api::all(client.clone());
         // Liqo v1.x finds a VirtualNode's Node by its cluster id label alone.
-        let cfg = match generation {
-            Generation::V0_3 => {
-                watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"))
-            }
-            Generation::V1 => watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL),
-        };
+        let cfg = watcher::Config::default().labels(generation.names().virtual_node_selector);
         let vn_writer = (generation == Generation::V1)
             .then(|| reflector::store::Writer::<DynamicObject>::new(virtual_node_resource()));
         view.liqo_virtual_nodes = vn_writer.as_ref().map(|w| w.as_reader());
@@ -246,6 +241,7 @@ impl ClusterView {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &virtual_node_resource());
             let faults = view.faults.clone();
             let v = view.clone();
+            let resource = v1::VIRTUAL_NODES.qualified();
             tasks.push(Box::pin(async move {
                 watcher(api, watcher::Config::default())
                     .default_backoff()
@@ -253,7 +249,7 @@ impl ClusterView {
                     .for_each(|ev| {
                         let access = Access {
                             verb: "list and watch",
-                            resource: "virtualnodes.offloading.liqo.io",
+                            resource: &resource,
                             namespace: None,
                             role: CLUSTER_ROLE,
                         };

@@ -17,6 +17,7 @@
 //!   once ready.
 //! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
 //! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
+//! - [`kube_client`]: the one way a client of an API server is built (kubeconfig or in-cluster).
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
 pub mod admission;
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod crd;
 pub mod diagnose;
 pub mod health;
+pub mod kube_client;
 pub mod liqo;
 pub mod liqo_api;
 pub mod metrics;
@@ -75,7 +77,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// `diagnose`: 0 healthy, 1 a problem found, 2 could not look.
 async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
     let looked = async {
-        let client = diagnose::connect(args.kubeconfig.as_ref()).await?;
+        let client = diagnose::connect(args.kubeconfig.as_deref()).await?;
         let remotes = remote_clients::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
         let generation = liqo_api::resolve(&client, args.liqo_api).await?;
         let (id, liqo_ns) = (args.cluster_id.clone(), args.liqo_namespace.as_str());

@@ -5,34 +5,23 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::Store;
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use crate::liqo::{KUBECONFIG_KEY, REMOTE_CLUSTER_ID_LABEL};
 use crate::rate_limit::ApiRateLimit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("--remote-kubeconfig must be CLUSTER_ID=PATH, got {0:?}")]
-    Syntax(String),
     #[error("the kubeconfig of remote cluster {cluster_id} ({source_name}) cannot be used: {detail}")]
     Kubeconfig { cluster_id: String, source_name: String, detail: String },
 }
 
-/// Parses `--remote-kubeconfig CLUSTER_ID=PATH`.
-pub fn parse_remote_kubeconfig(s: &str) -> Result<(String, PathBuf), RemoteError> {
-    match s.split_once('=') {
-        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok((id.to_owned(), PathBuf::from(path))),
-        _ => Err(RemoteError::Syntax(s.to_owned())),
-    }
-}
-
-/// Builds a client with short timeouts from kubeconfig text, its requests limited by `limit`.
+/// Builds a client with short timeouts from kubeconfig text (from `source_name`), its requests
+/// limited by `limit`.
 pub async fn client_from_kubeconfig(
     cluster_id: &str,
     source_name: &str,
@@ -44,14 +33,8 @@ pub async fn client_from_kubeconfig(
         source_name: source_name.to_owned(),
         detail,
     };
-    let kc = Kubeconfig::from_yaml(yaml).map_err(|e| err(e.to_string()))?;
-    let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    cfg.connect_timeout = Some(Duration::from_secs(3));
-    cfg.read_timeout = Some(Duration::from_secs(10));
-    cfg.write_timeout = Some(Duration::from_secs(10));
-    crate::rate_limit::client(cfg, limit).map_err(|e| err(e.to_string()))
+    let cfg = crate::kube_client::remote_config(yaml).await.map_err(err)?;
+    crate::kube_client::client(cfg, limit).map_err(|e| err(e.to_string()))
 }
 
 /// How remote clusters are reached: kubeconfig files given on the command line, and Secrets with a
@@ -151,16 +134,4 @@ impl RemoteClients {
 fn kubeconfig_in(s: &Secret, tenant_namespace: &str) -> Option<(String, String)> {
     let data = s.data.as_ref()?.get(KUBECONFIG_KEY)?;
     Some((format!("secret {tenant_namespace}/{}", s.name_any()), String::from_utf8(data.0.clone()).ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_remote_kubeconfig_flags() {
-        assert_eq!(parse_remote_kubeconfig("c1=/k/c1").unwrap(), ("c1".into(), PathBuf::from("/k/c1")));
-        assert!(parse_remote_kubeconfig("c1").unwrap_err().to_string().contains("CLUSTER_ID=PATH"));
-        assert!(parse_remote_kubeconfig("=x").is_err());
-    }
 }

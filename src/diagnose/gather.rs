@@ -3,7 +3,7 @@
 //! (`crate::liqo::Names`): where its objects live and how its controllers find them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -17,6 +17,7 @@ use super::facts::{
 };
 use crate::cluster::{LiqoVirtualNode, v1_virtual_nodes, virtual_node};
 use crate::crd::{NamespaceMap, NamespaceOffloading};
+use crate::kube_client::{self, KubeClientError};
 use crate::liqo::{CLUSTER_ID_KEY, ConfigMapLookup, Generation, Names, OFFLOADING_NAME, v1};
 use crate::offloading::VirtualNode;
 use crate::raw_object::{RawObject, decode_text};
@@ -34,23 +35,26 @@ pub enum DiagnoseError {
     LiqoApi(#[from] crate::liqo_api::LiqoApiError),
 }
 
+impl From<KubeClientError> for DiagnoseError {
+    /// The reason alone: the message already says it is about connecting.
+    fn from(e: KubeClientError) -> Self {
+        Self::Connect(match e {
+            KubeClientError::Kubeconfig { path, detail } => format!("{path}: {detail}"),
+            KubeClientError::NotConfigured(e) => e,
+            KubeClientError::Client(e) => e.to_string(),
+        })
+    }
+}
+
 fn read<T>(what: &str, r: Result<T, kube::Error>) -> Result<T, DiagnoseError> {
     r.map_err(|source| DiagnoseError::Read { what: what.to_owned(), source })
 }
 
-/// Connects with a kubeconfig path, or the usual inference.
-pub async fn connect(kubeconfig: Option<&PathBuf>) -> Result<Client, DiagnoseError> {
-    let config = match kubeconfig {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p)
-                .map_err(|e| DiagnoseError::Connect(format!("{}: {e}", p.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| DiagnoseError::Connect(e.to_string()))?
-        }
-        None => kube::Config::infer().await.map_err(|e| DiagnoseError::Connect(e.to_string()))?,
-    };
-    Client::try_from(config).map_err(|e| DiagnoseError::Connect(e.to_string()))
+/// Connects with a kubeconfig path, or the usual inference; no client-side rate limit for a
+/// one-off look.
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, DiagnoseError> {
+    let config = kube_client::config(kubeconfig).await?;
+    Ok(kube_client::client(config, kube_client::UNLIMITED)?)
 }
 
 /// How one Liqo generation is read.

@@ -9,6 +9,11 @@
 //!    (`crate::offloading`); what differs per generation is in [`wording`] and `crate::liqo`;
 //! 4. [`render`] prints the [`Report`] as text or JSON.
 //!
+//! Many namespaces are judged against one reading of the cluster: [`gather::cluster`] and
+//! [`gather::leases`] once, then per namespace [`gather::offloadings`] and
+//! [`gather::around_offloading`], and [`judge`] borrows the same [`facts::ClusterFacts`] for each;
+//! `diagnose -A` reads every namespace's facts in the same lists ([`gather::gather_all`]).
+//!
 //! Exit 0 healthy, 1 a problem found, 2 could not look.
 
 pub mod checks;
@@ -62,8 +67,3 @@ pub async fn diagnose_all(
     cluster.looked_at = Some(Timestamp::now());
     Ok(fleet::judge_all(&cluster, &namespaces))
 }
-
-#[cfg(test)]
-mod differential_tmp;
-#[cfg(test)]
-mod old_judge;

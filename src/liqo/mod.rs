@@ -58,6 +58,11 @@ impl Resource {
         format!("{}/{}", self.group, self.version)
     }
 
+    /// `plural.group`, as RBAC rules and kubectl name the resource.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.plural, self.group)
+    }
+
     /// The resource as kube's dynamic APIs take it.
     pub fn api_resource(&self) -> ApiResource {
         ApiResource::from_gvk_with_plural(
@@ -222,6 +227,7 @@ mod tests {
             ("offloading.liqo.io/v1beta1", "namespacemaps")
         );
         assert_eq!(v0_3::MAPS.group_version(), "virtualkubelet.liqo.io/v1alpha1");
+        assert_eq!(v1::VIRTUAL_NODES.qualified(), "virtualnodes.offloading.liqo.io");
         assert_eq!(OFFLOADING_VERSIONS, ["v1alpha1", "v1beta1"]);
         for names in [&v0_3::NAMES, &v1::NAMES] {
             assert_eq!(names.offloadings.group, OFFLOADING_GROUP);

@@ -204,7 +204,7 @@ impl MapMemory {
 #[derive(Clone)]
 pub struct ReconcileConfig {
     pub lease: lease::LeaseConfig,
-    /// The Lease's own client, without the client-side rate limit (see `cli::KubeClients`).
+    /// The Lease's own client, without the client-side rate limit (see `kube_client::KubeClients`).
     pub lease_client: Client,
     pub remotes: crate::remote_clients::RemoteClients,
 }

@@ -49,8 +49,8 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error("could not connect to the Kubernetes API: {0}")]
     Kube(kube::Error),
-    #[error("could not read the kubeconfig: {0}")]
-    Kubeconfig(String),
+    #[error(transparent)]
+    KubeClient(#[from] crate::kube_client::KubeClientError),
     #[error(transparent)]
     LiqoApi(#[from] crate::liqo_api::LiqoApiError),
     #[error(transparent)]
@@ -424,12 +424,46 @@ async fn serve_plain(listener: TcpListener, app: Router, stop: CancellationToken
     }
 }
 
+/// The clients of the local cluster, `None` when none is configured (`--no-cluster`, or nothing
+/// to infer a configuration from: the webhook then serves alone).
+async fn local_clients(cfg: &ServeConfig) -> Result<Option<crate::kube_client::KubeClients>, ServeError> {
+    use crate::kube_client::{self, KubeClientError};
+    if cfg.no_cluster {
+        return Ok(None);
+    }
+    let config = match kube_client::config(cfg.kubeconfig.as_deref()).await {
+        Ok(config) => config,
+        Err(KubeClientError::NotConfigured(e)) => {
+            debug!(error = %e, "no cluster configuration found");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(kube_client::KubeClients::new(config, cfg.api_rate_limit())?))
+}
+
+/// The Lease settings: renew deadline and retry period in client-go's proportions; the identity
+/// is the pod's name, else this host's name and PID.
+fn lease_config(cfg: &ServeConfig) -> crate::reconcile::lease::LeaseConfig {
+    let duration = Duration::from_secs(cfg.lease_seconds.max(3));
+    let identity = cfg.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    crate::reconcile::lease::LeaseConfig::new(
+        "offloading-webhook-reconciler".into(),
+        cfg.lease_namespace.clone(),
+        identity,
+        duration,
+    )
+}
+
 /// The `serve` command: webhooks, probes, metrics, caches. Returns once `stop` is cancelled and
 /// in-flight reviews are answered.
 pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let target = registration_target(&cfg)?;
-    let clients = crate::cli::kube_client(&cfg).await?;
+    let clients = local_clients(&cfg).await?;
     let client = clients.as_ref().map(|c| c.limited.clone());
     let lease_client = clients.map(|c| c.lease);
     let managed = cfg.certificate.source == crate::cli::CertificateSource::Managed;
@@ -463,7 +497,8 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
                     cfg.remote_kubeconfigs.iter().cloned().collect(),
                 )
                 .with_rate_limit(cfg.api_rate_limit());
-                let rc = crate::reconcile::ReconcileConfig { lease: cfg.lease(), lease_client, remotes };
+                let rc =
+                    crate::reconcile::ReconcileConfig { lease: lease_config(&cfg), lease_client, remotes };
                 let task = crate::reconcile::run(client, view.clone(), metrics.clone(), rc, stop.clone());
                 reconciler = Some(tokio::spawn(task));
             }
