@@ -42,12 +42,16 @@ pub enum Command {
     Crds,
     /// Print the Validating and Mutating WebhookConfigurations for a webhook reached by URL.
     WebhookConfig(WebhookConfigArgs),
-    /// Walk the troubleshooting guide for a namespace and print one verdict (exit 0 healthy,
-    /// 1 a problem found, 2 could not look).
+    /// Walk the troubleshooting guide for a namespace (or, with -A, every one) and print one
+    /// verdict (exit 0 healthy, 1 a problem found, 2 could not look).
     Diagnose(DiagnoseArgs),
     /// Print a ValidatingAdmissionPolicy and its bindings that check the webhook's static rules
     /// inside the API server (Kubernetes 1.30 or later).
     Policy(PolicyArgs),
+    /// Say what applying NamespaceOffloadings would do, writing nothing: the webhook's verdict,
+    /// the clusters selected and why not the others, the remote namespace in each (exit 0 would
+    /// succeed, 1 would be refused or fail later, 2 could not look).
+    Plan(PlanArgs),
 }
 
 #[derive(Args, Debug)]
@@ -86,10 +90,53 @@ pub enum PolicyPart {
 }
 
 #[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The objects, as kubectl apply -f takes them: a YAML or JSON file (documents, Lists), a
+    /// directory of .yaml, .yml and .json files, or - for standard input (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub filenames: Vec<PathBuf>,
+    /// The namespace of objects that name none (default: the kubeconfig context's, else default).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub look: LookArgs,
+}
+
+/// How `diagnose` and `plan` look at the cluster. Their environment variables carry the
+/// program's prefix, so that a shell's own CLUSTER_ID or LIQO_API does not change what they say.
+#[derive(Args, Debug)]
+pub struct LookArgs {
+    /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The local cluster id (default: Liqo's liqo-clusterid-configmap; on v1.x found by its label
+    /// app.kubernetes.io/name=clusterid-configmap).
+    #[arg(long, env = "OFFLOADING_WEBHOOK_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// The namespace Liqo runs in.
+    #[arg(long, env = "OFFLOADING_WEBHOOK_LIQO_NAMESPACE", default_value = "liqo")]
+    pub liqo_namespace: String,
+    /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable), to look at its namespaces
+    /// (Secrets labelled liqo.io/remote-cluster-id in the tenant namespace work too).
+    #[arg(long = "remote-kubeconfig", value_parser = parse_remote)]
+    pub remote_kubeconfigs: Vec<(String, PathBuf)>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Which Liqo API to read: `auto` finds out, as `serve` does.
+    #[arg(long, env = "OFFLOADING_WEBHOOK_LIQO_API", value_enum, default_value_t = LiqoApi::Auto)]
+    pub liqo_api: LiqoApi,
+}
+
+#[derive(Args, Debug)]
 pub struct DiagnoseArgs {
     /// The offloaded namespace to look at.
-    #[arg(short = 'n', long)]
-    pub namespace: String,
+    #[arg(short = 'n', long, required_unless_present = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Every namespace that holds a NamespaceOffloading: one line each, then the problems grouped
+    /// (each kind is read once for the whole cluster).
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
     /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

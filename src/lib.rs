@@ -11,6 +11,7 @@
 //! - [`raw_object`]: objects read as JSON text and decoded one at a time.
 //! - [`remote_clients`]: clients of the remote clusters, from kubeconfig files or Liqo's Secrets.
 //! - [`diagnose`]: the troubleshooting guide as one command (gather, facts, checks, render).
+//! - [`plan`]: what applying NamespaceOffloadings would do, before applying them.
 //! - [`certs`]: a dev CA, and the CA and serving pair the replicas keep themselves in a Secret.
 //! - [`webhook_config`]: the registrations as built; [`registration`]: the replicas filling them in
 //!   once ready.
@@ -32,6 +33,7 @@ pub mod liqo;
 pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
+pub mod plan;
 pub mod policy;
 pub mod rate_limit;
 pub mod raw_object;
@@ -70,6 +72,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::WebhookConfig(args) => print!("{}", webhook_config_yaml(&args)?),
         Command::Diagnose(args) => return Ok(run_diagnose(args).await),
         Command::Policy(args) => print!("{}", policy_yaml(&args)?),
+        Command::Plan(args) => return Ok(plan::run(&args).await),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -80,23 +83,29 @@ async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
         let client = diagnose::connect(args.kubeconfig.as_deref()).await?;
         let remotes = remote_clients::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
         let generation = liqo_api::resolve(&client, args.liqo_api).await?;
-        diagnose::diagnose(
-            &client,
-            generation,
-            &args.namespace,
-            args.cluster_id.clone(),
-            &args.liqo_namespace,
-            &remotes,
-        )
-        .await
-    };
-    match looked.await {
-        Ok(report) => {
-            match args.output {
-                cli::OutputFormat::Json => println!("{}", diagnose::render::json(&report)),
-                cli::OutputFormat::Text => print!("{}", diagnose::render::text(&report)),
+        let (id, liqo_ns) = (args.cluster_id.clone(), args.liqo_namespace.as_str());
+        match &args.namespace {
+            Some(ns) if !args.all_namespaces => {
+                diagnose::diagnose(&client, generation, ns, id, liqo_ns, &remotes).await.map(Looked::One)
             }
-            if report.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            _ => diagnose::diagnose_all(&client, generation, id, liqo_ns, &remotes).await.map(Looked::All),
+        }
+    };
+    enum Looked {
+        One(diagnose::Report),
+        All(diagnose::FleetReport),
+    }
+    use diagnose::render;
+    match looked.await {
+        Ok(looked) => {
+            let (printed, healthy) = match (&looked, args.output) {
+                (Looked::One(r), cli::OutputFormat::Json) => (render::json(r) + "\n", r.healthy),
+                (Looked::One(r), cli::OutputFormat::Text) => (render::text(r), r.healthy),
+                (Looked::All(r), cli::OutputFormat::Json) => (render::fleet_json(r) + "\n", r.healthy),
+                (Looked::All(r), cli::OutputFormat::Text) => (render::fleet_text(r), r.healthy),
+            };
+            print!("{printed}");
+            if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => {
             eprintln!("error: diagnose could not look: {e}");

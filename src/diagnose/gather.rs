@@ -72,6 +72,11 @@ impl Adapter {
         self.names.generation
     }
 
+    /// The generation's names.
+    pub fn names(&self) -> &'static Names {
+        self.names
+    }
+
     /// The NamespaceOffloadings of `namespace`; those that do not decode go to `undecodable`.
     async fn offloadings(
         &self,
@@ -172,7 +177,7 @@ where
         None => Api::all_with(client.clone(), ar),
     };
     let mut out = Vec::new();
-    for obj in read(&format!("{}s", ar.kind), api.list(lp).await)?.items {
+    for obj in list_pages(&api, lp, &format!("{}s", ar.kind)).await? {
         let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
         match decode_text::<K>(obj.text()) {
             Ok(k) => out.push(k),
@@ -187,6 +192,27 @@ where
         }
     }
     Ok(out)
+}
+
+/// Objects listed per page, as kubectl lists them: a fleet's thousands of objects never wait in one
+/// answer, and the API server serves each page from its watch cache.
+pub const PAGE: u32 = 500;
+
+/// Every object `lp` selects, read in pages of [`PAGE`].
+async fn list_pages<K>(api: &Api<K>, lp: &ListParams, what: &str) -> Result<Vec<K>, DiagnoseError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut lp = lp.clone().limit(PAGE);
+    let mut out = Vec::new();
+    loop {
+        let page = read(what, api.list(&lp).await)?;
+        out.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// Every fact about `namespace`: its NamespaceOffloadings first and, when one is named
@@ -213,6 +239,133 @@ pub async fn gather(
     cluster(client, adapter, cluster_id, &mut facts.cluster).await?;
     around_offloading(client, adapter, &facts.cluster, &mut facts.namespace, remotes).await;
     Ok(facts)
+}
+
+/// Every fact about every namespace that holds a NamespaceOffloading, for `diagnose -A`: each kind
+/// is listed once for the whole cluster (in pages), never once per namespace, and the remote
+/// clusters are asked once each for their namespaces. Namespaces come sorted by name.
+pub async fn gather_all(
+    client: &Client,
+    adapter: &Adapter,
+    cluster_id: Option<String>,
+    liqo_namespace: &str,
+    remotes: &RemoteClients,
+) -> Result<(ClusterFacts, Vec<NamespaceFacts>), DiagnoseError> {
+    let mut cf = ClusterFacts {
+        generation: adapter.generation(),
+        liqo_namespace: liqo_namespace.to_owned(),
+        ..Default::default()
+    };
+    let mut undecodable = Vec::new();
+    let ar = adapter.names.offloadings.api_resource();
+    let all: Vec<NamespaceOffloading> =
+        list_decoded(client, &ar, None, &ListParams::default(), &mut undecodable).await?;
+    let mut by_ns: BTreeMap<String, NamespaceFacts> = BTreeMap::new();
+    fn entry(by_ns: &mut BTreeMap<String, NamespaceFacts>, ns: String) -> &mut NamespaceFacts {
+        by_ns.entry(ns.clone()).or_insert_with(|| NamespaceFacts { name: ns, ..Default::default() })
+    }
+    for o in all {
+        let f = entry(&mut by_ns, o.namespace().unwrap_or_default());
+        if o.name_any() == OFFLOADING_NAME {
+            f.offloading = Some(o);
+        } else {
+            f.other_names.push(o.name_any());
+        }
+    }
+    for u in undecodable {
+        entry(&mut by_ns, u.namespace.clone()).undecodable.push(u);
+    }
+    if by_ns.is_empty() {
+        return Ok((cf, Vec::new()));
+    }
+    cluster(client, adapter, cluster_id, &mut cf).await?;
+    let mut events = events_everywhere(client).await;
+    for f in by_ns.values_mut() {
+        f.events = events.remove(&f.name).unwrap_or_default();
+    }
+    remotes_everywhere(client, adapter, &cf, &mut by_ns, remotes).await;
+    Ok((cf, by_ns.into_values().collect()))
+}
+
+/// The Events about every namespace's NamespaceOffloading, by namespace, in one list (the API
+/// server filters them by the object's name).
+async fn events_everywhere(client: &Client) -> BTreeMap<String, Vec<EventFact>> {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    let api: Api<CoreEvent> = Api::all(client.clone());
+    let lp = ListParams::default().fields(&format!("involvedObject.name={OFFLOADING_NAME}"));
+    let mut out: BTreeMap<String, Vec<EventFact>> = BTreeMap::new();
+    let Ok(list) = list_pages(&api, &lp, "Events").await else { return out };
+    for e in list {
+        out.entry(e.namespace().unwrap_or_default()).or_default().push(EventFact {
+            type_: e.type_.unwrap_or_default(),
+            reason: e.reason.unwrap_or_default(),
+            note: e.message.unwrap_or_default(),
+        });
+    }
+    out
+}
+
+/// What each reachable remote cluster says of every namespace's remote namespace: one client and
+/// one list of its namespaces per remote cluster, whatever the number of namespaces.
+async fn remotes_everywhere(
+    client: &Client,
+    adapter: &Adapter,
+    cluster: &ClusterFacts,
+    by_ns: &mut BTreeMap<String, NamespaceFacts>,
+    remotes: &RemoteClients,
+) {
+    let offloaded = || by_ns.values().filter_map(|f| f.offloading.as_ref());
+    let conditions: Vec<crate::crd::Shared> = offloaded()
+        .filter_map(|o| o.status.as_ref())
+        .flat_map(|s| s.remote_namespaces_conditions.keys().cloned())
+        .collect();
+    for id in cluster.cluster_ids(conditions.iter()) {
+        let remote = match remotes.get(client, &id, &cluster.tenant_of(&id)).await {
+            Ok(Some(remote)) => remote,
+            Ok(None) => continue,
+            Err(e) => {
+                for f in by_ns.values_mut().filter(|f| f.offloading.is_some()) {
+                    f.unusable_kubeconfigs.push(e.to_string());
+                }
+                continue;
+            }
+        };
+        let listed = remote_namespaces(remote, adapter.names).await;
+        let known = cluster.nodes.iter().any(|n| n.cluster_id == id) || cluster.maps.contains_key(&id);
+        for f in by_ns.values_mut() {
+            let Some(obj) = &f.offloading else { continue };
+            let in_status =
+                obj.status.as_ref().is_some_and(|s| s.remote_namespaces_conditions.contains_key(id.as_str()));
+            if !known && !in_status {
+                continue;
+            }
+            let fact = match (&listed, wanted_name(cluster.maps.get(&id), &f.name)) {
+                (Err(e), _) => RemoteFact::Unreachable(e.clone()),
+                (Ok(_), None) => RemoteFact::Reachable,
+                (Ok(names), Some(name)) => match names.get(&name) {
+                    Some(owner) => RemoteFact::Exists { name, owner: owner.clone() },
+                    None => RemoteFact::Missing { name },
+                },
+            };
+            f.remotes.insert(id.clone(), fact);
+        }
+    }
+}
+
+/// Every namespace of a remote cluster, with the value of the generation's ownership annotation.
+async fn remote_namespaces(
+    remote: Client,
+    names: &Names,
+) -> Result<BTreeMap<String, Option<String>>, String> {
+    let api: Api<Namespace> = Api::all(remote);
+    let listed = list_pages(&api, &ListParams::default(), "Namespaces").await.map_err(|e| match e {
+        DiagnoseError::Read { source, .. } => source.to_string(),
+        e => e.to_string(),
+    })?;
+    Ok(listed
+        .iter()
+        .map(|ns| (ns.name_any(), ns.annotations().get(names.owner_annotation).cloned()))
+        .collect())
 }
 
 /// The NamespaceOffloadings of `namespace`: the one named `offloading`, and the others.
@@ -287,7 +440,7 @@ pub async fn around_offloading(
 
 /// What a remote cluster says of the remote namespace `wanted`, or, with no name to look for,
 /// whether it answers at all.
-async fn remote_fact(remote: Client, names: &Names, wanted: Option<String>) -> RemoteFact {
+pub async fn remote_fact(remote: Client, names: &Names, wanted: Option<String>) -> RemoteFact {
     let api: Api<Namespace> = Api::all(remote);
     match wanted {
         Some(name) => match api.get_opt(&name).await {

@@ -1,7 +1,8 @@
-//! The report as text for a person, or as JSON (`-o json`).
+//! The report as text for a person, or as JSON (`-o json`); one namespace's, or the fleet's.
 
 use std::fmt::Write;
 
+use super::fleet::FleetReport;
 use super::report::Report;
 use crate::liqo::{Generation, SCHEDULING_ENABLED};
 
@@ -112,5 +113,58 @@ fn verdict(o: &mut String, r: &Report) {
 
 /// The report as pretty-printed JSON: the [`Report`] itself.
 pub fn json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_default()
+}
+
+/// `diagnose -A` as a person reads it: a table of the namespaces, then the problems grouped.
+pub fn fleet_text(r: &FleetReport) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    if r.namespaces.is_empty() {
+        let _ = writeln!(o, "no NamespaceOffloading in any namespace (liqo API {})", r.liqo_api);
+        return o;
+    }
+    let width = r.namespaces.iter().map(|l| l.namespace.len()).max().unwrap_or(0).max("NAMESPACE".len());
+    let _ =
+        writeln!(o, "{:<width$}  {:<17}  {:>8}  {:>5}  PROBLEM", "NAMESPACE", "PHASE", "SELECTED", "READY");
+    for l in &r.namespaces {
+        let _ = writeln!(
+            o,
+            "{:<width$}  {:<17}  {:>8}  {:>5}  {}",
+            l.namespace,
+            l.phase.as_deref().unwrap_or("-"),
+            l.selected,
+            l.ready,
+            l.first_problem().unwrap_or("-")
+        );
+    }
+    if !r.groups.is_empty() {
+        let _ = writeln!(o, "problems, by check:");
+    }
+    for g in &r.groups {
+        const SHOWN: usize = 10;
+        let n = g.namespaces.len();
+        let mut names = g.namespaces.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        if n > SHOWN {
+            let _ = write!(names, " and {} more", n - SHOWN);
+        }
+        let about = g.cluster.as_ref().map(|c| format!(" (cluster {c})")).unwrap_or_default();
+        let _ = writeln!(o, "  {}{about}: {n} namespace{}: {names}", g.check, if n == 1 { "" } else { "s" });
+        let _ = writeln!(o, "     e.g. {}: {}", g.namespaces[0], g.cause);
+        let _ = writeln!(o, "     fix: {}", g.fix);
+    }
+    let broken = r.namespaces.iter().filter(|l| !l.healthy).count();
+    let total = r.namespaces.len();
+    let _ = writeln!(
+        o,
+        "verdict: {total} NamespaceOffloading{}, {} healthy, {broken} with problems",
+        if total == 1 { "" } else { "s" },
+        total - broken
+    );
+    o
+}
+
+/// `diagnose -A` as pretty-printed JSON: the [`FleetReport`] itself.
+pub fn fleet_json(r: &FleetReport) -> String {
     serde_json::to_string_pretty(r).unwrap_or_default()
 }

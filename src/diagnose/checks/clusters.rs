@@ -66,10 +66,17 @@ pub fn remote_namespace_ours(s: &Subject<'_>, c: &Cluster<'_>, _: &[Problem]) ->
     )]
 }
 
-/// A remote cluster whose kubeconfig works but whose API server does not answer.
-pub fn remote_cluster_reachable(_: &Subject<'_>, c: &Cluster<'_>, _: &[Problem]) -> Vec<Finding> {
+/// A remote cluster whose kubeconfig works but whose API server does not answer: a problem of the
+/// namespace when it is offloaded there (selected, or an entry in the cluster's map), a note
+/// otherwise (another namespace's trouble, not this one's).
+pub fn remote_cluster_reachable(s: &Subject<'_>, c: &Cluster<'_>, _: &[Problem]) -> Vec<Finding> {
     let Some(RemoteFact::Unreachable(e)) = c.remote else { return Vec::new() };
     let id = &c.id;
+    if !c.selected && wanted_name(c.map, &s.namespace.name).is_none() {
+        return vec![Finding::Note(format!(
+            "remote cluster {id} cannot be reached ({e}); this namespace is not offloaded there"
+        ))];
+    }
     vec![Finding::problem_of(
         id,
         format!("remote cluster {id} cannot be reached: {e}"),
@@ -166,6 +173,19 @@ mod tests {
         assert_eq!(
             run(remote_cluster_reachable, &f),
             ["remote cluster calm-sea cannot be reached: connection refused"]
+        );
+        // Not offloaded there (not selected, nothing in its map): another namespace's trouble.
+        f.namespace.offloading = Some(crate::diagnose::checks::fixtures::offloading(
+            serde_json::json!({"clusterSelector": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "region", "operator": "In", "values": ["us"]}]}]}}),
+            serde_json::json!({}),
+        ));
+        f.cluster.maps.clear();
+        assert_eq!(
+            run(remote_cluster_reachable, &f),
+            [
+                "note: remote cluster calm-sea cannot be reached (connection refused); this namespace is not offloaded there"
+            ]
         );
     }
 

@@ -85,6 +85,18 @@ pub const AFTER_CLUSTERS: &[ObjectCheck] = &[
     Check { name: "phase-explained", run: status::phase_explained },
 ];
 
+/// Where a check runs among all the checks (by name): its findings' place in a report. Unknown
+/// names come last.
+pub fn order(check: &str) -> usize {
+    let names = ON_FACTS
+        .iter()
+        .map(|c| c.name)
+        .chain(ON_OBJECT.iter().map(|c| c.name))
+        .chain(clusters::CHECKS.iter().map(|c| c.name))
+        .chain(AFTER_CLUSTERS.iter().map(|c| c.name));
+    names.into_iter().position(|n| n == check).unwrap_or(usize::MAX)
+}
+
 /// What the checks found so far, in order.
 #[derive(Default)]
 struct Found {

@@ -5,7 +5,8 @@ use super::{Finding, Subject};
 use crate::diagnose::report::Problem;
 use crate::diagnose::wording::InvalidSelector;
 use crate::liqo::SCHEDULING_ENABLED;
-use crate::offloading::{aggregate, selector};
+use crate::offloading::{VirtualNode, aggregate, selector};
+use k8s_openapi::api::core::v1::NodeSelector;
 use kube::ResourceExt;
 
 /// The selector judged as the webhook would; what works by luck today is a note.
@@ -60,18 +61,8 @@ pub fn some_cluster_selected(s: &Subject<'_>, _: &[Problem]) -> Vec<Finding> {
     let wanted = s.offloading.spec.cluster_selector.as_ref();
     let mut lines = Vec::new();
     for n in nodes.iter() {
-        let Err(misses) = selector::explain(wanted, &n.facts()) else { continue };
-        for (i, miss) in misses.iter().enumerate() {
-            lines.push(match miss {
-                Some(u) => format!(
-                    "cluster {} (node {}): {} wants {}, but {}",
-                    n.cluster_id, n.name, u.path, u.requirement, u.found
-                ),
-                None => format!(
-                    "cluster {} (node {}): term {i} is empty and matches nothing",
-                    n.cluster_id, n.name
-                ),
-            });
+        for why in why_not(wanted, n) {
+            lines.push(format!("cluster {} (node {}): {why}", n.cluster_id, n.name));
         }
     }
     vec![Finding::problem(
@@ -85,6 +76,20 @@ pub fn some_cluster_selected(s: &Subject<'_>, _: &[Problem]) -> Vec<Finding> {
             s.wording.node_labels
         ),
     )]
+}
+
+/// Why a (valid) selector does not select the virtual node: per term, the requirement that failed
+/// and the node's actual value. Empty when it selects it. Also what `plan` says of each cluster.
+pub fn why_not(wanted: Option<&NodeSelector>, node: &VirtualNode) -> Vec<String> {
+    let Err(misses) = selector::explain(wanted, &node.facts()) else { return Vec::new() };
+    misses
+        .iter()
+        .enumerate()
+        .map(|(i, miss)| match miss {
+            Some(u) => format!("{} wants {}, but {}", u.path, u.requirement, u.found),
+            None => format!("term {i} is empty and matches nothing"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
