@@ -49,6 +49,44 @@ pub enum Command {
     /// Walk the troubleshooting guide for a namespace and print one verdict (exit 0 healthy,
     /// 1 a problem found, 2 could not look).
     Diagnose(DiagnoseArgs),
+    /// Print a ValidatingAdmissionPolicy and its bindings that check the webhook's static rules
+    /// inside the API server (Kubernetes 1.30 or later).
+    Policy(PolicyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// The Liqo generation whose rules apply: v0.3 or v1.
+    #[arg(long, value_enum)]
+    pub liqo_api: LiqoApi,
+    /// Name of the policy and of its bindings (NAME and NAME-cluster-id).
+    #[arg(long, default_value = "offloading-webhook")]
+    pub name: String,
+    /// The bindings' validationActions: Deny, or Warn,Audit to roll the policy out on a live
+    /// cluster without refusing anything.
+    #[arg(long, value_delimiter = ',', default_value = "Deny")]
+    pub validation_actions: Vec<String>,
+    /// The namespace of Liqo's cluster-id ConfigMap (the parameter of the NAME-cluster-id binding).
+    #[arg(long, default_value = "liqo")]
+    pub liqo_namespace: String,
+    /// The local cluster id, written into the policy instead of read from Liqo's ConfigMap (one
+    /// binding, no parameter).
+    #[arg(long, value_parser = parse_cluster_id)]
+    pub cluster_id: Option<String>,
+    /// Namespaces the policy leaves alone, besides kube-system (repeatable, or comma-separated), as
+    /// `serve --excluded-namespace`.
+    #[arg(long = "excluded-namespace", value_delimiter = ',')]
+    pub exclude_namespaces: Vec<String>,
+    /// What to print: all, policy (the ValidatingAdmissionPolicy alone) or bindings.
+    #[arg(long, value_enum, default_value_t = PolicyPart::All)]
+    pub part: PolicyPart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyPart {
+    All,
+    Policy,
+    Bindings,
 }
 
 #[derive(Args, Debug)]

@@ -1,4 +1,4 @@
-//! The Liqo v0.3 custom resources this project judges and maintains (SPEC §1).
+//! The Liqo v0.3 custom resources this project judges and maintains (docs/behaviour.md, "The objects").
 //!
 //! The strategy enums accept any string on the wire (an `Unsupported` variant that the CRD schema
 //! does not list): the webhook must be able to read an object with a bad value in order to say what

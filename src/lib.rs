@@ -13,6 +13,7 @@
 //!   once ready.
 //! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
 //! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
+//! - [`policy`]: the static rules as a ValidatingAdmissionPolicy, generated from the rule table.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
 pub mod admission;
@@ -25,6 +26,7 @@ pub mod health;
 pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
+pub mod policy;
 pub mod rate_limit;
 pub mod reconcile;
 pub mod registration;
@@ -59,6 +61,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Crds => print!("{}", crd::crds_yaml()?),
         Command::WebhookConfig(args) => print!("{}", webhook_config_yaml(&args)?),
         Command::Diagnose(args) => return Ok(run_diagnose(args).await),
+        Command::Policy(args) => print!("{}", policy_yaml(&args)?),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -122,6 +125,36 @@ pub fn webhook_config_yaml(args: &cli::WebhookConfigArgs) -> anyhow::Result<Stri
         annotations,
     );
     Ok(webhook_config::to_yaml(&v, &m)?)
+}
+
+/// The output of `policy`.
+pub fn policy_yaml(args: &cli::PolicyArgs) -> anyhow::Result<String> {
+    let (generation, api) = match args.liqo_api {
+        cli::LiqoApi::V0_3 => (offloading::Generation::V0_3, "v0.3"),
+        cli::LiqoApi::V1 => (offloading::Generation::V1, "v1"),
+        cli::LiqoApi::Auto => anyhow::bail!(
+            "policy cannot find out which Liqo the cluster runs: give --liqo-api v0.3 or --liqo-api v1"
+        ),
+    };
+    let opts = policy::Options {
+        generation,
+        name: args.name.clone(),
+        validation_actions: args.validation_actions.clone(),
+        liqo_namespace: args.liqo_namespace.clone(),
+        cluster_id: args.cluster_id.clone(),
+        exclude_namespaces: args.exclude_namespaces.clone(),
+    };
+    let part = match args.part {
+        cli::PolicyPart::All => policy::Part::All,
+        cli::PolicyPart::Policy => policy::Part::Policy,
+        cli::PolicyPart::Bindings => policy::Part::Bindings,
+    };
+    let p = policy::build(&opts)?;
+    let mut command = format!("offloading-webhook policy --liqo-api {api}");
+    if opts.cluster_id.is_some() {
+        command.push_str(" --cluster-id ...");
+    }
+    Ok(policy::to_yaml(&p, part, &command)?)
 }
 
 /// Cancels `stop` on SIGTERM or Ctrl-C.

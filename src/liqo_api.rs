@@ -1,4 +1,4 @@
-//! Which Liqo generation the cluster runs (SPEC §7), and what that allows `serve` to do.
+//! Which Liqo generation the cluster runs (docs/behaviour.md, "Liqo v1.x"), and what that allows `serve` to do.
 //!
 //! Liqo v1.x serves NamespaceMaps in `offloading.liqo.io/v1beta1` and owns them, and the status of
 //! NamespaceOffloadings, through its own controller-manager; v0.3 (the troubleshooting guide's API)

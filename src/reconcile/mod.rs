@@ -1,4 +1,4 @@
-//! The reconcile loops (SPEC §4), run by one replica at a time through a Lease:
+//! The reconcile loops (docs/behaviour.md, "The reconcile loop"), run by one replica at a time through a Lease:
 //! - [`tenant`]: a tenant namespace and NamespaceMap per remote cluster, as its virtual node appears;
 //! - [`remote`]: the remote side — remote namespaces for desiredMapping, currentMapping — for the
 //!   remote clusters it has a kubeconfig for;

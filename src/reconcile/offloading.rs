@@ -1,5 +1,5 @@
 //! NamespaceOffloading -> NamespaceMap desiredMapping entries, annotation, Namespace label, Events
-//! and status (SPEC §4). The plan is pure (`offloading::status::plan`); this applies only its
+//! and status (docs/behaviour.md, "Per NamespaceOffloading"). The plan is pure (`offloading::status::plan`); this applies only its
 //! differences, each write touching only this namespace's keys.
 
 use std::collections::BTreeMap;

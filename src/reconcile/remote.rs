@@ -1,4 +1,4 @@
-//! The remote side (SPEC §5), as Liqo v0.3's NamespaceMap controller: for every remote cluster it
+//! The remote side (docs/behaviour.md, "The remote side"), as Liqo v0.3's NamespaceMap controller: for every remote cluster it
 //! can reach, creates the namespaces listed in desiredMapping (annotated with the local cluster
 //! id), records `Accepted` or `CreationLoopBackOff` in currentMapping, and deletes the remote
 //! namespaces it owns once their entry leaves desiredMapping. A namespace it does not own is never

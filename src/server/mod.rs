@@ -59,7 +59,7 @@ pub enum ServeError {
     Registration(&'static str),
 }
 
-/// How a stopping server hands its clients over (SPEC §3, Shutdown).
+/// How a stopping server hands its clients over (docs/behaviour.md, "Shutdown").
 #[derive(Debug, Clone, Copy)]
 pub struct Drain {
     /// After `stop`, keep accepting and answering this long (with /readyz failing and HTTP/1.1
