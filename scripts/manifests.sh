@@ -6,7 +6,7 @@
 # offloading-webhook in namespace offloading-webhook, default values: the replicas keep their own
 # certificate (in the Secret rendered empty) and fill in the webhook configurations (rendered as
 # empty shells) once ready. manifests/webhooks.yaml (`offloading-webhook webhook-config`) shows the
-# entries they register (tests/e2e_helm.rs checks it against what a replica wrote).
+# entries they register (tests/e2e_install.rs checks it against what a replica wrote).
 #
 # Usage: scripts/manifests.sh [--check]      (helm comes from tests/tools/build.sh, cached)
 set -euo pipefail
