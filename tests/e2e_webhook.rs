@@ -35,6 +35,8 @@ async fn kubectl_apply_refuses_broken_namespace_offloadings_and_says_why() {
             "Error from server: error when creating \"STDIN\": {DENIED}spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1].operator: Unsupported value: \"Equals\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\", \"Gt\", \"Lt\""
         )
     );
+    // The README shows this refusal.
+    support::readme::assert_block("apply-refused", &refused.stderr);
     // Nothing was stored.
     assert!(!cp.kubectl(&["get", "nsof", "-n", "web", "offloading"]).ok);
 

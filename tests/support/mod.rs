@@ -4,6 +4,7 @@
 //! test sees another's objects.
 #![allow(dead_code)]
 
+pub mod readme;
 pub mod serving;
 
 use std::path::{Path, PathBuf};
