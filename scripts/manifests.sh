@@ -8,12 +8,12 @@
 # empty shells) once ready. manifests/webhooks.yaml (`offloading-webhook webhook-config`) shows the
 # entries they register (tests/e2e_helm.rs checks it against what a replica wrote).
 #
-# Usage: scripts/manifests.sh [--check]      (helm comes from tests/tools/build.sh, cached)
+# Usage: scripts/manifests.sh [--check]      (helm comes from tests/go/tools/build.sh, cached)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 chart=manifests/chart/offloading-webhook
 out=manifests/deploy.yaml
-helm=${HELM:-$(tests/tools/build.sh helm)/helm}
+helm=${HELM:-$(tests/go/tools/build.sh helm)/helm}
 
 render() {
   cat <<'HEADER'
