@@ -6,7 +6,7 @@
 //! With MARKS_FILE, appends "WINDOW UNIX_SECONDS" lines (setup, converge, quiet, after) for
 //! `scripts/audit_writes.py`, which counts the writes of each window from the API server's audit log.
 //! With `liqo` last, the same workload the Liqo v1.x way, for Liqo v1.2's own controllers
-//! (`tests/liqo`): VirtualNodes (with their Nodes) instead of Nodes alone, and v1beta1 objects with
+//! (`tests/go/liqo`): VirtualNodes (with their Nodes) instead of Nodes alone, and v1beta1 objects with
 //! `clusterSelector: {nodeSelectorTerms: []}`, which Liqo needs where we accept no selector.
 //! Usage: reconcile_scale KUBECONFIG METRICS_PORT [NAMESPACES] [NODES] [MARKS_FILE] [ours|liqo]
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The webhook under the API server's load, beside Liqo v1.2's own NamespaceOffloading webhook, in
-# the same run: a fresh loopback control plane (tests/controlplane) with Liqo v1.2's CRDs
-# (tests/liqo/crds.sh), its cluster-id ConfigMap and NODES remote clusters the v1.x way (tenant
+# the same run: a fresh loopback control plane (tests/go/controlplane) with Liqo v1.2's CRDs
+# (tests/go/liqo/crds.sh), its cluster-id ConfigMap and NODES remote clusters the v1.x way (tenant
 # namespace, VirtualNode, Node); our `serve` (release build, reading those facts as on a Liqo v1.x
-# cluster), validating and mutating as deployed; Liqo's `liqo-webhook` (tests/liqo), validating,
+# cluster), validating and mutating as deployed; Liqo's `liqo-webhook` (tests/go/liqo), validating,
 # under another webhook name so that the API server's metrics tell the two apart. Every create and
 # update of a NamespaceOffloading passes through all three. Both are registered by `service:` as
 # their charts do (aggregator routing resolves each Service through an EndpointSlice on loopback,
@@ -14,7 +14,7 @@
 # (apiserver_admission_webhook_admission_duration_seconds), and peak RSS.
 # Usage: scripts/apiserver-bench.sh [ROUNDS [CYCLES [CONCURRENCY [NODES]]]]
 #        (default 3 rounds of 1000 cycles of 4 reviewed writes, 16 workers, 10 remote clusters)
-# Env: CONTROLPLANE_BIN (as tests/controlplane/build.sh), LIQO_BIN (as tests/liqo/build.sh),
+# Env: CONTROLPLANE_BIN (as tests/go/controlplane/build.sh), LIQO_BIN (as tests/go/liqo/build.sh),
 #      BENCH_KEEP=1 keeps the work directory (logs of all processes); BENCH_OURS_ENV, BENCH_LIQO_ENV:
 #      extra environment for one webhook (e.g. "TOKIO_WORKER_THREADS=1", "GOMAXPROCS=1");
 #      BENCH_WRAP: a command our `serve` runs under (e.g. "heaptrack -o FILE"; its CPU figures are
@@ -28,8 +28,8 @@ case $transport in service | url) ;; *) echo "BENCH_TRANSPORT is service or url"
 examples=(--example apiserver_load)
 [ "${BENCH_OURS:-serve}" != baseline ] || examples+=(--example bench_baseline_server)
 cargo build --quiet --release --bin offloading-webhook "${examples[@]}"
-bin=$(tests/controlplane/build.sh)
-liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/liqo/build.sh)
+bin=$(tests/go/controlplane/build.sh)
+liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/go/liqo/build.sh)
 cluster_id=bench-consumer
 # Webhook names as the API server's metrics label them: ours as deployed (manifests/webhooks.yaml);
 # Liqo's chart calls its own nsoff.validate.liqo.io too, renamed here to be told apart.
@@ -42,14 +42,14 @@ pids=()
 cleanup() {
   [ ${#pids[@]} = 0 ] || kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  tests/controlplane/down.sh "$work/cp"
+  tests/go/controlplane/down.sh "$work/cp"
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
-kubeconfig=$(CONTROLPLANE_BIN=$bin UP_APISERVER_ARGS=--enable-aggregator-routing=true tests/controlplane/up.sh "$work/cp")
+kubeconfig=$(CONTROLPLANE_BIN=$bin UP_APISERVER_ARGS=--enable-aggregator-routing=true tests/go/controlplane/up.sh "$work/cp")
 kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
-KUBECTL=$bin/kubectl tests/liqo/crds.sh --kubeconfig "$kubeconfig" 2>/dev/null
+KUBECTL=$bin/kubectl tests/go/liqo/crds.sh --kubeconfig "$kubeconfig" 2>/dev/null
 
 # Liqo v1.x's facts, as tests/support/liqo.rs stands them up: the cluster-id ConfigMap, and per
 # remote cluster a tenant namespace, a VirtualNode and its Node (half in eu-west, half in us-east).

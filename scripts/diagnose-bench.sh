@@ -11,16 +11,16 @@
 # API requests by verb and resource; `diagnose -n` of one namespace for comparison; and whether
 # -A named exactly the broken namespaces (the script fails otherwise).
 # Usage: scripts/diagnose-bench.sh [NAMESPACES] [CLUSTERS]
-# Env: CONTROLPLANE_BIN (as tests/controlplane/build.sh), BENCH_KEEP=1 keeps the work directory.
+# Env: CONTROLPLANE_BIN (as tests/go/controlplane/build.sh), BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=${1:-500}; m=${2:-10}
 cargo build --quiet --release --bin offloading-webhook
-bin=$(tests/controlplane/build.sh)
+bin=$(tests/go/controlplane/build.sh)
 cluster_id=b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a
 work=$(mktemp -d)
 cleanup() {
-  tests/controlplane/down.sh "$work/cp" >/dev/null 2>&1 || true
+  tests/go/controlplane/down.sh "$work/cp" >/dev/null 2>&1 || true
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -32,7 +32,7 @@ printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' 'omitStages: ["Reques
   '- level: Metadata' '  users: ["diagnose"]' '- level: None' > "$work/audit-policy.yaml"
 kubeconfig=$(CONTROLPLANE_BIN=$bin UP_APISERVER_ARGS="--audit-policy-file=$work/audit-policy.yaml \
   --audit-log-path=$work/audit.log --audit-log-maxsize=0 --audit-log-format=json" \
-  tests/controlplane/up.sh "$work/cp")
+  tests/go/controlplane/up.sh "$work/cp")
 k() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 k apply -f manifests/crds.yaml >/dev/null
 k wait --for condition=Established --timeout 60s \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The container image, without a container daemon: the binary built static (glibc, crt-static),
 # a root filesystem of that binary and an /etc/passwd naming the non-root user, and an OCI image
-# layout written by tests/tools/oci-layout (go-containerregistry). Load it with e.g.
+# layout written by tests/go/tools/oci-layout (go-containerregistry). Load it with e.g.
 # `skopeo copy oci:target/image/oci:offloading-webhook:0.1.0 docker://REGISTRY/offloading-webhook:0.1.0`
 # or `crane push target/image/oci REGISTRY/offloading-webhook:0.1.0`. The Dockerfile builds the
 # same for those who have Docker.
@@ -39,7 +39,7 @@ chmod 1777 "$out/rootfs/tmp"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=posix \
   --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
   -C "$out/rootfs" -cf "$out/rootfs.tar" .
-tools=$(tests/tools/build.sh oci-layout)
+tools=$(tests/go/tools/build.sh oci-layout)
 "$tools/oci-layout" -rootfs "$out/rootfs.tar" -out "$out/oci" -ref "$ref" \
   -entrypoint /usr/local/bin/offloading-webhook -user 65532:65532
 rm -rf "$out/rootfs" "$out/rootfs.tar"

@@ -12,13 +12,13 @@
 # `offloading-webhook policy --liqo-api v0.3` and `--liqo-api v1`, byte for byte, which the chart
 # renders in validation.mode policy and both (tests/e2e_policy_mode.rs checks both copies).
 #
-# Usage: scripts/manifests.sh [--check]      (helm comes from tests/tools/build.sh, cached)
+# Usage: scripts/manifests.sh [--check]      (helm comes from tests/go/tools/build.sh, cached)
 # Env:   OFFLOADING_WEBHOOK  the binary that prints the policy (default: `cargo build`'s)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 chart=manifests/chart/offloading-webhook
 out=manifests/deploy.yaml
-helm=${HELM:-$(tests/tools/build.sh helm)/helm}
+helm=${HELM:-$(tests/go/tools/build.sh helm)/helm}
 webhook=${OFFLOADING_WEBHOOK:-}
 if [ -z "$webhook" ]; then
   cargo build --quiet --bin offloading-webhook

@@ -12,10 +12,10 @@
 #   - ours only: a restart of the leader with everything stored: time from start to /readyz, to
 #     the end of the first full resync, and the writes in the minute after (target 0).
 # WHO: ours, liqo (Liqo v1.2's own NamespaceOffloading and VirtualNode reconcilers from
-# tests/liqo/build.sh, the same workload the v1.x way, client rate limits lifted (ours,
+# tests/go/liqo/build.sh, the same workload the v1.x way, client rate limits lifted (ours,
 # 1 000 QPS by default, is never approached), or both (default: one round each, ours first).
 # Usage: scripts/scale-bench.sh [NAMESPACES] [NODES] [ours|liqo|both]
-# Env: CONTROLPLANE_BIN (as tests/controlplane/build.sh), LIQO_BIN (as tests/liqo/build.sh),
+# Env: CONTROLPLANE_BIN (as tests/go/controlplane/build.sh), LIQO_BIN (as tests/go/liqo/build.sh),
 #      SCALE_KEEP=1 keeps the work directories, SCALE_CAP_SECONDS ends a round that has not
 #      converged by then (default 1200), SCALE_PROFILE=SECONDS takes a CPU profile of kube-apiserver
 #      over the first SECONDS of the converge window and prints its top functions (go tool pprof),
@@ -26,8 +26,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=${1:-500}; m=${2:-10}; who=${3:-both}
 cargo build --quiet --release --bin offloading-webhook --example reconcile_scale
-bin=$(tests/controlplane/build.sh)
-if [ "$who" != ours ]; then liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/liqo/build.sh); fi
+bin=$(tests/go/controlplane/build.sh)
+if [ "$who" != ours ]; then liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/go/liqo/build.sh); fi
 cluster_id=b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
@@ -37,7 +37,7 @@ work=""; pid=""
 cleanup() {
   [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
   wait 2>/dev/null || true
-  [ -z "$work" ] || tests/controlplane/down.sh "$work/cp"
+  [ -z "$work" ] || tests/go/controlplane/down.sh "$work/cp"
 }
 trap cleanup EXIT
 
@@ -56,7 +56,7 @@ round() { # ours|liqo
   printf '%s\n' "$audit_policy" > "$work/audit-policy.yaml"
   kubeconfig=$(CONTROLPLANE_BIN=$bin UP_APISERVER_ARGS="--audit-policy-file=$work/audit-policy.yaml \
     --audit-log-path=$work/audit.log --audit-log-maxsize=0 --audit-log-format=json${SCALE_PROFILE:+ --profiling=true}" \
-    tests/controlplane/up.sh "$work/cp")
+    tests/go/controlplane/up.sh "$work/cp")
   apiserver_pid=$(cat "$work/cp/kube-apiserver.pid")
   if [ "$flavor" = ours ]; then
     user=offloading-webhook
@@ -65,7 +65,7 @@ round() { # ours|liqo
       crd/namespaceoffloadings.offloading.liqo.io crd/namespacemaps.virtualkubelet.liqo.io >/dev/null
   else
     user=liqo
-    KUBECTL=$bin/kubectl tests/liqo/crds.sh --kubeconfig "$kubeconfig" 2>/dev/null
+    KUBECTL=$bin/kubectl tests/go/liqo/crds.sh --kubeconfig "$kubeconfig" 2>/dev/null
   fi
 
   # The controller's own user, so that the audit log tells its writes from the client's.
@@ -184,7 +184,7 @@ PY
   sleep 1 # the audit log's last batch
   scripts/audit_writes.py "$work/audit.log" "$work/marks" "$n" "$user" admin
   echo "controller log: $(grep -ci 'warn\|error' "$work/controller.log" || true) lines with warn/error"
-  tests/controlplane/down.sh "$work/cp"
+  tests/go/controlplane/down.sh "$work/cp"
   if [ "${SCALE_KEEP:-0}" = 1 ]; then echo "kept: $work"; else rm -rf "$work"; fi
   work=""
 }

@@ -8,9 +8,9 @@
 //!   converges, and the writes per namespace stay within 10 % of an undisturbed run;
 //! - a remote cluster unreachable for a minute: the others go on, and it catches up.
 
-#[path = "support/audit.rs"]
-mod audit;
 mod support;
+
+use support::audit;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,12 +1,11 @@
 //! The Helm chart (manifests/chart/offloading-webhook), with the real helm and promtool built from
-//! Go modules (tests/tools/build.sh): lint, the values schema, every supported combination of
+//! Go modules (tests/go/tools/build.sh): lint, the values schema, every supported combination of
 //! values through a server-side dry run, install + upgrade + uninstall on the test control plane
 //! with the chart's own Service registration answered by a local `serve`, the alerts under
 //! `promtool test rules`, and the dashboard's and alerts' metrics against what is exported.
 
-#[path = "support/chart.rs"]
-mod chart;
 mod support;
+use support::chart;
 
 use std::path::Path;
 use std::time::Duration;
@@ -777,7 +776,7 @@ fn kept(want: &serde_json::Value, got: &serde_json::Value, path: &str, lost: &mu
 /// The Kubernetes version a control-plane directory builds (its versions.env).
 fn kubernetes_version(versions_env: &str) -> String {
     let text =
-        std::fs::read_to_string(format!("{}/tests/controlplane/{versions_env}", support::ROOT)).unwrap();
+        std::fs::read_to_string(format!("{}/tests/go/controlplane/{versions_env}", support::ROOT)).unwrap();
     text.lines().find_map(|l| l.strip_prefix("KUBERNETES_VERSION=")).unwrap().trim().to_owned()
 }
 

@@ -14,9 +14,8 @@
 //! - matchConditions keep metadata-only updates (the reconcile loop's finalizer) away from the
 //!   webhooks while CREATE, spec changes and server-side dry runs reach them (reviews counted).
 
-#[path = "support/chart.rs"]
-mod chart;
 mod support;
+use support::chart;
 
 use std::net::SocketAddr;
 use std::path::Path;

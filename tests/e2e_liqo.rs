@@ -1,6 +1,6 @@
 //! Real Liqo v1.2 on two control planes (a consumer and a provider): its own reconcilers, the
 //! NamespaceMap copying of its crd-replicator, and its own webhook, built from its source by
-//! tests/liqo/build.sh. What Liqo itself does with a good object, a broken selector and a remote
+//! tests/go/liqo/build.sh. What Liqo itself does with a good object, a broken selector and a remote
 //! name that is too long: the facts our verdicts are measured against.
 
 mod support;

@@ -1,6 +1,6 @@
 //! The differential proof: our verdicts against what Liqo v1.2 itself does.
 //!
-//! A consumer and a provider control plane run Liqo's own reconcilers (tests/liqo); on the consumer
+//! A consumer and a provider control plane run Liqo's own reconcilers (tests/go/liqo); on the consumer
 //! our webhook is registered in `warn` mode, so every object is stored and reaches Liqo, and Liqo's
 //! own webhook beside it. A corpus of NamespaceOffloadings, each in its own namespace, is applied;
 //! for each, our verdict is read from what kubectl prints and Liqo's outcome from what its

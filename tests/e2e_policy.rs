@@ -9,7 +9,7 @@
 //! policy is built to say: the webhook's own verdict, computed in this process by the library
 //! with the same facts, its errors kept or dropped by their rule ids as the policy's bindings
 //! check them. Those that differ from the webhook's are written to a report (printed, and kept
-//! under target/) with the reason. Then `tests/celcost` (the API server's CEL code) measures the
+//! under target/) with the reason. Then `tests/go/celcost` (the API server's CEL code) measures the
 //! policy's cost on the largest objects.
 //!
 //! One test per Liqo generation: v0.3 (this project's CRD, `v1alpha1`) and v1.x (Liqo v1.2's own
@@ -1209,7 +1209,7 @@ async fn equal_verdicts(g: Gen) {
     );
 }
 
-/// The policy's cost, measured by `tests/celcost` (the API server's CEL code) on the largest
+/// The policy's cost, measured by `tests/go/celcost` (the API server's CEL code) on the largest
 /// objects the webhook accepts and on those just past the limits: its report.
 fn celcost(g: Gen, yaml: &str, cases: &[Case]) -> String {
     let dir = std::path::PathBuf::from(format!("{}/e2e-policy-{}", env!("CARGO_TARGET_TMPDIR"), g.api()));
@@ -1235,11 +1235,11 @@ fn celcost(g: Gen, yaml: &str, cases: &[Case]) -> String {
     let objects_path = dir.join("objects.jsonl");
     std::fs::write(&objects_path, objects).unwrap();
     let build = std::process::Command::new("bash")
-        .arg(format!("{}/tests/celcost/build.sh", support::ROOT))
+        .arg(format!("{}/tests/go/celcost/build.sh", support::ROOT))
         .stderr(std::process::Stdio::inherit())
         .output()
-        .expect("could not run tests/celcost/build.sh");
-    assert!(build.status.success(), "tests/celcost/build.sh failed");
+        .expect("could not run tests/go/celcost/build.sh");
+    assert!(build.status.success(), "tests/go/celcost/build.sh failed");
     let bin = String::from_utf8(build.stdout).unwrap().trim().to_owned();
     let out = std::process::Command::new(bin)
         .arg("-policy")

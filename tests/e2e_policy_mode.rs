@@ -8,9 +8,9 @@
 //! admitted and the broken selector, and a DefaultName too long for the cluster id, are refused by
 //! the policy with its message.
 
-#[path = "support/chart.rs"]
-mod chart;
 mod support;
+
+use support::chart;
 
 use std::time::Duration;
 

@@ -5,11 +5,9 @@
 //! `remote.kubeconfigSecrets`, the same for the remote side reading kubeconfig Secrets; without it,
 //! not one Secret is read.
 
-#[path = "support/audit.rs"]
-mod audit;
-#[path = "support/chart.rs"]
-mod chart;
 mod support;
+
+use support::{audit, chart};
 
 use std::net::SocketAddr;
 use std::time::Duration;

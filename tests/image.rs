@@ -7,9 +7,8 @@
 //! from `unshare --mount --net` (a private mount namespace and a network namespace of its own, so
 //! the chart's default ports 9443/8081/8080, on `[::]`, collide with nothing) and `chroot --userspec`.
 
-#[path = "support/chart.rs"]
-mod chart;
 mod support;
+use support::chart;
 
 use std::path::Path;
 use std::process::Command;

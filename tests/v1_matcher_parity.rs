@@ -1,8 +1,10 @@
-//! Our Liqo v1.x verdict on clusterSelectors against Liqo v1.2's own matcher: `tests/liqomatch`
+//! Our Liqo v1.x verdict on clusterSelectors against Liqo v1.2's own matcher: `tests/go/liqomatch`
 //! runs what Liqo's NamespaceOffloading controller runs (k8s.io/component-helpers v0.35.2's
 //! `MatchNodeSelectorTerms`, per virtual node, the first error ending it as an `Invalid` Event) on
 //! each selector of a corpus, and this test asserts that we deny exactly what Liqo reports as
 //! Invalid, and that what we admit selects the same clusters as Liqo does.
+
+mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -89,15 +91,9 @@ fn nodes() -> Vec<VirtualNode> {
     ]
 }
 
-/// What Liqo v1.2 does with each selector, from `tests/liqomatch`.
+/// What Liqo v1.2 does with each selector, from `tests/go/liqomatch`.
 fn liqo(corpus: &[Value], nodes: &[VirtualNode]) -> Vec<String> {
-    let build = Command::new("bash")
-        .arg(format!("{}/tests/liqomatch/build.sh", env!("CARGO_MANIFEST_DIR")))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("could not run tests/liqomatch/build.sh");
-    assert!(build.status.success(), "tests/liqomatch/build.sh failed");
-    let bin = String::from_utf8(build.stdout).unwrap().trim().to_owned();
+    let bin = support::built_once("tests/go/liqomatch/build.sh", &[]);
     let go_nodes: Vec<Value> = nodes.iter().map(|n| json!({"name": n.name, "labels": n.labels})).collect();
     let mut input = String::new();
     for terms in corpus {

@@ -1,15 +1,13 @@
 //! A control plane whose API server keeps an audit log, read back request by request; and
 //! identities for the webhook to run as (a client certificate's user, a ServiceAccount's token).
-//! Included by the tests that need it as `#[path = "support/audit.rs"] mod audit;`.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
-use crate::support::ControlPlane;
-use crate::support::serving::openssl_client_cert;
+use super::ControlPlane;
+use super::serving::openssl_client_cert;
 
 /// A control plane whose API server writes an audit log: every write by anyone, and every
 /// request of one user (reads too), with who, what and the answer's code.

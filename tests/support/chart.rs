@@ -1,14 +1,11 @@
-//! The Helm chart in tests: helm and promtool built from Go modules by tests/tools/build.sh (cached
-//! in target/tools/bin), the chart's path, rendering, and reading YAML documents back.
-//! Included by the tests that need it as `#[path = "support/chart.rs"] mod chart;`.
-#![allow(dead_code)]
+//! The Helm chart in tests: helm and promtool built from Go modules by tests/go/tools/build.sh
+//! (cached in target/tools/bin), the chart's path, rendering, and reading YAML documents back.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::process::Command;
+use std::sync::OnceLock;
 
-use crate::support::{Printed, ROOT};
+use super::{Printed, ROOT, built_once};
 
 pub const RELEASE: &str = "offloading-webhook";
 pub const NAMESPACE: &str = "offloading-webhook";
@@ -17,24 +14,9 @@ pub fn chart_dir() -> PathBuf {
     Path::new(ROOT).join("manifests/chart/offloading-webhook")
 }
 
-/// Builds (once per test binary and tool; cached on disk by tests/tools/build.sh) one of helm,
-/// promtool and oci-layout, and returns its path.
+/// One of helm, promtool and oci-layout, built once (tests/go/tools/build.sh): its path.
 pub fn tool(name: &str) -> PathBuf {
-    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = built.get(name) {
-        return p.clone();
-    }
-    let out = Command::new("bash")
-        .arg(format!("{ROOT}/tests/tools/build.sh"))
-        .arg(name)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("could not run tests/tools/build.sh");
-    assert!(out.status.success(), "tests/tools/build.sh {name} failed");
-    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(name);
-    built.insert(name.to_owned(), path.clone());
-    path
+    built_once("tests/go/tools/build.sh", &[name]).join(name)
 }
 
 pub fn helm_bin() -> PathBuf {

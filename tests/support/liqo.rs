@@ -1,6 +1,6 @@
 //! Real Liqo v1.2 beside the test control planes: its CRDs (from the Go module), its own
 //! NamespaceOffloading webhook, its offloading reconcilers, the NamespaceMap copying of its
-//! crd-replicator, and liqoctl, all built by `tests/liqo/build.sh` (cached under target/liqo/bin).
+//! crd-replicator, and liqoctl, all built by `tests/go/liqo/build.sh` (cached under target/liqo/bin).
 //! A remote cluster is stood up the v1.x way: tenant namespace, VirtualNode, optionally a Node.
 //! Every process is a child killed on drop; its log is kept in the control plane's directory.
 
@@ -17,19 +17,10 @@ pub const CONSUMER_ID: &str = "6c2a4a1e-54c1-4d2e-9b51-2f3c8e7d9a10";
 /// The provider's cluster id: a name as liqoctl generates them.
 pub const PROVIDER_ID: &str = "frosty-bird";
 
-/// Builds (once per test binary; cached on disk) Liqo's binaries and returns their dir.
-/// `LIQO_SKIP_LIQOCTL=1` leaves liqoctl out (see [`liqoctl`]).
+/// Liqo's binaries, built once (`tests/go/liqo/build.sh`): their dir. `LIQO_SKIP_LIQOCTL=1` leaves
+/// liqoctl out (see [`liqoctl`]).
 pub fn bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(format!("{ROOT}/tests/liqo/build.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("could not run tests/liqo/build.sh");
-        assert!(out.status.success(), "tests/liqo/build.sh failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    super::built_once("tests/go/liqo/build.sh", &[])
 }
 
 /// liqoctl, when build.sh built it (not with LIQO_SKIP_LIQOCTL=1).
@@ -44,7 +35,7 @@ pub fn crd_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let out = Command::new(std::env::var("GO").unwrap_or_else(|_| "go".into()))
             .args(["mod", "download", "-json", "github.com/liqotech/liqo@v1.2.0"])
-            .current_dir(format!("{ROOT}/tests/liqo"))
+            .current_dir(format!("{ROOT}/tests/go/liqo"))
             .stderr(Stdio::inherit())
             .output()
             .expect("could not run go mod download (Go is needed for the Liqo tests)");

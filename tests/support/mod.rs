@@ -1,15 +1,22 @@
 //! Test support: a real control plane (etcd + kube-apiserver + kube-controller-manager on
-//! loopback, from `tests/controlplane/`), the real kubectl, and teardown that runs also when a test
-//! panics (Drop). Each test that needs a cluster starts its own: a start takes seconds, and no
+//! loopback, from `tests/go/controlplane/`), the real kubectl, and teardown that runs also when a
+//! test panics (Drop). Each test that needs a cluster starts its own: a start takes seconds, and no
 //! test sees another's objects.
+//!
+//! Every test file includes it as `mod support;` and nothing else: the submodules below are
+//! declared here only, and reached as `support::chart`, `support::liqo`, `support::serving`.
 #![allow(dead_code)]
 
+pub mod audit;
+pub mod chart;
+pub mod liqo;
 pub mod readme;
 pub mod serving;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -21,40 +28,42 @@ pub fn webhook_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_offloading-webhook"))
 }
 
-/// Builds (once per test binary; cached on disk) the control-plane binaries and returns their dir.
-pub fn bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(format!("{ROOT}/tests/controlplane/build.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("could not run tests/controlplane/build.sh");
-        assert!(out.status.success(), "tests/controlplane/build.sh failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-}
-
-/// Builds (once per test binary and release; cached on disk) the control plane of another
-/// Kubernetes release than the default one: `tests/controlplane/build.sh VERSION`, e.g. `v1.30`,
-/// the oldest release the chart claims. Returns its bin directory.
-pub fn bin_dir_for(version: &str) -> PathBuf {
-    static DIRS: std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>> =
-        std::sync::Mutex::new(std::collections::BTreeMap::new());
-    let mut dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(d) = dirs.get(version) {
-        return d.clone();
+/// Runs `script` (a `tests/go/*/build.sh`, relative to the repository root) with `args` once per
+/// test process and returns the path it printed. The script builds only when its stamp is stale and
+/// waits on a lock while another process builds; this saves running it again for every test.
+pub fn built_once(script: &str, args: &[&str]) -> &'static Path {
+    static BUILT: Mutex<BTreeMap<(String, Vec<String>), &'static Path>> = Mutex::new(BTreeMap::new());
+    let key = (script.to_owned(), args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
+    // Held while building: two tests wanting the same binaries wait for one build.
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(&key) {
+        return path;
     }
     let out = Command::new("bash")
-        .arg(format!("{ROOT}/tests/controlplane/build.sh"))
-        .arg(version)
+        .arg(format!("{ROOT}/{script}"))
+        .args(args)
         .stderr(Stdio::inherit())
         .output()
-        .expect("could not run tests/controlplane/build.sh");
-    assert!(out.status.success(), "tests/controlplane/build.sh {version} failed");
-    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    dirs.insert(version.to_owned(), dir.clone());
-    dir
+        .unwrap_or_else(|e| panic!("could not run {script}: {e}"));
+    assert!(out.status.success(), "{script} {args:?} failed ({})", out.status);
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!printed.is_empty(), "{script} {args:?} printed no path");
+    // Leaked once per script and arguments: a handful of paths per test process.
+    let path: &'static Path = Box::leak(PathBuf::from(printed).into_boxed_path());
+    built.insert(key, path);
+    path
+}
+
+/// The default release's control-plane binaries (`tests/go/controlplane/build.sh`): their dir.
+pub fn bin_dir() -> &'static Path {
+    built_once("tests/go/controlplane/build.sh", &[])
+}
+
+/// The control plane of another Kubernetes release than the default one:
+/// `tests/go/controlplane/build.sh VERSION`, e.g. `v1.30`, the oldest release the chart claims.
+/// Returns its bin directory.
+pub fn bin_dir_for(version: &str) -> PathBuf {
+    built_once("tests/go/controlplane/build.sh", &[version]).to_path_buf()
 }
 
 /// What a command printed.
@@ -112,16 +121,16 @@ impl ControlPlane {
         let dir = tempfile::Builder::new().prefix("cp-").tempdir().unwrap();
         let ports = ports_lock();
         let out = Command::new("bash")
-            .arg(format!("{ROOT}/tests/controlplane/up.sh"))
+            .arg(format!("{ROOT}/tests/go/controlplane/up.sh"))
             .arg(dir.path())
             .env("CONTROLPLANE_BIN", bin)
             .envs(env.iter().copied())
             .stderr(Stdio::inherit())
             .output()
-            .expect("could not run tests/controlplane/up.sh");
+            .expect("could not run tests/go/controlplane/up.sh");
         drop(ports);
         let cp = Self { kubeconfig: dir.path().join("kubeconfig"), dir, bin: bin.to_owned() };
-        assert!(out.status.success(), "tests/controlplane/up.sh failed");
+        assert!(out.status.success(), "tests/go/controlplane/up.sh failed");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cp.kubeconfig.to_str().unwrap());
         cp
     }
@@ -174,7 +183,7 @@ impl ControlPlane {
 
     pub fn stop(&self) {
         let _ = Command::new("bash")
-            .arg(format!("{ROOT}/tests/controlplane/down.sh"))
+            .arg(format!("{ROOT}/tests/go/controlplane/down.sh"))
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -444,4 +453,3 @@ pub fn wait_eq(timeout: Duration, what: &str, want: &str, mut f: impl FnMut() ->
     }));
     assert!(ok.is_ok(), "{what}: wanted {want:?}, last saw {last:?}");
 }
-pub mod liqo;

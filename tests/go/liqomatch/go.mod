@@ -1,4 +1,4 @@
-module offloading-webhook/tests/liqomatch
+module offloading-webhook/liqomatch
 
 go 1.25.0
 

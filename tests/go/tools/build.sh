@@ -11,14 +11,14 @@
 #        GO               the go command (default: go on PATH, else /usr/local/go/bin/go)
 #        GO_BUILD_JOBS    go build -p (default 2, the machine's cores)
 #
-# Each tool has its own stamp ($bin/.TOOL.stamp: version, hash of versions.env and of its sources
-# and of this script, Go version); concurrent calls are serialised with flock, and binaries are
-# built into a temporary directory and renamed into place (tests/lib/build-cache.sh).
+# Each tool has its own stamp ($bin/.TOOL.stamp: what it is built from, a hash of versions.env, its
+# sources and its go flags, and the Go version); concurrent calls are serialised with flock, and
+# binaries are built into a temporary directory and renamed into place (tests/go/build-cache.sh).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# shellcheck source=../lib/build-cache.sh
-. "$repo/tests/lib/build-cache.sh"
+repo=$(cd "$here/../../.." && pwd)
+# shellcheck source=../build-cache.sh
+. "$here/../build-cache.sh"
 # shellcheck source=versions.env
 . "$here/versions.env"
 # helm's default Kubernetes version (for `helm template` and `helm lint`) is the test control plane's.
@@ -32,7 +32,7 @@ tools=("$@")
 
 go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 [ -x "$go" ] || command -v "$go" >/dev/null || {
-  echo "tests/tools/build.sh: Go is needed to build helm and promtool (go not on PATH)" >&2; exit 1
+  echo "tests/go/tools/build.sh: Go is needed to build helm and promtool (go not on PATH)" >&2; exit 1
 }
 goversion=$("$go" env GOVERSION)
 
@@ -42,7 +42,7 @@ target() {
     helm) echo "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" ;;
     promtool) echo "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" ;;
     oci-layout) echo "./oci-layout" ;;
-    *) echo "tests/tools/build.sh: unknown tool $1 (helm, promtool, oci-layout)" >&2; exit 2 ;;
+    *) echo "tests/go/tools/build.sh: unknown tool $1 (helm, promtool, oci-layout)" >&2; exit 2 ;;
   esac
 }
 ldflags() {
@@ -62,10 +62,14 @@ ldflags() {
 # promtool is used for `check rules` and `test rules` only: Prometheus' remove_all_sd tag leaves out
 # the cloud service discoveries (AWS, Azure, GCE, ... SDKs), most of a cold build.
 tags() { [ "$1" = promtool ] && echo remove_all_sd || echo ""; }
+# The go flags a tool is built with (into goflags): used by the build and hashed into its stamp, so
+# that a change to them rebuilds it and a change elsewhere in this script does not.
+set_goflags() { goflags=(-buildvcs=false -trimpath -tags "$(tags "$1")" -ldflags "$(ldflags "$1")"); }
 stamp_want() {
   local sources=""
   [ "$1" = oci-layout ] && sources=$(cat "$here"/oci-layout/go.mod "$here"/oci-layout/go.sum "$here"/oci-layout/*.go)
-  echo "$(target "$1") $({ cat "$here/versions.env" "$here/build.sh"; echo "$sources"; ldflags "$1"; tags "$1"; } | sha256sum | cut -c1-16) $goversion"
+  set_goflags "$1"
+  echo "$(target "$1") $({ cat "$here/versions.env"; echo "$sources"; echo "CGO_ENABLED=0 ${goflags[*]}"; } | sha256sum | cut -c1-16) $goversion"
 }
 fresh() { cache_fresh "$bin" ".$1.stamp" "$(stamp_want "$1")" "$1"; }
 
@@ -73,21 +77,22 @@ stale=()
 for t in "${tools[@]}"; do target "$t" >/dev/null; fresh "$t" || stale+=("$t"); done
 if [ ${#stale[@]} -eq 0 ]; then echo "$bin"; exit 0; fi
 
-cache_lock "$bin" tests/tools/build.sh
+cache_lock "$bin" tests/go/tools/build.sh
 cache_tmp "$bin"
 tmp=$cache_tmpdir
 for t in "${stale[@]}"; do
   fresh "$t" && continue
   start=$(date +%s)
-  echo "tests/tools/build.sh: building $t from $(target "$t") (cold: minutes)" >&2
+  echo "tests/go/tools/build.sh: building $t from $(target "$t") (cold: minutes)" >&2
   rm -f "$bin/.$t.stamp"
+  set_goflags "$t"
   if [ "$t" = oci-layout ]; then
-    (cd "$here/oci-layout" && CGO_ENABLED=0 "$go" build -buildvcs=false -p "${GO_BUILD_JOBS:-2}" -trimpath -ldflags "$(ldflags "$t")" -o "$tmp/$t" .) >&2
+    (cd "$here/oci-layout" && CGO_ENABLED=0 "$go" build -p "${GO_BUILD_JOBS:-2}" "${goflags[@]}" -o "$tmp/$t" .) >&2
   else
     # go install MODULE@VERSION builds with the module's own go.mod/go.sum, outside any module here.
-    (cd "$tmp" && GOBIN="$tmp" CGO_ENABLED=0 "$go" install -p "${GO_BUILD_JOBS:-2}" -trimpath -tags "$(tags "$t")" -ldflags "$(ldflags "$t")" "$(target "$t")") >&2
+    (cd "$tmp" && GOBIN="$tmp" CGO_ENABLED=0 "$go" install -p "${GO_BUILD_JOBS:-2}" "${goflags[@]}" "$(target "$t")") >&2
   fi
-  cache_install "$bin" ".$t.stamp" "$(stamp_want "$t")" "$t" || { echo "tests/tools/build.sh: $t was not built" >&2; exit 1; }
-  echo "tests/tools/build.sh: built $t in $(( $(date +%s) - start ))s" >&2
+  cache_install "$bin" ".$t.stamp" "$(stamp_want "$t")" "$t" || { echo "tests/go/tools/build.sh: $t was not built" >&2; exit 1; }
+  echo "tests/go/tools/build.sh: built $t in $(( $(date +%s) - start ))s" >&2
 done
 echo "$bin"

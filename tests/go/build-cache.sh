@@ -1,5 +1,5 @@
-# Binaries built once into a cache directory and reused while a stamp matches: the part that
-# tests/controlplane/build.sh, tests/liqo/build.sh and tests/tools/build.sh share. Sourced, not run.
+# Binaries built once into a cache directory and reused while a stamp matches: the part every
+# build.sh under tests/go/ shares (controlplane, liqo, liqomatch, tools). Sourced, not run.
 #
 #   cache_fresh DIR STAMP WANT BIN...      true when DIR/STAMP holds WANT and every DIR/BIN is executable
 #   cache_lock DIR WHO                     holds DIR/.lock (flock) until the script exits; says on

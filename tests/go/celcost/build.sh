@@ -7,10 +7,10 @@
 #                    (default <repo>/target/celcost/celcost, or $CELCOST_BIN_DIR/celcost).
 # Env:   GO  the go command (default: go on PATH, else /usr/local/go/bin/go)
 # Rebuilt when the stamp (a hash of go.mod, go.sum, main.go and the Go version) changes. Cold:
-# about a minute on 2 cores; it shares the Go modules of tests/controlplane (k8s.io/apiserver).
+# about a minute on 2 cores; it shares the Go modules of tests/go/controlplane (k8s.io/apiserver).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+repo=$(cd "$here/../../.." && pwd)
 dir=${CELCOST_BIN_DIR:-$repo/target/celcost}
 go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 stamp_want="$(cd "$here" && cat go.mod go.sum main.go | sha256sum | cut -c1-16) $("$go" env GOVERSION)"

@@ -15,12 +15,12 @@
 # Each part is rebuilt when its stamp ($bin/.stamp, $bin/.stamp-liqoctl) does not match a hash of
 # its go.mod, go.sum, mains, build flags and the Go version. Concurrent calls are serialised with
 # flock; binaries are built into a temporary directory and renamed into place, so a running
-# process is never disturbed (tests/lib/build-cache.sh).
+# process is never disturbed (tests/go/build-cache.sh).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# shellcheck source=../lib/build-cache.sh
-. "$repo/tests/lib/build-cache.sh"
+repo=$(cd "$here/../../.." && pwd)
+# shellcheck source=../build-cache.sh
+. "$here/../build-cache.sh"
 bin=${LIQO_BIN:-$repo/target/liqo/bin}
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
 binaries=(liqo-webhook liqo-controllers liqo-replicator)

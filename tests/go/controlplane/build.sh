@@ -18,12 +18,12 @@
 # Kubernetes version and a hash of versions.env, go.mod, go.sum, cmd/*/main.go, the build flags
 # and the Go version. Concurrent calls are serialised with flock; binaries are built into a
 # temporary directory and renamed into place, so a running control plane is never disturbed
-# (tests/lib/build-cache.sh).
+# (tests/go/build-cache.sh).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# shellcheck source=../lib/build-cache.sh
-. "$repo/tests/lib/build-cache.sh"
+repo=$(cd "$here/../../.." && pwd)
+# shellcheck source=../build-cache.sh
+. "$here/../build-cache.sh"
 version=${1:-}
 if [ -z "$version" ]; then
   src=""

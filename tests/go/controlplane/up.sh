@@ -27,7 +27,7 @@ command -v openssl >/dev/null || { echo "up.sh: openssl is needed (apt-get insta
 if [ -n "${CONTROLPLANE_BIN:-}" ]; then bin=$CONTROLPLANE_BIN; else bin=$("$here/build.sh"); fi
 bin=$(cd "$bin" && pwd)
 for b in "${names[@]}" kubectl; do
-  [ -x "$bin/$b" ] || { echo "up.sh: $bin/$b is missing: run tests/controlplane/build.sh" >&2; exit 1; }
+  [ -x "$bin/$b" ] || { echo "up.sh: $bin/$b is missing: run tests/go/controlplane/build.sh" >&2; exit 1; }
 done
 
 argv0() { # pid -> the process's argv[0] ("" when it is gone)
