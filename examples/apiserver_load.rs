@@ -350,8 +350,8 @@ async fn main() -> anyhow::Result<()> {
     let cycles: usize = args.get(7).map_or(Ok(1000), |s| s.parse())?;
     let workers: usize = args.get(8).map_or(Ok(16), |s| s.parse())?;
     let names = [
-        env_or("BENCH_OURS_VALIDATE", "nsoff.validate.liqo.io"),
-        env_or("BENCH_OURS_MUTATE", "nsoff.mutate.liqo.io"),
+        env_or("BENCH_OURS_VALIDATE", "validate.offloading-webhook.io"),
+        env_or("BENCH_OURS_MUTATE", "mutate.offloading-webhook.io"),
         env_or("BENCH_LIQO", "liqo.nsoff.validate.liqo.io"),
     ];
 

@@ -33,7 +33,7 @@ liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/liqo/build.sh)
 cluster_id=bench-consumer
 # Webhook names as the API server's metrics label them: ours as deployed (manifests/webhooks.yaml);
 # Liqo's chart calls its own nsoff.validate.liqo.io too, renamed here to be told apart.
-export BENCH_OURS_VALIDATE=nsoff.validate.liqo.io BENCH_OURS_MUTATE=nsoff.mutate.liqo.io
+export BENCH_OURS_VALIDATE=validate.offloading-webhook.io BENCH_OURS_MUTATE=mutate.offloading-webhook.io
 export BENCH_LIQO=liqo.nsoff.validate.liqo.io
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -177,7 +177,9 @@ else
   ours_reg=(--url "https://127.0.0.1:$ours_port")
   liqo_client="url: https://127.0.0.1:$liqo_port/validate/namespace-offloading"
 fi
-target/release/offloading-webhook webhook-config "${ours_reg[@]}" --ca-file "$work/ours/ca.crt" \
+# Without matchConditions: both webhooks are called for the same writes (the label patch included),
+# so that the figures compare the cost of a review, not which reviews are skipped.
+target/release/offloading-webhook webhook-config "${ours_reg[@]}" --ca-file "$work/ours/ca.crt" --match-conditions=false \
   | { if [ "$metrics" = 0 ]; then sed 's|/mutate/|/validate/|'; else cat; fi; } | kubectl apply -f - >/dev/null
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: admissionregistration.k8s.io/v1

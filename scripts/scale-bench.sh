@@ -12,8 +12,8 @@
 #   - ours only: a restart of the leader with everything stored: time from start to /readyz, to
 #     the end of the first full resync, and the writes in the minute after (target 0).
 # WHO: ours, liqo (Liqo v1.2's own NamespaceOffloading and VirtualNode reconcilers from
-# tests/liqo/build.sh, the same workload the v1.x way, client rate limits lifted to match ours,
-# which has none), or both (default: one round each, ours first).
+# tests/liqo/build.sh, the same workload the v1.x way, client rate limits lifted (ours,
+# 1 000 QPS by default, is never approached), or both (default: one round each, ours first).
 # Usage: scripts/scale-bench.sh [NAMESPACES] [NODES] [ours|liqo|both]
 # Env: CONTROLPLANE_BIN (as tests/controlplane/build.sh), LIQO_BIN (as tests/liqo/build.sh),
 #      SCALE_KEEP=1 keeps the work directories, SCALE_CAP_SECONDS ends a round that has not

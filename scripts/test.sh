@@ -13,6 +13,9 @@ cargo clippy --all-targets --locked -- -D warnings
 step "control-plane binaries (tests/controlplane/build.sh; cached in target/controlplane/bin)"
 CONTROLPLANE_BIN=$(tests/controlplane/build.sh)
 export CONTROLPLANE_BIN
+step "the oldest Kubernetes the chart claims (tests/controlplane/build.sh v1.30; cached in target/controlplane/v1.30.*/bin)"
+CONTROLPLANE_BIN_V1_30=$(tests/controlplane/build.sh v1.30)
+export CONTROLPLANE_BIN_V1_30
 step "Liqo v1.2 binaries (tests/liqo/build.sh; cached in target/liqo/bin)"
 LIQO_BIN=$(tests/liqo/build.sh)
 export LIQO_BIN

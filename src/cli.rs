@@ -6,13 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
-use tracing::debug;
 
 use crate::admission::Enforcement;
 use crate::offloading::names::rfc1123_label_problem;
-use crate::server::ServeError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,6 +45,44 @@ pub enum Command {
     /// Walk the troubleshooting guide for a namespace and print one verdict (exit 0 healthy,
     /// 1 a problem found, 2 could not look).
     Diagnose(DiagnoseArgs),
+    /// Print a ValidatingAdmissionPolicy and its bindings that check the webhook's static rules
+    /// inside the API server (Kubernetes 1.30 or later).
+    Policy(PolicyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// The Liqo generation whose rules apply: v0.3 or v1.
+    #[arg(long, value_enum)]
+    pub liqo_api: LiqoApi,
+    /// Name of the policy and of its bindings (NAME and NAME-cluster-id).
+    #[arg(long, default_value = "offloading-webhook")]
+    pub name: String,
+    /// The bindings' validationActions: Deny, or Warn,Audit to roll the policy out on a live
+    /// cluster without refusing anything.
+    #[arg(long, value_delimiter = ',', default_value = "Deny")]
+    pub validation_actions: Vec<String>,
+    /// The namespace of Liqo's cluster-id ConfigMap (the parameter of the NAME-cluster-id binding).
+    #[arg(long, default_value = "liqo")]
+    pub liqo_namespace: String,
+    /// The local cluster id, written into the policy instead of read from Liqo's ConfigMap (one
+    /// binding, no parameter).
+    #[arg(long, value_parser = parse_cluster_id)]
+    pub cluster_id: Option<String>,
+    /// Namespaces the policy leaves alone, besides kube-system (repeatable, or comma-separated), as
+    /// `serve --excluded-namespace`.
+    #[arg(long = "excluded-namespace", value_delimiter = ',')]
+    pub exclude_namespaces: Vec<String>,
+    /// What to print: all, policy (the ValidatingAdmissionPolicy alone) or bindings.
+    #[arg(long, value_enum, default_value_t = PolicyPart::All)]
+    pub part: PolicyPart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyPart {
+    All,
+    Policy,
+    Bindings,
 }
 
 #[derive(Args, Debug)]
@@ -86,22 +120,24 @@ pub enum OutputFormat {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeConfig {
-    /// Address of the HTTPS webhook server.
-    #[arg(long, env = "WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    /// Address of the HTTPS webhook server. `[::]` listens on IPv6 and IPv4 (mapped) alike, and
+    /// falls back to 0.0.0.0 where the host has no IPv6.
+    #[arg(long, env = "WEBHOOK_ADDR", default_value = "[::]:9443")]
     pub webhook_addr: SocketAddr,
     /// Address of the plain-HTTP probe server (/healthz, /readyz, /livez).
-    #[arg(long, env = "PROBE_ADDR", default_value = "0.0.0.0:8081")]
+    #[arg(long, env = "PROBE_ADDR", default_value = "[::]:8081")]
     pub probe_addr: SocketAddr,
     /// Address of the plain-HTTP metrics server (/metrics).
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "METRICS_ADDR", default_value = "[::]:8080")]
     pub metrics_addr: SocketAddr,
-    /// PEM certificate chain served by the webhook; reloaded when it changes.
+    /// PEM certificate chain served by the webhook (--certificate-source=files); reloaded when it
+    /// changes.
     #[arg(long, env = "TLS_CERT_FILE", default_value = "certs/tls.crt")]
     pub tls_cert_file: PathBuf,
     /// PEM private key of that certificate; reloaded when it changes.
     #[arg(long, env = "TLS_KEY_FILE", default_value = "certs/tls.key")]
     pub tls_key_file: PathBuf,
-    /// How often, in seconds, the certificate files are checked for changes.
+    /// How often, in seconds, the certificate (files or managed Secret) is checked for changes.
     #[arg(long, env = "CERT_RELOAD_SECONDS", default_value_t = 10)]
     pub cert_reload_seconds: u64,
     /// `deny` refuses broken objects; `warn` lets them in with warnings (audit mode).
@@ -124,13 +160,15 @@ pub struct ServeConfig {
     /// on Liqo v0.3; it never runs on Liqo v1.x, where `true` is an error].
     #[arg(long, env = "RECONCILE", action = clap::ArgAction::Set)]
     pub reconcile: Option<bool>,
-    /// Namespace of the Lease that elects the one active reconciler.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "offloading-webhook")]
+    /// The namespace this replica runs in: the Lease that elects the one active reconciler, the
+    /// managed certificate's Secret, and the Namespace that owns the registrations.
+    #[arg(long, visible_alias = "namespace", env = "POD_NAMESPACE", default_value = "offloading-webhook")]
     pub lease_namespace: String,
     /// This replica's identity in the Lease (its pod name); default: hostname and PID.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Seconds a Lease not renewed stays held (how long a standby waits after a leader dies).
+    /// Seconds a Lease not renewed stays held (how long a standby waits after a leader dies); the
+    /// holder renews every 2/15 of it and stops reconciling after 2/3 of it without a renew.
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
     /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable): `serve` then creates the
@@ -163,6 +201,218 @@ pub struct ServeConfig {
     /// offloading.liqo.io/v1beta1 mean v1.x, in virtualkubelet.liqo.io/v1alpha1 v0.3).
     #[arg(long, env = "LIQO_API", value_enum, default_value_t = LiqoApi::Auto)]
     pub liqo_api: LiqoApi,
+    /// Requests per second this process may send to each API server (the local one, and each
+    /// remote cluster's), as client-go's QPS; a watch counts once, when it starts. 0 turns the
+    /// limit off.
+    #[arg(long, env = "KUBE_API_QPS", default_value_t = crate::rate_limit::DEFAULT_QPS, value_parser = parse_qps)]
+    pub kube_api_qps: f64,
+    /// Requests that may go at once above that rate, as client-go's burst.
+    #[arg(long, env = "KUBE_API_BURST", default_value_t = crate::rate_limit::DEFAULT_BURST, value_parser = parse_burst)]
+    pub kube_api_burst: u32,
+    #[command(flatten)]
+    pub certificate: CertificateFlags,
+    #[command(flatten)]
+    pub registration: RegistrationFlags,
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CertificateSource {
+    /// --tls-cert-file and --tls-key-file (cert-manager's Secret, your own, `certs`).
+    Files,
+    /// A CA and serving pair the replicas keep and renew themselves in --certificate-secret.
+    Managed,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Certificate")]
+pub struct CertificateFlags {
+    /// `files`: serve --tls-cert-file and --tls-key-file; `managed`: keep a CA and serving pair in
+    /// the Secret --certificate-secret (made when empty, renewed before expiry, shared by every
+    /// replica) and publish its CA in the registrations.
+    #[arg(long = "certificate-source", env = "CERTIFICATE_SOURCE", value_enum, default_value_t = CertificateSource::Files)]
+    pub source: CertificateSource,
+    /// The Secret, in --namespace, that holds the managed CA and serving pair.
+    #[arg(
+        long = "certificate-secret",
+        env = "CERTIFICATE_SECRET",
+        default_value = "offloading-webhook-certificate"
+    )]
+    pub secret: String,
+    /// A name the managed serving certificate is valid for, DNS name or IP address (repeatable);
+    /// those of --webhook-service or --webhook-url are always included.
+    #[arg(long = "certificate-name", env = "CERTIFICATE_NAMES", value_delimiter = ',')]
+    pub names: Vec<String>,
+    /// Lifetime of the managed CA, e.g. 1825d, 12h, 90s; renewed once two thirds are gone.
+    #[arg(long = "ca-validity", env = "CA_VALIDITY", default_value = "1825d", value_parser = parse_duration)]
+    pub ca_validity: Duration,
+    /// Lifetime of the managed serving certificate; renewed once two thirds are gone.
+    #[arg(long = "cert-validity", env = "CERT_VALIDITY", default_value = "365d", value_parser = parse_duration)]
+    pub cert_validity: Duration,
+    /// PEM CA to publish in the registrations' caBundle with --certificate-source=files (e.g. the
+    /// ca.crt that cert-manager writes beside tls.crt); read again at each look.
+    #[arg(long = "ca-bundle-file", env = "CA_BUNDLE_FILE")]
+    pub ca_bundle_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Registration")]
+pub struct RegistrationFlags {
+    /// Fill in the Validating and MutatingWebhookConfiguration of this name (empty shells, e.g.
+    /// the chart's; never created here) once this replica is ready, and keep them; the Namespace
+    /// this replica runs in becomes their owner.
+    #[arg(long = "webhook-configuration", env = "WEBHOOK_CONFIGURATION")]
+    pub configuration: Option<String>,
+    /// How the API server reaches the webhooks: a Service, NAMESPACE/NAME[:PORT] (port 443 by
+    /// default); its namespace is never sent to the webhooks.
+    #[arg(long = "webhook-service", env = "WEBHOOK_SERVICE", conflicts_with = "url", value_parser = parse_service)]
+    pub service: Option<crate::webhook_config::Target>,
+    /// Or a base URL, e.g. https://[::1]:9443.
+    #[arg(long = "webhook-url", env = "WEBHOOK_URL")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub hooks: HookFlags,
+}
+
+/// What the two webhooks look like, for `serve` (what it registers) and `webhook-config`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct HookFlags {
+    /// Name of the validating webhook (kubectl prints it in every refusal).
+    #[arg(long, env = "VALIDATING_WEBHOOK_NAME", default_value = crate::webhook_config::VALIDATE_NAME, value_parser = parse_webhook_name)]
+    pub validating_webhook_name: String,
+    /// Name of the mutating webhook.
+    #[arg(long, env = "MUTATING_WEBHOOK_NAME", default_value = crate::webhook_config::MUTATE_NAME, value_parser = parse_webhook_name)]
+    pub mutating_webhook_name: String,
+    /// What the API server does when the webhooks cannot be called: `Fail` refuses the write.
+    #[arg(long, env = "FAILURE_POLICY", value_enum, default_value_t = FailurePolicy::Fail)]
+    pub failure_policy: FailurePolicy,
+    /// How long the API server waits for a verdict, 1 to 30 seconds.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30))]
+    pub webhook_timeout_seconds: i32,
+    /// A namespace never sent to the webhooks (repeatable), on top of kube-system and the
+    /// webhook's own.
+    #[arg(long = "excluded-namespace", env = "EXCLUDED_NAMESPACES", value_delimiter = ',')]
+    pub excluded_namespaces: Vec<String>,
+    /// Extra namespaceSelector matchExpressions, as JSON, e.g. '[{"key":"team","operator":"Exists"}]'.
+    #[arg(long, env = "NAMESPACE_SELECTOR_EXPRESSIONS", value_parser = parse_expressions)]
+    pub namespace_selector_expressions: Option<Expressions>,
+    /// Extra objectSelector matchExpressions, as JSON.
+    #[arg(long, env = "OBJECT_SELECTOR_EXPRESSIONS", value_parser = parse_expressions)]
+    pub object_selector_expressions: Option<Expressions>,
+    /// Register matchConditions, so that updates changing nothing the webhooks judge (metadata
+    /// only: finalizers, annotations, labels) never reach them; CREATE and dry runs always do.
+    #[arg(long, env = "MATCH_CONDITIONS", action = clap::ArgAction::Set, default_value_t = true)]
+    pub match_conditions: bool,
+}
+
+impl Default for HookFlags {
+    fn default() -> Self {
+        Self {
+            validating_webhook_name: crate::webhook_config::VALIDATE_NAME.into(),
+            mutating_webhook_name: crate::webhook_config::MUTATE_NAME.into(),
+            failure_policy: FailurePolicy::Fail,
+            webhook_timeout_seconds: 5,
+            excluded_namespaces: Vec::new(),
+            namespace_selector_expressions: None,
+            object_selector_expressions: None,
+            match_conditions: true,
+        }
+    }
+}
+
+impl HookFlags {
+    /// The webhooks' settings.
+    pub fn settings(&self) -> crate::webhook_config::Settings {
+        let expressions = |e: &Option<Expressions>| e.as_ref().map(|e| e.0.clone()).unwrap_or_default();
+        crate::webhook_config::Settings {
+            validating_name: self.validating_webhook_name.clone(),
+            mutating_name: self.mutating_webhook_name.clone(),
+            failure_policy: match self.failure_policy {
+                FailurePolicy::Fail => "Fail".into(),
+                FailurePolicy::Ignore => "Ignore".into(),
+            },
+            timeout_seconds: self.webhook_timeout_seconds,
+            excluded_namespaces: self.excluded_namespaces.clone(),
+            namespace_expressions: expressions(&self.namespace_selector_expressions),
+            object_expressions: expressions(&self.object_selector_expressions),
+            match_conditions: self.match_conditions,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailurePolicy {
+    #[value(name = "Fail")]
+    Fail,
+    #[value(name = "Ignore")]
+    Ignore,
+}
+
+/// LabelSelector requirements given as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expressions(pub Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement>);
+
+fn parse_expressions(s: &str) -> Result<Expressions, String> {
+    serde_json::from_str(s).map(Expressions).map_err(|e| {
+        format!(
+            "not a JSON list of matchExpressions ({e}), e.g. '[{{\"key\":\"team\",\"operator\":\"Exists\"}}]'"
+        )
+    })
+}
+
+fn parse_service(s: &str) -> Result<crate::webhook_config::Target, String> {
+    crate::webhook_config::Target::service(s)
+}
+
+fn parse_webhook_name(s: &str) -> Result<String, String> {
+    match crate::webhook_config::webhook_name_problem(s) {
+        None => Ok(s.to_owned()),
+        Some(p) => Err(p),
+    }
+}
+
+/// A duration as `90s`, `15m`, `12h`, `365d` or a sum of them (`1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("{s:?} is not a duration: write a number and a unit, s, m, h or d (e.g. 90s, 12h, 365d)");
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn parse_qps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(q) if q.is_finite() && q >= 0.0 => Ok(q),
+        _ => Err(format!(
+            "{s:?} is not a rate: give requests per second, e.g. 200 or 0.5 (0 turns the limit off)"
+        )),
+    }
+}
+
+fn parse_burst(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(b) if b >= 1 => Ok(b),
+        _ => Err(format!("{s:?} is not a burst: give a count of requests of at least 1")),
+    }
 }
 
 /// The Liqo generation whose API and behaviour apply.
@@ -236,25 +486,18 @@ impl ServeConfig {
         Duration::from_secs(self.shutdown_delay_seconds)
     }
 
-    /// The Lease settings: renewed at a third of its duration.
-    pub fn lease(&self) -> crate::reconcile::lease::LeaseConfig {
-        let duration = Duration::from_secs(self.lease_seconds.max(3));
-        let identity = self.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("{}-{}", host.trim(), std::process::id())
-        });
-        crate::reconcile::lease::LeaseConfig {
-            name: "offloading-webhook-reconciler".into(),
-            namespace: self.lease_namespace.clone(),
-            identity,
-            duration,
-            retry: duration / 3,
-        }
+    /// The client-side limit on requests to each API server.
+    pub fn api_rate_limit(&self) -> crate::rate_limit::ApiRateLimit {
+        crate::rate_limit::ApiRateLimit { qps: self.kube_api_qps, burst: self.kube_api_burst }
     }
 }
 
-fn parse_remote(s: &str) -> Result<(String, PathBuf), String> {
-    crate::reconcile::remote::parse_remote_kubeconfig(s).map_err(|e| e.to_string())
+/// Parses `--remote-kubeconfig CLUSTER_ID=PATH`.
+pub fn parse_remote(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok((id.to_owned(), PathBuf::from(path))),
+        _ => Err(format!("--remote-kubeconfig must be CLUSTER_ID=PATH, got {s:?}")),
+    }
 }
 
 fn parse_cluster_id(s: &str) -> Result<String, String> {
@@ -298,35 +541,20 @@ pub struct WebhookConfigArgs {
     /// Name of the two configurations.
     #[arg(long, default_value = "offloading-webhook")]
     pub name: String,
-}
-
-/// The client of the local cluster, or `None` when none is configured.
-pub async fn kube_client(cfg: &ServeConfig) -> Result<Option<Client>, ServeError> {
-    if cfg.no_cluster {
-        return Ok(None);
-    }
-    let config = match &cfg.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| ServeError::Kubeconfig(format!("{}: {e}", path.display())))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| ServeError::Kubeconfig(format!("{}: {e}", path.display())))?
-        }
-        None => match Config::infer().await {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "no cluster configuration found");
-                return Ok(None);
-            }
-        },
-    };
-    Ok(Some(Client::try_from(config)?))
+    #[command(flatten)]
+    pub hooks: HookFlags,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_remote_kubeconfig_flags() {
+        assert_eq!(parse_remote("c1=/k/c1").unwrap(), ("c1".into(), PathBuf::from("/k/c1")));
+        assert!(parse_remote("c1").unwrap_err().contains("CLUSTER_ID=PATH"));
+        assert!(parse_remote("=x").is_err());
+    }
 
     #[test]
     fn webhook_threads_are_bounded_and_say_how() {
@@ -344,6 +572,80 @@ mod tests {
         assert!(e.contains("100000 threads is more than 256: use 0 for one per core"), "{e}");
         let e = parse("many").unwrap_err().to_string();
         assert!(e.contains("\"many\" is not a number of threads"), "{e}");
+    }
+
+    #[test]
+    fn the_api_rate_limit_has_defaults_and_says_what_a_bad_value_should_be() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["offloading-webhook", "serve"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| match c.command {
+                Command::Serve(cfg) => cfg.api_rate_limit(),
+                _ => unreachable!(),
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), crate::rate_limit::ApiRateLimit::DEFAULT);
+        let l = parse(&["--kube-api-qps", "0.5", "--kube-api-burst", "3"]).unwrap();
+        assert_eq!((l.qps, l.burst), (0.5, 3));
+        let e = parse(&["--kube-api-qps=-1"]).unwrap_err().to_string();
+        assert!(e.contains("\"-1\" is not a rate: give requests per second"), "{e}");
+        let e = parse(&["--kube-api-burst", "0"]).unwrap_err().to_string();
+        assert!(e.contains("\"0\" is not a burst"), "{e}");
+    }
+
+    #[test]
+    fn durations_read_as_operators_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("365d"), Ok(Duration::from_secs(365 * 86_400)));
+        for bad in ["", "10", "5y", "h", "0s", "99999999999999999999d"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(
+                e.ends_with("write a number and a unit, s, m, h or d (e.g. 90s, 12h, 365d)"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn serve_registers_by_flags_and_their_defaults_are_the_webhooks_defaults() {
+        let serve = |args: &[&str]| {
+            let mut argv = vec!["offloading-webhook", "serve"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Serve(cfg)) => Ok(*cfg),
+                Ok(_) => unreachable!(),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let cfg = serve(&[]).unwrap();
+        assert_eq!(cfg.registration.hooks, HookFlags::default());
+        assert_eq!(cfg.registration.hooks.settings(), crate::webhook_config::Settings::default());
+        assert_eq!(cfg.webhook_addr.to_string(), "[::]:9443");
+        assert_eq!(cfg.certificate.source, CertificateSource::Files);
+        let cfg = serve(&[
+            "--webhook-service=webhooks/ow:8443",
+            "--namespace=webhooks",
+            "--validating-webhook-name=v.example.com",
+            "--match-conditions=false",
+            "--excluded-namespace=liqo",
+            "--namespace-selector-expressions=[{\"key\":\"team\",\"operator\":\"Exists\"}]",
+            "--certificate-source=managed",
+            "--ca-validity=30d",
+        ])
+        .unwrap();
+        assert_eq!(cfg.lease_namespace, "webhooks");
+        let s = cfg.registration.hooks.settings();
+        assert_eq!((s.validating_name.as_str(), s.match_conditions), ("v.example.com", false));
+        assert_eq!(s.excluded_namespaces, ["liqo"]);
+        assert_eq!(s.namespace_expressions[0].key, "team");
+        assert_eq!(cfg.certificate.ca_validity, Duration::from_secs(30 * 86_400));
+        let e = serve(&["--validating-webhook-name=validate"]).unwrap_err();
+        assert!(e.contains("the API server wants a domain of at least three labels"), "{e}");
+        let e = serve(&["--webhook-service=ow"]).unwrap_err();
+        assert!(e.contains("is not NAMESPACE/NAME[:PORT]"), "{e}");
+        let e = serve(&["--namespace-selector-expressions=team"]).unwrap_err();
+        assert!(e.contains("not a JSON list of matchExpressions"), "{e}");
     }
 
     #[test]

@@ -13,34 +13,20 @@ use std::sync::{Arc, RwLock};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{error, info, warn};
 
-use crate::crd::{NODE_TYPE_LABEL, REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE};
-use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, explain_watch, is_misconfiguration};
+use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, watch_event};
+use crate::liqo::v1::{self, virtual_node_resource};
+use crate::liqo::{
+    CLUSTER_ID_CONFIGMAP, CLUSTER_ID_CONFIGMAP_SELECTOR, CLUSTER_ID_KEY, NODE_TYPE_LABEL,
+    REMOTE_CLUSTER_ID_LABEL, STORAGE_AVAILABLE_LABEL, VIRTUAL_NODE,
+};
 use crate::offloading::names::rfc1123_label_problem;
 use crate::offloading::{Generation, VirtualNode, VirtualNodes};
-
-/// The ConfigMap in the Liqo namespace that holds the local cluster id.
-pub const CLUSTER_ID_CONFIGMAP: &str = "liqo-clusterid-configmap";
-/// Its key.
-pub const CLUSTER_ID_KEY: &str = "CLUSTER_ID";
-/// The label Liqo v1.x finds that ConfigMap by (`consts.ClusterIDConfigMapSelector`).
-pub const CLUSTER_ID_CONFIGMAP_SELECTOR: &str = "app.kubernetes.io/name=clusterid-configmap";
-/// The label Liqo v1.x adds to a VirtualNode's labels when it has no Node.
-pub const STORAGE_AVAILABLE_LABEL: &str = "storage.liqo.io/available";
-
-/// Liqo v1.x's VirtualNode (`offloading.liqo.io/v1beta1`), read as a dynamic object: only
-/// `spec.clusterID`, `spec.labels` and `spec.storageClasses` matter here.
-pub fn virtual_node_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("offloading.liqo.io", "v1beta1", "VirtualNode"),
-        "virtualnodes",
-    )
-}
 
 /// What a Liqo v1.x VirtualNode says about its remote cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,27 +193,27 @@ impl ClusterView {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// What keeps this process from its job, shared by everything that talks to the API.
+    /// What keeps this process from some of its job, shared by everything that talks to the API:
+    /// reported (log, metrics), never a reason to be unready.
     pub fn faults(&self) -> &Faults {
         &self.faults
     }
 
-    /// Whether every cache this view relies on has synced and nothing is at fault (what `/readyz`
-    /// reports, with the reason).
+    /// Whether the facts the verdicts use have been read at least once: the cluster id (unless
+    /// given) and the virtual nodes (with a cluster). What `/readyz` reports, with the reason and,
+    /// while a cache cannot sync, what stops it. Once synced, a watch that fails later keeps the
+    /// last known facts and the replica stays ready: a review judged on them is still right, and a
+    /// replica refusing reviews would refuse every NamespaceOffloading write in the cluster.
     pub fn synced(&self) -> Result<(), String> {
-        let waiting = if !self.id_synced.load(Ordering::Acquire) {
-            Some("cluster id ConfigMap not read yet")
+        let (waiting, parts): (&str, &[&str]) = if !self.id_synced.load(Ordering::Acquire) {
+            ("cluster id ConfigMap not read yet", &["cluster-id"])
         } else if self.nodes.is_some() && !self.nodes_synced.load(Ordering::Acquire) {
-            Some("virtual node cache not synced yet")
+            ("virtual node cache not synced yet", &["nodes", "virtualnodes"])
         } else {
-            None
+            return Ok(());
         };
-        match (waiting, self.faults.summary()) {
-            (None, None) => Ok(()),
-            (Some(w), None) => Err(w.to_owned()),
-            (None, Some(f)) => Err(f),
-            (Some(w), Some(f)) => Err(format!("{w}: {f}")),
-        }
+        let why: Vec<String> = parts.iter().filter_map(|p| self.faults.get(p)).collect();
+        if why.is_empty() { Err(waiting.to_owned()) } else { Err(format!("{waiting}: {}", why.join("; "))) }
     }
 
     /// Starts the caches against a cluster of that Liqo generation: virtual nodes always, and the
@@ -246,12 +232,7 @@ impl ClusterView {
         view.nodes = Some(store.clone());
         let nodes: Api<Node> = Api::all(client.clone());
         // Liqo v1.x finds a VirtualNode's Node by its cluster id label alone.
-        let cfg = match generation {
-            Generation::V0_3 => {
-                watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"))
-            }
-            Generation::V1 => watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL),
-        };
+        let cfg = watcher::Config::default().labels(generation.names().virtual_node_selector);
         let vn_writer = (generation == Generation::V1)
             .then(|| reflector::store::Writer::<DynamicObject>::new(virtual_node_resource()));
         view.liqo_virtual_nodes = vn_writer.as_ref().map(|w| w.as_reader());
@@ -260,41 +241,25 @@ impl ClusterView {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &virtual_node_resource());
             let faults = view.faults.clone();
             let v = view.clone();
+            let resource = v1::VIRTUAL_NODES.qualified();
             tasks.push(Box::pin(async move {
                 watcher(api, watcher::Config::default())
                     .default_backoff()
                     .reflect(vn_writer)
                     .for_each(|ev| {
-                        let faults = faults.clone();
-                        let v = v.clone();
-                        async move {
-                            match ev {
-                                Err(e) => {
-                                    let access = Access {
-                                        verb: "list and watch",
-                                        resource: "virtualnodes.offloading.liqo.io",
-                                        namespace: None,
-                                        role: CLUSTER_ROLE,
-                                    };
-                                    let problem = explain_watch(&e, access);
-                                    if !is_misconfiguration(&e) {
-                                        warn!(%problem, "VirtualNode watch failed; retrying");
-                                    } else if faults
-                                        .set("virtualnodes", format!("Liqo v1.x VirtualNodes: {problem}"))
-                                    {
-                                        warn!(%problem, "VirtualNode watch failed; retrying");
-                                    }
-                                }
-                                Ok(ev) => {
-                                    if faults.clear("virtualnodes") {
-                                        info!("VirtualNode watch works again");
-                                    }
-                                    if !matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                                        v.rebuild();
-                                    }
-                                }
-                            }
+                        let access = Access {
+                            verb: "list and watch",
+                            resource: &resource,
+                            namespace: None,
+                            role: CLUSTER_ROLE,
+                        };
+                        watch_event(&faults, "virtualnodes", access, "Liqo v1.x VirtualNodes", &ev);
+                        if let Ok(ev) = ev
+                            && !matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_))
+                        {
+                            v.rebuild();
                         }
+                        futures::future::ready(())
                     })
                     .await;
             }));
@@ -306,11 +271,10 @@ impl ClusterView {
             let stream = watcher(nodes, cfg).default_backoff();
             futures::pin_mut!(stream);
             loop {
-                match stream.try_next().await {
+                let next = stream.try_next().await;
+                watch_event(&v.faults, "nodes", access, "virtual nodes", &next);
+                match next {
                     Ok(Some(mut ev)) => {
-                        if v.faults.clear("nodes") {
-                            info!("virtual node watch works again");
-                        }
                         // Only names and labels are used: the status (heartbeats, images) and the
                         // managed fields would only take memory.
                         if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = &mut ev {
@@ -337,14 +301,8 @@ impl ClusterView {
                         }
                     }
                     Ok(None) => break,
-                    Err(e) => {
-                        let problem = explain_watch(&e, access);
-                        if !is_misconfiguration(&e) {
-                            warn!(%problem, "virtual node watch failed; retrying");
-                        } else if v.faults.set("nodes", format!("virtual nodes: {problem}")) {
-                            warn!(%problem, "virtual node watch failed; retrying");
-                        }
-                    }
+                    // Reported above; the cache keeps the last known nodes meanwhile.
+                    Err(_) => {}
                 }
             }
         }));
@@ -365,26 +323,19 @@ impl ClusterView {
                 let stream = watcher(cms, cfg).default_backoff();
                 futures::pin_mut!(stream);
                 loop {
-                    match stream.try_next().await {
-                        Ok(Some(ev)) => {
-                            v.faults.clear("cluster-id");
-                            v.apply_configmap_event(ev, &ns)
-                        }
+                    let next = stream.try_next().await;
+                    let access = Access {
+                        verb: "list and watch",
+                        resource: "configmaps",
+                        namespace: Some(&ns),
+                        role: CLUSTER_ID_ROLE,
+                    };
+                    watch_event(&v.faults, "cluster-id", access, "cluster id ConfigMap", &next);
+                    match next {
+                        Ok(Some(ev)) => v.apply_configmap_event(ev, &ns),
                         Ok(None) => break,
-                        Err(e) => {
-                            let access = Access {
-                                verb: "list and watch",
-                                resource: "configmaps",
-                                namespace: Some(&ns),
-                                role: CLUSTER_ID_ROLE,
-                            };
-                            let problem = explain_watch(&e, access);
-                            if !is_misconfiguration(&e) {
-                                warn!(%problem, "cluster id ConfigMap watch failed; retrying");
-                            } else if v.faults.set("cluster-id", format!("cluster id ConfigMap: {problem}")) {
-                                warn!(%problem, "cluster id ConfigMap watch failed; retrying");
-                            }
-                        }
+                        // Reported above; the last known id stays meanwhile.
+                        Err(_) => {}
                     }
                 }
             }));

@@ -1,38 +1,176 @@
-//! What keeps `serve` from doing its job, said so that the operator can fix it: API errors turned
-//! into the verb, the resource and the fix (RBAC, CRDs, a missing namespace), and the faults that
-//! `/readyz` reports as its reason.
+//! What keeps `serve` from part of its job, said so that the operator can fix it: API errors turned
+//! into the verb, the resource and the fix (RBAC, CRDs, a missing namespace), and the faults the
+//! process reports — each said once in the log (and once when it clears), and exported as
+//! `offloading_webhook_problem{part}` and `offloading_webhook_reconcile_up`. A fault never fails
+//! `/readyz`: a replica is ready as soon as it can answer reviews correctly (see
+//! [`crate::cluster::ClusterView::synced`]), whatever the reconcile loop, the Lease or a remote
+//! cluster is going through.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kube::runtime::watcher;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use tracing::{info, warn};
+
+use crate::metrics::{Metrics, ProblemLabels};
 
 /// The roles that manifests/deploy.yaml and the Helm chart give the webhook, for the fix to name.
 pub const CLUSTER_ROLE: &str = "the ClusterRole offloading-webhook";
 pub const LEASE_ROLE: &str = "the Role offloading-webhook-leader-election (in the Lease's namespace)";
 pub const CLUSTER_ID_ROLE: &str = "the Role offloading-webhook-cluster-id (in the Liqo namespace)";
 
-/// Faults by the part they concern (`lease`, `nodes`, ...); `/readyz` fails while any is set.
-#[derive(Clone, Default, Debug)]
-pub struct Faults(Arc<Mutex<BTreeMap<&'static str, String>>>);
+/// The parts of the reconcile loop that report faults (besides `lease`, which the leadership
+/// reports): cleared when the loop stops, since no one is left to clear them.
+pub const LOOP_PARTS: [&str; 7] = [
+    "offloading-loop",
+    "tenant-loop",
+    "remote-loop",
+    "namespacemaps",
+    "namespaces",
+    "secrets",
+    "namespaceoffloadings",
+];
+
+/// Faults by the part they concern (`lease`, `nodes`, `namespacemaps`, ...): what keeps the
+/// process from some of its job until someone fixes the setup. Reported, never a reason for
+/// `/readyz` to fail.
+#[derive(Clone, Default)]
+pub struct Faults(Arc<FaultState>);
+
+#[derive(Default)]
+struct FaultState {
+    by_part: Mutex<BTreeMap<&'static str, String>>,
+    /// Whether `by_part` holds anything: most events of a healthy process clear nothing, and
+    /// need not take the lock to find out.
+    any: AtomicBool,
+    gauges: Mutex<Option<Gauges>>,
+}
+
+/// The metrics a [`Faults`] keeps up to date once exported.
+#[derive(Clone)]
+struct Gauges {
+    up: Gauge,
+    problems: Family<ProblemLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Faults").field(&self.summary()).finish()
+    }
+}
 
 impl Faults {
     /// Records a fault; returns whether it is new or changed (so that it is logged once).
     pub fn set(&self, part: &'static str, message: String) -> bool {
-        let Ok(mut m) = self.0.lock() else { return false };
-        m.insert(part, message.clone()).as_ref() != Some(&message)
+        let Ok(mut m) = self.0.by_part.lock() else { return false };
+        let changed = m.insert(part, message.clone()).as_ref() != Some(&message);
+        self.0.any.store(true, Ordering::Release);
+        self.publish(&m, Some(part));
+        changed
     }
 
     /// Clears a fault; returns whether there was one.
     pub fn clear(&self, part: &'static str) -> bool {
-        self.0.lock().is_ok_and(|mut m| m.remove(part).is_some())
+        if !self.0.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let Ok(mut m) = self.0.by_part.lock() else { return false };
+        let was = m.remove(part).is_some();
+        self.0.any.store(!m.is_empty(), Ordering::Release);
+        if was {
+            self.publish(&m, Some(part));
+        }
+        was
+    }
+
+    /// The fault of one part, if any.
+    pub fn get(&self, part: &str) -> Option<String> {
+        if !self.0.any.load(Ordering::Acquire) {
+            return None;
+        }
+        self.0.by_part.lock().ok()?.get(part).cloned()
     }
 
     /// Every fault, one sentence each, or `None` when there is none.
     pub fn summary(&self) -> Option<String> {
-        let m = self.0.lock().ok()?;
+        let m = self.0.by_part.lock().ok()?;
         (!m.is_empty()).then(|| m.values().cloned().collect::<Vec<_>>().join("; "))
     }
+
+    /// Every fault, by part.
+    pub fn all(&self) -> Vec<(&'static str, String)> {
+        self.0.by_part.lock().map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect()).unwrap_or_default()
+    }
+
+    /// From now on, `offloading_webhook_reconcile_up` (1 while no part is at fault) and
+    /// `offloading_webhook_problem{part}` (1 while that part is) follow these faults.
+    pub fn export(&self, metrics: &Metrics) {
+        let gauges = Gauges { up: metrics.reconcile_up.clone(), problems: metrics.problems.clone() };
+        if let Ok(mut g) = self.0.gauges.lock() {
+            *g = Some(gauges);
+        }
+        if let Ok(m) = self.0.by_part.lock() {
+            self.publish(&m, None);
+            for part in m.keys() {
+                self.publish(&m, Some(part));
+            }
+        }
+    }
+
+    /// Sets the gauges from `m` (called with the faults locked, so updates do not cross).
+    fn publish(&self, m: &BTreeMap<&'static str, String>, part: Option<&'static str>) {
+        let Ok(g) = self.0.gauges.lock() else { return };
+        let Some(g) = g.as_ref() else { return };
+        g.up.set(i64::from(m.is_empty()));
+        if let Some(part) = part {
+            g.problems.get_or_create(&ProblemLabels { part }).set(i64::from(m.contains_key(part)));
+        }
+    }
+
+    /// Clears the reconcile loop's own parts ([`LOOP_PARTS`]): it has stopped.
+    pub fn clear_loop(&self) {
+        for part in LOOP_PARTS {
+            self.clear(part);
+        }
+    }
+}
+
+/// One event of a watch, for the record of its health under `part`: an error that only a fix of
+/// the setup ends (RBAC, a missing CRD or namespace, credentials) is a fault, said once; any other
+/// (an API server restarting) is logged each time (the watch backs off between them); an event
+/// clears the fault. The watch keeps what it knew meanwhile: nothing of this fails `/readyz`.
+pub fn watch_event<T>(
+    faults: &Faults,
+    part: &'static str,
+    access: Access<'_>,
+    what: &str,
+    event: &Result<T, watcher::Error>,
+) {
+    match event {
+        Ok(_) => {
+            if faults.clear(part) {
+                info!(part, "{what} watch works again");
+            }
+        }
+        Err(e) => {
+            let problem = explain_watch(e, access);
+            if !is_misconfiguration(e) {
+                warn!(part, %problem, "{what} watch failed; retrying");
+            } else if faults.set(part, format!("{what}: {problem}")) {
+                warn!(part, %problem, "{what} watch failed; retrying");
+            }
+        }
+    }
+}
+
+/// [`watch_event`] for a cluster-wide watch of the reconcile loop, whose rights are in
+/// [`CLUSTER_ROLE`].
+pub fn loop_watch_event<T>(faults: &Faults, resource: &'static str, event: &Result<T, watcher::Error>) {
+    let access = Access { verb: "list and watch", resource, namespace: None, role: CLUSTER_ROLE };
+    watch_event(faults, resource, access, resource, event);
 }
 
 /// What was being done when the API answered with an error.
@@ -58,8 +196,8 @@ impl Access<'_> {
 }
 
 /// An answer that no retry will change until someone fixes the setup (RBAC, a missing namespace or
-/// CRD, credentials): such a watch or request failure is a fault `/readyz` reports; any other (an
-/// API server restarting) is only logged, so readiness does not flap with the API server.
+/// CRD, credentials): such a watch failure is a fault, reported once; any other (an API server
+/// restarting) is only logged.
 pub fn is_misconfiguration(err: &watcher::Error) -> bool {
     let code = match err {
         watcher::Error::InitialListFailed(e)
@@ -72,12 +210,6 @@ pub fn is_misconfiguration(err: &watcher::Error) -> bool {
         _ => return false,
     };
     matches!(code, 401 | 403 | 404)
-}
-
-/// Logs a failed watch of the reconcile loop with what to do about it.
-pub fn warn_watch(err: &watcher::Error, resource: &str) {
-    let access = Access { verb: "list and watch", resource, namespace: None, role: CLUSTER_ROLE };
-    tracing::warn!(problem = %explain_watch(err, access), "{resource} watch failed; retrying");
 }
 
 /// The sentence for an API error: what failed and what to do about it.
@@ -181,6 +313,71 @@ mod tests {
         assert!(f.set("nodes", "b".into()));
         assert_eq!(f.summary().as_deref(), Some("a; b"));
         assert!(f.clear("lease"));
+        assert!(!f.clear("lease"));
         assert_eq!(f.summary().as_deref(), Some("b"));
+        assert_eq!(f.get("nodes").as_deref(), Some("b"));
+    }
+
+    fn gauges(m: &Metrics) -> Vec<String> {
+        m.encode()
+            .lines()
+            .filter(|l| {
+                l.starts_with("offloading_webhook_reconcile_up")
+                    || l.starts_with("offloading_webhook_problem")
+            })
+            .map(str::to_owned)
+            // The registry keeps label sets in a hash map: compare them in one order, `up` first.
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    }
+
+    #[test]
+    fn faults_are_exported_as_reconcile_up_and_one_gauge_per_part() {
+        let (f, m) = (Faults::default(), Metrics::new());
+        // A fault from before the export is published by it.
+        f.set("lease", "the Lease's namespace does not exist".into());
+        f.export(&m);
+        assert_eq!(
+            gauges(&m),
+            ["offloading_webhook_reconcile_up 0", r#"offloading_webhook_problem{part="lease"} 1"#]
+        );
+        f.set("namespacemaps", "forbidden".into());
+        f.clear("lease");
+        assert_eq!(
+            gauges(&m),
+            [
+                "offloading_webhook_reconcile_up 0",
+                r#"offloading_webhook_problem{part="namespacemaps"} 1"#,
+                r#"offloading_webhook_problem{part="lease"} 0"#
+            ]
+        );
+        f.clear_loop();
+        assert_eq!(gauges(&m)[0], "offloading_webhook_reconcile_up 1");
+        assert_eq!(f.summary(), None);
+    }
+
+    #[test]
+    fn a_watch_fault_is_recorded_until_an_event_arrives() {
+        let f = Faults::default();
+        let forbidden: Result<(), watcher::Error> = Err(watcher::Error::WatchFailed(api(
+            403,
+            "Forbidden",
+            r#"namespacemaps is forbidden: User "x" cannot watch resource "namespacemaps""#,
+        )));
+        loop_watch_event(&f, "namespacemaps", &forbidden);
+        let said = f.get("namespacemaps").unwrap_or_default();
+        assert!(
+            said.starts_with(r#"namespacemaps: forbidden to list and watch namespacemaps cluster-wide"#),
+            "{said}"
+        );
+        // A passing failure is not a fault.
+        let gone: Result<(), watcher::Error> =
+            Err(watcher::Error::WatchFailed(api(500, "InternalError", "etcd leader changed")));
+        loop_watch_event(&f, "secrets", &gone);
+        assert_eq!(f.get("secrets"), None);
+        loop_watch_event(&f, "namespacemaps", &Ok::<(), watcher::Error>(()));
+        assert_eq!(f.summary(), None);
     }
 }

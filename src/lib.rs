@@ -6,10 +6,18 @@
 //! - [`server`]: TLS with certificate reload, listeners and the threads connections run on, probes, metrics, graceful shutdown.
 //! - [`reconcile`]: the reconcile loops (NamespaceMaps, status), one active replica via a Lease.
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
+//! - [`liqo`]: Liqo's names (labels, annotations, resources, finalizers), per generation.
 //! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.
-//! - [`diagnose`]: the troubleshooting guide as one command.
-//! - [`certs`]: a dev CA and serving certificate; [`webhook_config`]: the registrations.
-//! - [`metrics`]: the Prometheus registry; [`health`]: faults `/readyz` reports, API errors explained.
+//! - [`raw_object`]: objects read as JSON text and decoded one at a time.
+//! - [`remote_clients`]: clients of the remote clusters, from kubeconfig files or Liqo's Secrets.
+//! - [`diagnose`]: the troubleshooting guide as one command (gather, facts, checks, render).
+//! - [`certs`]: a dev CA, and the CA and serving pair the replicas keep themselves in a Secret.
+//! - [`webhook_config`]: the registrations as built; [`registration`]: the replicas filling them in
+//!   once ready.
+//! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
+//! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
+//! - [`kube_client`]: the one way a client of an API server is built (kubeconfig or in-cluster).
+//! - [`policy`]: the static rules as a ValidatingAdmissionPolicy, generated from the rule table.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
 pub mod admission;
@@ -19,10 +27,17 @@ pub mod cluster;
 pub mod crd;
 pub mod diagnose;
 pub mod health;
+pub mod kube_client;
+pub mod liqo;
 pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
+pub mod policy;
+pub mod rate_limit;
+pub mod raw_object;
 pub mod reconcile;
+pub mod registration;
+pub mod remote_clients;
 pub mod server;
 pub mod webhook_config;
 
@@ -54,6 +69,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Crds => print!("{}", crd::crds_yaml()?),
         Command::WebhookConfig(args) => print!("{}", webhook_config_yaml(&args)?),
         Command::Diagnose(args) => return Ok(run_diagnose(args).await),
+        Command::Policy(args) => print!("{}", policy_yaml(&args)?),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -61,9 +77,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// `diagnose`: 0 healthy, 1 a problem found, 2 could not look.
 async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
     let looked = async {
-        let client = diagnose::connect(args.kubeconfig.as_ref()).await?;
-        let remotes =
-            reconcile::remote::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
+        let client = diagnose::connect(args.kubeconfig.as_deref()).await?;
+        let remotes = remote_clients::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
         let generation = liqo_api::resolve(&client, args.liqo_api).await?;
         diagnose::diagnose(
             &client,
@@ -78,10 +93,8 @@ async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
     match looked.await {
         Ok(report) => {
             match args.output {
-                cli::OutputFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())
-                }
-                cli::OutputFormat::Text => print!("{}", diagnose::render(&report)),
+                cli::OutputFormat::Json => println!("{}", diagnose::render::json(&report)),
+                cli::OutputFormat::Text => print!("{}", diagnose::render::text(&report)),
             }
             if report.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
@@ -100,22 +113,53 @@ pub fn webhook_config_yaml(args: &cli::WebhookConfigArgs) -> anyhow::Result<Stri
         ),
         None => None,
     };
-    let service = match &args.service {
-        Some(s) => Some(s.split_once('/').context("--service must be NAMESPACE/NAME")?),
-        None => None,
-    };
-    let target = match (&args.url, service) {
-        (Some(url), _) => webhook_config::Target::Url(url),
-        (None, Some((namespace, name))) => webhook_config::Target::Service { namespace, name, port: 443 },
+    let target = match (&args.url, &args.service) {
+        (Some(url), _) => webhook_config::Target::Url(url.clone()),
+        (None, Some(service)) => webhook_config::Target::service(service).map_err(anyhow::Error::msg)?,
         (None, None) => anyhow::bail!("give --url or --service"),
     };
     let annotations = args
         .cert_manager_certificate
         .as_ref()
         .map(|c| [("cert-manager.io/inject-ca-from".to_owned(), c.clone())].into_iter().collect());
-    let excluded: Vec<&str> = service.map(|(ns, _)| ns).into_iter().collect();
-    let (v, m) = webhook_config::configurations(&args.name, &target, ca.as_deref(), annotations, &excluded);
+    let (v, m) = webhook_config::configurations(
+        &args.name,
+        &args.hooks.settings(),
+        &target,
+        ca.as_deref(),
+        annotations,
+    );
     Ok(webhook_config::to_yaml(&v, &m)?)
+}
+
+/// The output of `policy`.
+pub fn policy_yaml(args: &cli::PolicyArgs) -> anyhow::Result<String> {
+    let (generation, api) = match args.liqo_api {
+        cli::LiqoApi::V0_3 => (offloading::Generation::V0_3, "v0.3"),
+        cli::LiqoApi::V1 => (offloading::Generation::V1, "v1"),
+        cli::LiqoApi::Auto => anyhow::bail!(
+            "policy cannot find out which Liqo the cluster runs: give --liqo-api v0.3 or --liqo-api v1"
+        ),
+    };
+    let opts = policy::Options {
+        generation,
+        name: args.name.clone(),
+        validation_actions: args.validation_actions.clone(),
+        liqo_namespace: args.liqo_namespace.clone(),
+        cluster_id: args.cluster_id.clone(),
+        exclude_namespaces: args.exclude_namespaces.clone(),
+    };
+    let part = match args.part {
+        cli::PolicyPart::All => policy::Part::All,
+        cli::PolicyPart::Policy => policy::Part::Policy,
+        cli::PolicyPart::Bindings => policy::Part::Bindings,
+    };
+    let p = policy::build(&opts)?;
+    let mut command = format!("offloading-webhook policy --liqo-api {api}");
+    if opts.cluster_id.is_some() {
+        command.push_str(" --cluster-id ...");
+    }
+    Ok(policy::to_yaml(&p, part, &command)?)
 }
 
 /// Cancels `stop` on SIGTERM or Ctrl-C.

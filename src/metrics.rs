@@ -44,6 +44,14 @@ pub struct WriteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProblemLabels {
+    /// What is at fault: `lease`, `nodes`, `virtualnodes`, `cluster-id`, a watch of the loop
+    /// (`namespacemaps`, `namespaces`, `secrets`, `namespaceoffloadings`), or a loop refused by the
+    /// API server (`offloading-loop`, `tenant-loop`, `remote-loop`).
+    pub part: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
@@ -59,13 +67,22 @@ pub struct Metrics {
     pub cert_expiry_seconds: Gauge,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_seconds: Histogram,
-    /// NamespaceOffloadings per offloading phase (as last seen by the active reconciler).
+    /// NamespaceOffloadings per offloading phase, exported by the active reconciler only.
     pub objects: Family<PhaseLabels, Gauge>,
     /// Every write the reconcile loop issued (finalizers, Events and Lease renewals included), by
     /// resource: use [`Metrics::wrote`].
     pub writes: Family<WriteLabels, Counter>,
     /// Stored objects (each version once) that the reconcile loop could not decode.
     pub decode_failures: Family<KindLabels, Counter>,
+    /// 1 while this replica is the active reconciler, else 0.
+    pub leader: Gauge,
+    /// Other installs' reconcile Leases that may be live, as the Lease holder last saw them.
+    pub other_installs: Gauge,
+    /// 1 while no part of the process is at fault (the reconcile loop, its Lease and watches, the
+    /// caches), 0 otherwise; the reason is in the log and in [`Metrics::problems`].
+    pub reconcile_up: Gauge,
+    /// 1 while that part is at fault (see [`crate::health::Faults`]).
+    pub problems: Family<ProblemLabels, Gauge>,
     /// Request bytes reserved by reviews waiting for or under judgment, and the budget for them.
     pub review_bytes_in_flight: Gauge,
     pub review_bytes_budget: Gauge,
@@ -117,7 +134,7 @@ impl Default for Metrics {
         );
         registry.register(
             "namespace_offloadings",
-            "NamespaceOffloadings per offloading phase",
+            "NamespaceOffloadings per offloading phase (exported by the active reconciler only)",
             objects.clone(),
         );
         registry.register(
@@ -130,6 +147,31 @@ impl Default for Metrics {
             "decode_failures",
             "Stored objects (each version once) that could not be decoded, left alone by the reconcile loop",
             decode_failures.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica is the active reconciler (holds the Lease and reconciles), else 0",
+            leader.clone(),
+        );
+        let other_installs = Gauge::default();
+        registry.register(
+            "other_installs",
+            "Other installs of offloading-webhook whose reconcile Lease may be live on this cluster (seen by the Lease holder)",
+            other_installs.clone(),
+        );
+        let reconcile_up = Gauge::default();
+        reconcile_up.set(1);
+        registry.register(
+            "reconcile_up",
+            "1 while the reconcile loop's parts (its Lease, watches and writes, the caches it shares with the webhook) work; 0 with the reason in the log. Never a reason for /readyz to fail",
+            reconcile_up.clone(),
+        );
+        let problems = Family::<ProblemLabels, Gauge>::default();
+        registry.register(
+            "problem",
+            "1 while that part keeps the process from some of its job (the reason is in the log), 0 once fixed",
+            problems.clone(),
         );
         let review_bytes_in_flight = Gauge::default();
         let review_bytes_budget = Gauge::default();
@@ -161,6 +203,10 @@ impl Default for Metrics {
             objects,
             writes,
             decode_failures,
+            leader,
+            other_installs,
+            reconcile_up,
+            problems,
             review_bytes_in_flight,
             review_bytes_budget,
             review_budget_refusals,
@@ -176,6 +222,13 @@ impl Metrics {
     /// Counts one write to `resource` (see [`WriteLabels`]).
     pub fn wrote(&self, resource: &'static str) {
         self.writes.get_or_create(&WriteLabels { resource }).inc();
+    }
+
+    /// This replica stopped reconciling: the leader gauge drops, and the phase gauges, which only
+    /// the active reconciler exports, go.
+    pub fn not_leading(&self) {
+        self.leader.set(0);
+        self.objects.clear();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -176,7 +176,7 @@ fn liqoctl_offload_through_our_webhook() {
     assert!(!out.ok, "liqoctl offloaded a namespace whose remote name is 64 characters long");
     let printed = format!("{}{}", out.stdout, out.stderr);
     assert!(
-        printed.contains("admission webhook \"nsoff.validate.liqo.io\" denied the request: metadata.namespace: Invalid value:")
+        printed.contains("admission webhook \"validate.offloading-webhook.io\" denied the request: metadata.namespace: Invalid value:")
             && printed.contains(&format!("{long_ns}-{CONSUMER_ID}")),
         "{printed}"
     );

@@ -498,7 +498,7 @@ fn liqo_webhook_beside_ours_in_deny_mode() {
     for ns in ["wrong", "equals", "long", "empty-selected"] {
         c.kubectl_ok(&["create", "namespace", ns]);
     }
-    const OURS: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: metadata.name: Invalid value: \"offload\"";
+    const OURS: &str = "admission webhook \"validate.offloading-webhook.io\" denied the request: metadata.name: Invalid value: \"offload\"";
     const LIQOS: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: NamespaceOffloading name must match offloading";
 
     // Both registrations in effect: a server-side dry run of a wrong name is refused.
@@ -540,7 +540,7 @@ fn liqo_webhook_beside_ours_in_deny_mode() {
     assert_eq!(out.stderr.matches("denied the request").count(), 1, "{}", out.stderr);
     assert!(
         out.stderr.contains(
-            "admission webhook \"nsoff.validate.liqo.io\" denied the request: spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""
+            "admission webhook \"validate.offloading-webhook.io\" denied the request: spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\""
         ),
         "{}",
         out.stderr

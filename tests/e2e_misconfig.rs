@@ -1,6 +1,8 @@
 //! A clear word for every misconfiguration: each case below is set up on a real kube-apiserver
 //! (or none, where none is needed), and the test asserts what the person at the terminal reads:
-//! the log line, `/readyz`'s reason, or the exit status and stderr.
+//! the log line, the metrics and `/readyz?verbose`, `/readyz`'s reason when the webhook cannot
+//! judge, or the exit status and stderr. A problem of the reconcile loop alone never makes a
+//! replica unready.
 
 mod support;
 
@@ -39,7 +41,8 @@ fn assert_no_debug_dump(r: &Replica) {
 }
 
 #[tokio::test]
-async fn a_missing_lease_namespace_is_named_with_its_flag_in_the_log_and_in_readyz() {
+async fn a_missing_lease_namespace_is_named_with_its_flag_in_the_log_and_the_metrics_and_the_replica_stays_ready()
+ {
     let cp = ControlPlane::start();
     install_crds(&cp);
     let certs = cp.dir.path().join("certs");
@@ -50,6 +53,8 @@ async fn a_missing_lease_namespace_is_named_with_its_flag_in_the_log_and_in_read
         loopback(),
         &["--cluster-id", CLUSTER_ID, "--lease-namespace", "webhook-system"],
     );
+    // Ready: it can answer reviews, whatever the reconcile loop's Lease.
+    r.ready(WAIT).await;
 
     let line = log_line(&r, "naming the missing Lease namespace and its flag", |l| {
         l.contains("webhook-system") && l.contains("--lease-namespace")
@@ -57,24 +62,34 @@ async fn a_missing_lease_namespace_is_named_with_its_flag_in_the_log_and_in_read
     .await;
     assert!(line.contains("POD_NAMESPACE"), "{line}");
 
-    // /readyz says not ready, and why.
-    let deadline = Instant::now() + WAIT;
-    let readyz = loop {
-        let got = r.readyz().unwrap_or_default();
-        if got.starts_with("HTTP/1.1 503") && got.contains("webhook-system") {
-            break got;
-        }
-        assert!(Instant::now() < deadline, "/readyz does not report the missing namespace: {got:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let reason = readyz.split("\r\n\r\n").nth(1).unwrap_or_default();
-    assert!(reason.contains("--lease-namespace") || reason.contains("POD_NAMESPACE"), "{reason}");
-    eprintln!("log: {line}\n/readyz: {reason}");
+    // Still ready; the fault is exported, and listed beside the checks by /readyz?verbose.
+    let readyz = r.readyz().unwrap_or_default();
+    assert!(readyz.starts_with("HTTP/1.1 200"), "a Lease problem made the replica unready: {readyz:?}");
+    let verbose = support::http_get_full(r.probe_port, "/readyz?verbose").unwrap_or_default();
+    let body = verbose.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(verbose.starts_with("HTTP/1.1 200"), "{verbose}");
+    assert!(body.contains("readyz check passed"), "{body}");
+    let lease = body.lines().find(|l| l.trim_start().starts_with("lease: ")).unwrap_or_default();
+    assert!(lease.contains("webhook-system"), "{body}");
+    assert!(lease.contains("--lease-namespace") || lease.contains("POD_NAMESPACE"), "{body}");
+    assert_eq!(r.metric("offloading_webhook_reconcile_up"), Some(0.0));
+    assert_eq!(r.metric(r#"offloading_webhook_problem{part="lease"}"#), Some(1.0));
+    eprintln!("log: {line}\n/readyz?verbose:\n{body}");
     assert_no_debug_dump(&r);
 
-    // Once the namespace exists, the replica recovers on its own.
+    // Once the namespace exists, the loop recovers on its own.
     cp.kubectl_ok(&["create", "namespace", "webhook-system"]);
-    r.ready(WAIT).await;
+    let deadline = Instant::now() + WAIT;
+    while r.metric("offloading_webhook_reconcile_up") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "reconcile_up still 0 with the namespace there:\n{}",
+            r.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(r.metric(r#"offloading_webhook_problem{part="lease"}"#), Some(0.0));
+    assert!(r.readyz().unwrap_or_default().starts_with("HTTP/1.1 200"));
 }
 
 #[tokio::test]
@@ -124,10 +139,12 @@ async fn a_403_names_the_verb_the_resource_and_the_cluster_role() {
         assert!(line.contains(word), "{word:?} missing from: {line}");
     }
     assert_no_debug_dump(&r);
-    assert!(
-        r.readyz().unwrap_or_default().starts_with("HTTP/1.1 503"),
-        "ready without being able to read nodes"
-    );
+    // Without the virtual nodes it cannot judge: not ready, and /readyz says why.
+    let readyz = r.readyz().unwrap_or_default();
+    assert!(readyz.starts_with("HTTP/1.1 503"), "ready without being able to read nodes: {readyz:?}");
+    let reason = readyz.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(reason.starts_with("not ready: virtual node cache not synced yet: virtual nodes: forbidden to list and watch nodes cluster-wide"), "{reason}");
+    assert!(reason.contains("ClusterRole offloading-webhook"), "{reason}");
 }
 
 #[tokio::test]

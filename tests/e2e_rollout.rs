@@ -37,7 +37,7 @@ const STEADY: Duration = Duration::from_secs(3);
 /// Load between one roll and the next.
 const PAUSE: Duration = Duration::from_secs(1);
 
-const DENIED: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: ";
+const DENIED: &str = "admission webhook \"validate.offloading-webhook.io\" denied the request: ";
 const BAD_OPERATOR: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: Equals\n        values: [eu]\n";
 const BAD_OPERATOR_MESSAGE: &str =
     "spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\"";
@@ -77,7 +77,7 @@ impl Tally {
 }
 
 /// One client: its own namespace and connection pool, writing the namespace's NamespaceOffloading
-/// back to back (a label change each time; every 16th write deletes it and creates it again, so
+/// back to back (a label and selector change each time; every 16th write deletes it and creates it again, so
 /// CREATE is exercised as well as UPDATE), until `stop`.
 async fn writer(client: kube::Client, ns: String, stop: Arc<AtomicBool>, t0: Instant, tally: Arc<Tally>) {
     let api: Api<NamespaceOffloading> = Api::namespaced(client, &ns);
@@ -97,7 +97,14 @@ async fn writer(client: kube::Client, ns: String, stop: Arc<AtomicBool>, t0: Ins
             tally.record(t0, &r);
             exists = r.is_ok();
         } else {
-            let patch = serde_json::json!({"metadata": {"labels": {"e2e-seq": seq.to_string()}}});
+            // The spec changes too: an update of metadata alone does not reach the webhooks
+            // (matchConditions), and every write here must be a review.
+            let patch = serde_json::json!({
+                "metadata": {"labels": {"e2e-seq": seq.to_string()}},
+                "spec": {"clusterSelector": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "e2e-seq", "operator": "In", "values": [seq.to_string()]}
+                ]}]}},
+            });
             let r = api.patch("offloading", &PatchParams::default(), &Patch::Merge(&patch)).await;
             if let Err(kube::Error::Api(s)) = &r {
                 exists = s.code != 404;

@@ -154,7 +154,7 @@ async fn serve_and_diagnose_on_liqo_v1() {
     let p = apply(&cp, &nsof_v1("web", "  namespaceMappingStrategy: DefaultName\n", ""), &[]);
     assert!(!p.ok);
     assert!(
-        p.stderr.contains("admission webhook \"nsoff.validate.liqo.io\" denied the request: spec.clusterSelector.nodeSelectorTerms: Required value: Liqo v1.x needs it: without it, Liqo's controller writes nodeSelectorTerms: null with its finalizer, its own CRD refuses that, and the object stays NoClusterSelected forever, with no Event; to offload to every remote cluster set clusterSelector: {nodeSelectorTerms: []}"),
+        p.stderr.contains("admission webhook \"validate.offloading-webhook.io\" denied the request: spec.clusterSelector.nodeSelectorTerms: Required value: Liqo v1.x needs it: without it, Liqo's controller writes nodeSelectorTerms: null with its finalizer, its own CRD refuses that, and the object stays NoClusterSelected forever, with no Event; to offload to every remote cluster set clusterSelector: {nodeSelectorTerms: []}"),
         "{}",
         p.stderr
     );

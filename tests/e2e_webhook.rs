@@ -11,7 +11,7 @@ use support::{
 };
 
 use support::CLUSTER_ID;
-const DENIED: &str = "admission webhook \"nsoff.validate.liqo.io\" denied the request: ";
+const DENIED: &str = "admission webhook \"validate.offloading-webhook.io\" denied the request: ";
 
 const BAD_OPERATOR: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: In\n        values: [eu-west]\n      - key: topology.liqo.io/region\n        operator: Equals\n        values: [eu]\n";
 
@@ -182,7 +182,7 @@ async fn warn_mode_lets_broken_objects_in_and_the_cluster_id_comes_from_liqo_con
     assert!(p.ok, "{}", p.stderr);
     assert_eq!(p.stdout.trim(), "namespaceoffloading.offloading.liqo.io/offloading created");
     assert!(p.stderr.contains("Warning: would be denied (enforcement=warn): spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1].operator: Unsupported value: \"Equals\""), "{}", p.stderr);
-    // The seed guide's own command shows the error in the annotation.
+    // The troubleshooting guide's own command shows the error in the annotation.
     let script = format!(
         "{} --kubeconfig {} get namespaceoffloadings.offloading.liqo.io -n web -o yaml | grep \"liqo.io/scheduling-enabled:\" -A 1",
         support::bin_dir().join("kubectl").display(),

@@ -1,6 +1,6 @@
 //! Generated files must match what the code generates; the message says how to regenerate.
 
-use offloading_webhook::cli::WebhookConfigArgs;
+use offloading_webhook::cli::{HookFlags, WebhookConfigArgs};
 
 fn assert_fresh(path: &str, generated: &str, command: &str) {
     let on_disk = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -14,6 +14,7 @@ fn service_args(cert_manager: Option<&str>) -> WebhookConfigArgs {
         ca_file: None,
         cert_manager_certificate: cert_manager.map(Into::into),
         name: "offloading-webhook".into(),
+        hooks: HookFlags::default(),
     }
 }
 

@@ -45,8 +45,12 @@ async fn start_with(extra: axum::Router) -> Server {
     let addr = listener.local_addr().unwrap();
     let cluster = ClusterView::fixed(Some("b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a".into()));
     let liveness = Liveness::default();
-    let health =
-        Health { cluster: cluster.clone(), draining: Default::default(), liveness: liveness.clone() };
+    let health = Health {
+        cluster: cluster.clone(),
+        draining: Default::default(),
+        certificate: store.clone(),
+        liveness: liveness.clone(),
+    };
     let app = router(AdmissionState { enforcement: Enforcement::Deny, cluster, metrics: metrics.clone() })
         .merge(probe_router(health))
         .merge(extra);

@@ -21,7 +21,7 @@ use crate::metrics::{EndpointLabels, Metrics, ReviewLabels};
 use crate::offloading::Context;
 use crate::offloading::field::truncate;
 
-/// The largest review body accepted (SPEC §3).
+/// The largest review body accepted (docs/behaviour.md, "Bad requests").
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::backoff::Backoff;
 use crate::crd::NamespaceMap;
 use crate::metrics::Metrics;
 
@@ -37,12 +38,21 @@ struct State {
     pending: HashMap<MapKey, Keys>,
     /// Sent (or being sent), not yet seen through the map's watch.
     sent: HashMap<MapKey, Keys>,
+    /// Maps whose last patch failed: what is pending for them waits until then.
+    retry_at: HashMap<MapKey, Instant>,
 }
 
-#[derive(Default)]
 pub struct MapWriter {
     state: Mutex<State>,
     wake: Notify,
+    /// Consecutive failed patches per map.
+    failures: Backoff<MapKey>,
+}
+
+impl Default for MapWriter {
+    fn default() -> Self {
+        Self { state: Mutex::default(), wake: Notify::new(), failures: Backoff::new(RETRY_BASE, RETRY_CAP) }
+    }
 }
 
 /// The shortest and the longest wait between two flushes, and the wait as a multiple of the
@@ -54,6 +64,11 @@ const PACE: u32 = 3;
 const QUIET: Duration = Duration::from_millis(250);
 /// Maps patched at once.
 const MAX_CONCURRENT_PATCHES: usize = 4;
+/// A failed patch of a map is retried after this, doubling (with jitter) up to the cap. A failed
+/// patch at scale is most often the API server out of breath: the first retry is no sooner than a
+/// second.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_CAP: Duration = Duration::from_secs(60);
 
 impl MapWriter {
     pub fn new() -> Arc<Self> {
@@ -101,13 +116,25 @@ impl MapWriter {
         if let Ok(mut s) = self.state.lock() {
             s.pending.remove(&key);
             s.sent.remove(&key);
+            s.retry_at.remove(&key);
         }
+        self.failures.succeeded(&key);
     }
 
-    /// What is pending, now counted as sent.
-    fn take_batch(&self) -> HashMap<MapKey, Keys> {
+    /// What is pending for maps not waiting to be retried at `now`, now counted as sent.
+    fn take_batch(&self, now: Instant) -> HashMap<MapKey, Keys> {
         let Ok(mut s) = self.state.lock() else { return HashMap::new() };
-        let batch = std::mem::take(&mut s.pending);
+        let mut batch = std::mem::take(&mut s.pending);
+        if !s.retry_at.is_empty() {
+            s.retry_at.retain(|_, at| *at > now);
+            let deferred: Vec<MapKey> =
+                batch.keys().filter(|k| s.retry_at.contains_key(*k)).cloned().collect();
+            for key in deferred {
+                if let Some(keys) = batch.remove(&key) {
+                    s.pending.insert(key, keys);
+                }
+            }
+        }
         for (key, keys) in &batch {
             let sent = s.sent.entry(key.clone()).or_default();
             sent.extend(keys.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -115,13 +142,41 @@ impl MapWriter {
         batch
     }
 
-    /// Flushes pending changes until `stop`; a failed patch is retried with what is wanted then.
+    /// When the earliest map waiting to be retried with something pending is due.
+    fn next_retry(&self) -> Option<Instant> {
+        let s = self.state.lock().ok()?;
+        s.retry_at.iter().filter(|(k, _)| s.pending.contains_key(*k)).map(|(_, at)| *at).min()
+    }
+
+    /// A patch of `key` with `keys` failed: they are pending again (a newer wish made meanwhile
+    /// wins over the failed one), and the map waits its backoff.
+    fn failed(&self, key: MapKey, keys: Keys) -> Duration {
+        let wait = self.failures.failed(&key);
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(sent) = s.sent.get_mut(&key) {
+                for k in keys.keys() {
+                    sent.remove(k);
+                }
+            }
+            s.retry_at.insert(key.clone(), Instant::now() + wait);
+            let entry = s.pending.entry(key).or_default();
+            for (k, v) in keys {
+                entry.entry(k).or_insert(v);
+            }
+        }
+        wait
+    }
+
+    /// Flushes pending changes until `stop`; a failed patch is retried, with what is wanted then,
+    /// after its map's backoff.
     pub async fn run(self: Arc<Self>, client: Client, metrics: Arc<Metrics>, stop: CancellationToken) {
         let mut pause = MIN_PAUSE;
         loop {
+            let retry = self.next_retry();
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now).into()), if retry.is_some() => {}
             }
             // Let a burst of reconciles add to the batch, and the API server catch up; but once
             // nothing new has been asked for a moment, the burst is over: write it now.
@@ -135,7 +190,12 @@ impl MapWriter {
                     _ = self.wake.notified() => {}
                 }
             }
-            let batch = self.take_batch();
+            let batch = self.take_batch(Instant::now());
+            if batch.is_empty() {
+                // Nothing to write (all of it was in the last flush): the next wish goes soon.
+                pause = MIN_PAUSE;
+                continue;
+            }
             let started = Instant::now();
             let writes = batch.into_iter().map(|((ns, name), keys)| {
                 let client = client.clone();
@@ -144,7 +204,10 @@ impl MapWriter {
                 async move {
                     metrics.wrote("namespacemaps");
                     match patch(&client, &ns, &name, &keys).await {
-                        Ok(()) => debug!(map = %format!("{ns}/{name}"), keys = keys.len(), "desiredMapping written"),
+                        Ok(()) => {
+                            debug!(map = %format!("{ns}/{name}"), keys = keys.len(), "desiredMapping written");
+                            this.failures.succeeded(&(ns, name));
+                        }
                         // The map is gone: the tenant loop recreates it, and the next reconcile of
                         // each namespace asks again. Retrying the patch would never succeed.
                         Err(kube::Error::Api(s)) if s.is_not_found() => {
@@ -152,22 +215,9 @@ impl MapWriter {
                             this.forget_map(&ns, &name);
                         }
                         Err(e) => {
-                            warn!(map = %format!("{ns}/{name}"), error = %e, "desiredMapping write failed; retrying");
-                            if let Ok(mut s) = this.state.lock() {
-                                let key = (ns, name);
-                                if let Some(sent) = s.sent.get_mut(&key) {
-                                    for k in keys.keys() {
-                                        sent.remove(k);
-                                    }
-                                }
-                                let entry = s.pending.entry(key).or_default();
-                                for (k, v) in keys {
-                                    // A newer wish made meanwhile wins over the failed one.
-                                    entry.entry(k).or_insert(v);
-                                }
-                            }
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            this.wake.notify_one();
+                            let map = format!("{ns}/{name}");
+                            let wait = this.failed((ns, name), keys);
+                            warn!(%map, error = %e, retry_in = ?wait, "desiredMapping write failed; retrying");
                         }
                     }
                 }
@@ -221,19 +271,44 @@ mod tests {
         w.set("t", "m", "a", Some("a-x"));
         w.set("t", "m", "a", Some("a-x"));
         assert_eq!(pending(&w), [("a".to_owned(), Some("a-x".to_owned()))]);
-        assert_eq!(w.take_batch().len(), 1);
+        assert_eq!(w.take_batch(Instant::now()).len(), 1);
         // Sent: a reconcile that runs before the watch shows it asks for nothing.
         w.set("t", "m", "a", Some("a-x"));
         assert!(pending(&w).is_empty());
         // Another value is asked for at once.
         w.set("t", "m", "a", None);
         assert_eq!(pending(&w), [("a".to_owned(), None)]);
-        w.take_batch();
+        w.take_batch(Instant::now());
         // Seen through the watch: the store decides again.
         w.seen("t", "m", ["a"].into_iter());
         w.set("t", "m", "a", Some("a-x"));
         assert_eq!(pending(&w), [("a".to_owned(), Some("a-x".to_owned()))]);
         w.forget_map("t", "m");
         assert!(pending(&w).is_empty());
+    }
+
+    #[test]
+    fn a_map_whose_patch_failed_waits_its_backoff_and_the_others_do_not() {
+        let w = MapWriter::default();
+        let (a, b) = (("t".to_owned(), "a".to_owned()), ("t".to_owned(), "b".to_owned()));
+        w.set("t", "a", "x", Some("x-1"));
+        w.set("t", "b", "y", Some("y-1"));
+        let mut batch = w.take_batch(Instant::now());
+        assert_eq!(batch.len(), 2);
+        let wait = w.failed(a.clone(), batch.remove(&a).unwrap());
+        assert!(wait >= RETRY_BASE / 2 && wait <= RETRY_BASE, "{wait:?}");
+        // Another map goes at once; the failed one waits, its keys pending.
+        w.set("t", "b", "z", Some("z-1"));
+        let now = Instant::now();
+        assert_eq!(w.take_batch(now).into_keys().collect::<Vec<_>>(), [b]);
+        assert!(w.next_retry().is_some_and(|at| at > now));
+        let mut batch = w.take_batch(now + RETRY_BASE);
+        let keys = batch.remove(&a).unwrap();
+        assert_eq!(keys.get("x"), Some(&Some("x-1".to_owned())));
+        // Failing again, it waits longer; a success resets it.
+        let wait = w.failed(a.clone(), keys);
+        assert!(wait >= RETRY_BASE && wait <= 2 * RETRY_BASE, "{wait:?}");
+        w.failures.succeeded(&a);
+        assert_eq!(w.failures.failures(&a), 0);
     }
 }

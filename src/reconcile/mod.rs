@@ -1,14 +1,18 @@
-//! The reconcile loops (SPEC §4), run by one replica at a time through a Lease:
+//! The reconcile loops (docs/behaviour.md, "The reconcile loop"), run by one replica at a time through a Lease:
 //! - [`tenant`]: a tenant namespace and NamespaceMap per remote cluster, as its virtual node appears;
 //! - [`remote`]: the remote side — remote namespaces for desiredMapping, currentMapping — for the
 //!   remote clusters it has a kubeconfig for;
 //! - [`offloading`]: per NamespaceOffloading, desiredMapping entries, annotation, Namespace label,
-//!   Events and status, with a finalizer that waits for the remote namespaces to go.
+//!   Events and status, with a finalizer that waits for the remote namespaces to go;
+//! - [`lease`]: which replica runs them (leader election with a renew deadline); [`installs`]:
+//!   which install, when two share a cluster.
 //!
 //! Both judge objects with the same pure code as the webhook (`crate::offloading`). Our custom
 //! resources are watched through [`watch`], so that one object that does not decode stops nothing.
 
+pub mod backoff;
 pub mod in_flight;
+pub mod installs;
 pub mod lease;
 pub mod map_writer;
 pub mod offloading;
@@ -34,9 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
-use crate::crd::{
-    NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, OffloadingPhase, REMOTE_CLUSTER_ID_LABEL,
-};
+use crate::crd::{NamespaceMap, NamespaceOffloading, OffloadingPhase};
+use crate::liqo::{OFFLOADING_NAME, REMOTE_CLUSTER_ID_LABEL};
 use crate::metrics::{Metrics, PhaseLabels};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,8 @@ pub struct Context {
     pub status_sent: in_flight::InFlight,
     pub metadata_sent: in_flight::InFlight,
     pub label_sent: in_flight::InFlight,
+    /// Consecutive failures per NamespaceOffloading, for the error policy's backoff.
+    pub backoff: backoff::Backoff<String>,
 }
 
 impl Context {
@@ -121,15 +126,27 @@ impl Context {
     }
 }
 
-/// How often the phase gauges are recounted (when anything was reconciled).
+/// How often the phase gauges are recounted (when anything was reconciled). Never once `stop` is
+/// cancelled: the gauges are the active reconciler's, cleared when it stops.
 async fn count_phases_every(ctx: Arc<Context>, period: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = tick.tick() => ctx.count_phases(),
         }
+    }
+}
+
+/// A task that ends with whoever holds it: when leadership is lost, the `controllers` future is
+/// aborted, and what it spawned must not outlive it and go on writing.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -187,10 +204,14 @@ impl MapMemory {
 #[derive(Clone)]
 pub struct ReconcileConfig {
     pub lease: lease::LeaseConfig,
-    pub remotes: remote::RemoteClients,
+    /// The Lease's own client, without the client-side rate limit (see `kube_client::KubeClients`).
+    pub lease_client: Client,
+    pub remotes: crate::remote_clients::RemoteClients,
 }
 
-/// Runs the reconcilers while this replica holds the Lease, until `stop`.
+/// Runs the reconcilers while this replica holds the Lease, until `stop`: [`lease`] starts
+/// [`controllers`] with a token of its own, and when leadership ends cancels that token, waits a
+/// short grace, then aborts the task, and everything it spawned with it.
 pub async fn run(
     client: Client,
     cluster: ClusterView,
@@ -202,7 +223,7 @@ pub async fn run(
     let remotes = cfg.remotes.clone();
     let faults = cluster.faults().clone();
     let lease_metrics = metrics.clone();
-    lease::run_while_leader(client.clone(), cfg.lease, faults, lease_metrics, stop, move |token| {
+    lease::run_while_leader(cfg.lease_client, cfg.lease, faults, lease_metrics, stop, move |token| {
         controllers(
             client.clone(),
             cluster.clone(),
@@ -220,7 +241,7 @@ async fn controllers(
     cluster: ClusterView,
     metrics: Arc<Metrics>,
     identity: String,
-    remotes: remote::RemoteClients,
+    remotes: crate::remote_clients::RemoteClients,
     stop: CancellationToken,
 ) {
     // One watch per kind, shared by the loops: NamespaceMaps (store + triggers of both loops),
@@ -235,6 +256,7 @@ async fn controllers(
     let maps_synced = Arc::new(AtomicBool::new(false));
     let map_watch = map_hub(
         client.clone(),
+        cluster.faults().clone(),
         decoder.clone(),
         maps_writer,
         maps_synced.clone(),
@@ -247,25 +269,24 @@ async fn controllers(
     let ns_synced = Arc::new(AtomicBool::new(false));
     let ns_watch = {
         let synced = ns_synced.clone();
+        let faults = cluster.faults().clone();
         watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .modify(keep_what_namespaces_are_read_for)
             .reflect(ns_writer)
             .for_each(move |ev| {
-                match ev {
-                    Ok(watcher::Event::InitDone) => {
-                        if !synced.swap(true, Ordering::AcqRel) {
-                            info!("Namespace cache synced");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => crate::health::warn_watch(&e, "namespaces"),
+                crate::health::loop_watch_event(&faults, "namespaces", &ev);
+                if let Ok(watcher::Event::InitDone) = ev
+                    && !synced.swap(true, Ordering::AcqRel)
+                {
+                    info!("Namespace cache synced");
                 }
                 futures::future::ready(())
             })
     };
     let (secrets, secrets_writer) = reflector::store::<Secret>();
-    let secret_watch = secret_hub(client.clone(), secrets_writer, maps.clone(), remote_tx);
+    let secret_watch =
+        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx);
 
     let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
     let offloading_watch = watch::watch::<NamespaceOffloading>(
@@ -275,6 +296,10 @@ async fn controllers(
     )
     .modify(keep_what_offloadings_are_read_for)
     .reflect(offloading_writer)
+    .inspect({
+        let faults = cluster.faults().clone();
+        move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
+    })
     .applied_objects();
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
     let controller = Controller::for_stream(offloading_watch, offloadings.clone())
@@ -283,7 +308,8 @@ async fn controllers(
         client.clone(),
         Reporter { controller: "offloading-webhook".into(), instance: Some(identity) },
     );
-    let writer_task = tokio::spawn(map_writer.clone().run(client.clone(), metrics.clone(), stop.clone()));
+    let mut writer_task =
+        AbortOnDrop(tokio::spawn(map_writer.clone().run(client.clone(), metrics.clone(), stop.clone())));
     let ctx = Arc::new(Context {
         client: client.clone(),
         map_writer,
@@ -299,8 +325,10 @@ async fn controllers(
         status_sent: Default::default(),
         metadata_sent: Default::default(),
         label_sent: Default::default(),
+        backoff: Default::default(),
     });
-    let phases_task = tokio::spawn(count_phases_every(ctx.clone(), Duration::from_secs(1), stop.clone()));
+    let mut phases_task =
+        AbortOnDrop(tokio::spawn(count_phases_every(ctx.clone(), Duration::from_secs(1), stop.clone())));
 
     let offloading_loop = controller
         // A virtual node that appears, goes or changes labels can change every selection (the
@@ -310,12 +338,8 @@ async fn controllers(
         .reconcile_on(channel_stream(offloading_rx))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(offloading::reconcile, offloading::error_policy, ctx)
-        // Reconcile errors go through error_policy; what comes out here is the watch failing.
-        .for_each(|res| async move {
-            if let Err(kube::runtime::controller::Error::QueueError(e)) = res {
-                crate::health::warn_watch(&e, "namespaceoffloadings");
-            }
-        });
+        // Reconcile errors go through error_policy, the watch's through the inspection above.
+        .for_each(|_| async {});
 
     let (tenant_metrics, remote_metrics) = (metrics.clone(), metrics.clone());
     let tenant_loop = async {
@@ -324,18 +348,31 @@ async fn controllers(
             return;
         };
         let tenant_client = client.clone();
+        let (faults, err_faults) = (cluster.faults().clone(), cluster.faults().clone());
         Controller::for_stream(futures::stream::pending(), node_store)
             .reconcile_all_on(cluster.node_changes())
             .graceful_shutdown_on(stop.clone().cancelled_owned())
             .run(
-                move |node, _ctx: Arc<()>| {
-                    tenant::reconcile(node, tenant_client.clone(), tenant_metrics.clone())
+                move |node, failures: Arc<backoff::Backoff<String>>| {
+                    let (client, metrics, faults) = (tenant_client.clone(), tenant_metrics.clone(), faults.clone());
+                    async move {
+                        let name = node.name_any();
+                        let result = tenant::reconcile(node, client, metrics).await;
+                        if result.is_ok() {
+                            failures.succeeded(&name);
+                            backoff::report_success(&faults, "tenant-loop", "tenant");
+                        }
+                        result
+                    }
                 },
-                |node, err, _| {
-                    warn!(node = %node.name_any(), error = %err, "tenant reconcile failed; retrying");
-                    controller::Action::requeue(Duration::from_secs(5))
+                move |node, err, failures| {
+                    let wait = failures.failed(&node.name_any());
+                    if !backoff::report_failure(&err_faults, "tenant-loop", "tenant", err) {
+                        warn!(node = %node.name_any(), error = %err, retry_in = ?wait, "tenant reconcile failed; retrying");
+                    }
+                    controller::Action::requeue(wait)
                 },
-                Arc::new(()),
+                Arc::new(backoff::Backoff::<String>::default()),
             )
             .for_each(|_| async {})
             .await
@@ -363,8 +400,10 @@ async fn controllers(
         _ = ns_watch => {}
         _ = secret_watch => {}
     }
-    let _ = writer_task.await;
-    let _ = phases_task.await;
+    let _ = (&mut writer_task.0).await;
+    let _ = (&mut phases_task.0).await;
+    // Whatever the loop reported is over with it (the leadership reports its own).
+    cluster.faults().clear_loop();
     info!("reconcile loops stopped");
 }
 
@@ -376,7 +415,7 @@ fn keep_what_namespaces_are_read_for(ns: &mut PartialObjectMeta<Namespace>) {
     let labels = m
         .labels
         .map(|mut l| {
-            l.retain(|k, _| k == offloading::NAMESPACE_LABEL);
+            l.retain(|k, _| k == crate::liqo::SCHEDULING_ENABLED);
             l
         })
         .filter(|l| !l.is_empty());
@@ -395,7 +434,7 @@ fn keep_what_namespaces_are_read_for(ns: &mut PartialObjectMeta<Namespace>) {
 fn keep_what_offloadings_are_read_for(o: &mut NamespaceOffloading) {
     o.metadata.labels = None;
     if let Some(a) = o.metadata.annotations.as_mut() {
-        a.retain(|k, _| k == crate::crd::SCHEDULING_ENABLED);
+        a.retain(|k, _| k == crate::liqo::SCHEDULING_ENABLED);
     }
     if o.metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
         o.metadata.annotations = None;
@@ -403,7 +442,7 @@ fn keep_what_offloadings_are_read_for(o: &mut NamespaceOffloading) {
     o.metadata.managed_fields = None;
 }
 
-/// Objects per page of a (re)list. Each page is read whole (as text, see [`watch::RawObject`])
+/// Objects per page of a (re)list. Each page is read whole (as text, see [`crate::raw_object::RawObject`])
 /// before its objects become typed: at scale a NamespaceOffloading carries a condition per cluster
 /// (25 KB with a hundred clusters) and a NamespaceMap an entry per namespace (300 KB with 5 000),
 /// so kube's default of 500 per page made a restart's peak memory twice the steady state's.
@@ -425,8 +464,11 @@ fn channel_stream<T: Send + 'static>(
 /// loop which namespaces' entries changed (and the batching writer what it sent has been seen), and
 /// the remote loop which maps changed. Triggers of a (re)list wait for its end, so that no
 /// reconcile reads the store before it holds the new list.
+// One watch feeding the store, two loops, the writer and the fault record: each is an argument.
+#[allow(clippy::too_many_arguments)]
 async fn map_hub(
     client: Client,
+    faults: crate::health::Faults,
     decoder: Arc<watch::Decoder>,
     mut writer: reflector::store::Writer<NamespaceMap>,
     synced: Arc<AtomicBool>,
@@ -441,13 +483,8 @@ async fn map_hub(
         watch::watch::<NamespaceMap>(client, listed_in_pages(MAPS_PER_PAGE), decoder).default_backoff();
     futures::pin_mut!(stream);
     while let Some(ev) = stream.next().await {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                crate::health::warn_watch(&e, "namespacemaps");
-                continue;
-            }
-        };
+        crate::health::loop_watch_event(&faults, "namespacemaps", &ev);
+        let Ok(ev) = ev else { continue };
         writer.apply_watcher_event(&ev);
         let (namespaces, maps): (Vec<String>, Vec<ObjectRef<NamespaceMap>>) = match &ev {
             watcher::Event::Apply(m) | watcher::Event::InitApply(m) => {
@@ -503,6 +540,7 @@ async fn map_hub(
 /// appearing, changing or going triggers the maps of its namespace; the end of a (re)list, all.
 async fn secret_hub(
     client: Client,
+    faults: crate::health::Faults,
     mut writer: reflector::store::Writer<Secret>,
     maps: Store<NamespaceMap>,
     remote_tx: mpsc::UnboundedSender<ObjectRef<NamespaceMap>>,
@@ -511,13 +549,8 @@ async fn secret_hub(
     let stream = watcher(api, watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL)).default_backoff();
     futures::pin_mut!(stream);
     while let Some(ev) = stream.next().await {
-        let mut ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                crate::health::warn_watch(&e, "secrets");
-                continue;
-            }
-        };
+        crate::health::loop_watch_event(&faults, "secrets", &ev);
+        let Ok(mut ev) = ev else { continue };
         if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = &mut ev {
             s.metadata.managed_fields = None;
         }

@@ -1,5 +1,5 @@
 //! NamespaceOffloading -> NamespaceMap desiredMapping entries, annotation, Namespace label, Events
-//! and status (SPEC §4). The plan is pure (`offloading::status::plan`); this applies only its
+//! and status (docs/behaviour.md, "Per NamespaceOffloading"). The plan is pure (`offloading::status::plan`); this applies only its
 //! differences, each write touching only this namespace's keys.
 
 use std::collections::BTreeMap;
@@ -16,21 +16,27 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
+use super::backoff;
 use super::in_flight::Digest;
 use super::{Context, Error};
-use crate::crd::{
-    MappingPhase, NamespaceOffloading, NamespaceOffloadingStatus, OFFLOADING_NAME, SCHEDULING_ENABLED,
-};
+use crate::crd::{MappingPhase, NamespaceOffloading, NamespaceOffloadingStatus};
+use crate::liqo::v0_3::OFFLOADING_FINALIZER as FINALIZER;
+use crate::liqo::{OFFLOADING_NAME, SCHEDULING_ENABLED};
 use crate::metrics::ReconcileLabels;
 use crate::offloading::status::{Blocked, Plan, plan};
 
-pub const FINALIZER: &str = "namespaceoffloading-controller.liqo.io/finalizer";
-/// The Namespace label that lets pods of an offloaded namespace be scheduled on virtual nodes.
-pub const NAMESPACE_LABEL: &str = "liqo.io/scheduling-enabled";
+/// The fault part and name this loop's refusals are reported under.
+const PART: &str = "offloading-loop";
+const LOOP: &str = "NamespaceOffloading";
 
 pub async fn reconcile(obj: Arc<NamespaceOffloading>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    let key = backoff_key(&obj);
     let result = reconcile_inner(obj, &ctx).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+        backoff::report_success(ctx.cluster.faults(), PART, LOOP);
+    }
     let label = match &result {
         Ok(_) => "ok",
         Err(Error::WaitingForRemote(_) | Error::CachesNotSynced(_)) => "waiting",
@@ -171,7 +177,7 @@ async fn apply(
     }
     if !missing_maps.is_empty() {
         debug!(%namespace, clusters = ?missing_maps, "selected clusters have no NamespaceMap yet");
-        return Ok(Action::requeue(Duration::from_secs(2)));
+        return Ok(Action::requeue(backoff::jitter(Duration::from_secs(2))));
     }
     Ok(Action::await_change())
 }
@@ -249,14 +255,14 @@ async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Re
             None => return Ok(()),
         },
     };
-    let has = labels.get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
+    let has = labels.get(SCHEDULING_ENABLED).map(String::as_str) == Some("true");
     let rv = rv.unwrap_or_default();
     ctx.label_sent.settle(namespace, &rv);
     if has == want || ctx.label_sent.already(namespace, &rv, Digest::of(&want)) {
         return Ok(());
     }
     let value = if want { json!("true") } else { Value::Null };
-    let patch = json!({ "metadata": { "labels": { NAMESPACE_LABEL: value } } });
+    let patch = json!({ "metadata": { "labels": { SCHEDULING_ENABLED: value } } });
     ctx.metrics.wrote("namespaces");
     api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     ctx.label_sent.wrote(namespace, &[&rv], Digest::of(&want));
@@ -331,29 +337,43 @@ pub fn merge_diff(old: &Value, new: &Value) -> Value {
     }
 }
 
-/// Requeue a little later on errors; waiting for remote namespaces is not a fault.
-pub fn error_policy(obj: Arc<NamespaceOffloading>, err: &Error, _ctx: Arc<Context>) -> Action {
+/// The key an object's backoff is kept under.
+fn backoff_key(obj: &NamespaceOffloading) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// A stale view (a conflict) waits at least this long: the newer version is on its way through
+/// the watch, and a retry before it arrives would conflict again.
+const CONFLICT_FLOOR: Duration = Duration::from_millis(500);
+
+/// Errors are retried with per-object exponential backoff and jitter (see [`super::backoff`]);
+/// waiting for remote namespaces or for the caches is not a failure, and polls at a jittered pace.
+pub fn error_policy(obj: Arc<NamespaceOffloading>, err: &Error, ctx: Arc<Context>) -> Action {
+    let namespace = obj.namespace().unwrap_or_default();
     match err {
         Error::WaitingForRemote(ids) => {
-            debug!(namespace = obj.namespace().unwrap_or_default(), clusters = ?ids, "waiting for remote namespaces to go");
-            Action::requeue(Duration::from_secs(2))
+            debug!(%namespace, clusters = ?ids, "waiting for remote namespaces to go");
+            Action::requeue(backoff::jitter(Duration::from_secs(2)))
         }
         Error::CachesNotSynced(what) => {
-            debug!(namespace = obj.namespace().unwrap_or_default(), what, "waiting for caches");
-            Action::requeue(Duration::from_millis(500))
+            debug!(%namespace, what, "waiting for caches");
+            Action::requeue(backoff::jitter(Duration::from_millis(500)))
         }
         // Our view of the object was stale (a finalizer change carries its resourceVersion): the
         // newer version is on its way through the watch.
         Error::Kube(kube::Error::Api(s)) if s.is_conflict() => {
-            debug!(
-                namespace = obj.namespace().unwrap_or_default(),
-                "conflict: retrying with the newer object"
-            );
-            Action::requeue(Duration::from_secs(1))
+            let wait = ctx.backoff.failed(&backoff_key(&obj)).max(backoff::jitter(CONFLICT_FLOOR));
+            debug!(%namespace, retry_in = ?wait, "conflict: retrying with the newer object");
+            Action::requeue(wait)
         }
         e => {
-            warn!(namespace = obj.namespace().unwrap_or_default(), error = %e, "reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            let wait = ctx.backoff.failed(&backoff_key(&obj));
+            if backoff::report_failure(ctx.cluster.faults(), PART, LOOP, e) {
+                debug!(%namespace, error = %e, retry_in = ?wait, "reconcile refused; retrying");
+            } else {
+                warn!(%namespace, error = %e, retry_in = ?wait, "reconcile failed; retrying");
+            }
+            Action::requeue(wait)
         }
     }
 }

@@ -1,164 +1,30 @@
-//! The remote side (SPEC §5), as Liqo v0.3's NamespaceMap controller: for every remote cluster it
+//! The remote side (docs/behaviour.md, "The remote side"), as Liqo v0.3's NamespaceMap controller: for every remote cluster it
 //! can reach, creates the namespaces listed in desiredMapping (annotated with the local cluster
 //! id), records `Accepted` or `CreationLoopBackOff` in currentMapping, and deletes the remote
 //! namespaces it owns once their entry leaves desiredMapping. A namespace it does not own is never
 //! deleted. Each cluster is reached with short timeouts, so one that is down delays no other.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
-};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::Store;
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Error;
+use super::backoff::{self, Backoff};
 use crate::cluster::ClusterView;
-use crate::crd::{MappingPhase, NamespaceMap, REMOTE_CLUSTER_ID_LABEL, RemoteNamespaceStatus};
+use crate::crd::{MappingPhase, NamespaceMap, RemoteNamespaceStatus};
+use crate::liqo::REMOTE_CLUSTER_ID_LABEL;
+use crate::liqo::v0_3::{MAP_FINALIZER as FINALIZER, REMOTE_NAMESPACE_ANNOTATION};
 use crate::metrics::Metrics;
-
-pub const FINALIZER: &str = "namespacemap-controller.liqo.io/finalizer";
-/// Annotation on a remote namespace: the local cluster id that created it.
-pub const REMOTE_NAMESPACE_ANNOTATION: &str = "liqo.io/remote-namespace";
-/// Key of the kubeconfig in a remote cluster's Secret.
-pub const KUBECONFIG_KEY: &str = "kubeconfig";
-
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("--remote-kubeconfig must be CLUSTER_ID=PATH, got {0:?}")]
-    Syntax(String),
-    #[error("the kubeconfig of remote cluster {cluster_id} ({source_name}) cannot be used: {detail}")]
-    Kubeconfig { cluster_id: String, source_name: String, detail: String },
-}
-
-/// Parses `--remote-kubeconfig CLUSTER_ID=PATH`.
-pub fn parse_remote_kubeconfig(s: &str) -> Result<(String, PathBuf), RemoteError> {
-    match s.split_once('=') {
-        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok((id.to_owned(), PathBuf::from(path))),
-        _ => Err(RemoteError::Syntax(s.to_owned())),
-    }
-}
-
-/// Builds a client with short timeouts from kubeconfig text.
-pub async fn client_from_kubeconfig(
-    cluster_id: &str,
-    source_name: &str,
-    yaml: &str,
-) -> Result<Client, RemoteError> {
-    let err = |detail: String| RemoteError::Kubeconfig {
-        cluster_id: cluster_id.to_owned(),
-        source_name: source_name.to_owned(),
-        detail,
-    };
-    let kc = Kubeconfig::from_yaml(yaml).map_err(|e| err(e.to_string()))?;
-    let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    cfg.connect_timeout = Some(Duration::from_secs(3));
-    cfg.read_timeout = Some(Duration::from_secs(10));
-    cfg.write_timeout = Some(Duration::from_secs(10));
-    Client::try_from(cfg).map_err(|e| err(e.to_string()))
-}
-
-/// How remote clusters are reached: kubeconfig files given on the command line, and Secrets with a
-/// `kubeconfig` key labelled `liqo.io/remote-cluster-id` in the tenant namespace.
-#[derive(Clone, Default)]
-pub struct RemoteClients {
-    files: Arc<BTreeMap<String, PathBuf>>,
-    /// Built clients, keyed by cluster id, with the text they were built from.
-    cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
-}
-
-impl RemoteClients {
-    pub fn new(files: BTreeMap<String, PathBuf>) -> Self {
-        Self { files: Arc::new(files), cache: Arc::default() }
-    }
-
-    /// The client of a remote cluster, `None` when nothing says how to reach it. Lists the
-    /// tenant namespace's Secrets (for one-off use: the reconcile loop reads them from its cache,
-    /// through [`RemoteClients::get_cached`]).
-    pub async fn get(
-        &self,
-        local: &Client,
-        cluster_id: &str,
-        tenant_namespace: &str,
-    ) -> Result<Option<Client>, RemoteError> {
-        if self.files.contains_key(cluster_id) {
-            return self.client_for(cluster_id, None).await;
-        }
-        let secrets: Api<Secret> = Api::namespaced(local.clone(), tenant_namespace);
-        let lp = ListParams::default().labels(&format!("{REMOTE_CLUSTER_ID_LABEL}={cluster_id}"));
-        let Ok(list) = secrets.list(&lp).await else { return Ok(None) };
-        let found = list.items.iter().find_map(|s| kubeconfig_in(s, tenant_namespace));
-        self.client_for(cluster_id, found).await
-    }
-
-    /// As [`RemoteClients::get`], with the Secrets read from a cache of those labelled with a
-    /// remote cluster id.
-    pub async fn get_cached(
-        &self,
-        secrets: &Store<Secret>,
-        cluster_id: &str,
-        tenant_namespace: &str,
-    ) -> Result<Option<Client>, RemoteError> {
-        if self.files.contains_key(cluster_id) {
-            return self.client_for(cluster_id, None).await;
-        }
-        let found = secrets.state().iter().find_map(|s| {
-            let ours = s.metadata.namespace.as_deref() == Some(tenant_namespace)
-                && s.labels().get(REMOTE_CLUSTER_ID_LABEL).map(String::as_str) == Some(cluster_id);
-            if ours { kubeconfig_in(s, tenant_namespace) } else { None }
-        });
-        self.client_for(cluster_id, found).await
-    }
-
-    /// The client from the file given for `cluster_id`, else from `secret` (source name, text).
-    async fn client_for(
-        &self,
-        cluster_id: &str,
-        secret: Option<(String, String)>,
-    ) -> Result<Option<Client>, RemoteError> {
-        let (source, text) = if let Some(path) = self.files.get(cluster_id) {
-            let text = std::fs::read_to_string(path).map_err(|e| RemoteError::Kubeconfig {
-                cluster_id: cluster_id.to_owned(),
-                source_name: path.display().to_string(),
-                detail: e.to_string(),
-            })?;
-            (path.display().to_string(), text)
-        } else {
-            match secret {
-                Some(f) => f,
-                None => return Ok(None),
-            }
-        };
-        if let Ok(cache) = self.cache.lock()
-            && let Some((t, c)) = cache.get(cluster_id)
-            && *t == text
-        {
-            return Ok(Some(c.clone()));
-        }
-        let client = client_from_kubeconfig(cluster_id, &source, &text).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(cluster_id.to_owned(), (text, client.clone()));
-        }
-        Ok(Some(client))
-    }
-}
-
-/// The kubeconfig a Secret holds: (where it comes from, its text).
-fn kubeconfig_in(s: &Secret, tenant_namespace: &str) -> Option<(String, String)> {
-    let data = s.data.as_ref()?.get(KUBECONFIG_KEY)?;
-    Some((format!("secret {tenant_namespace}/{}", s.name_any()), String::from_utf8(data.0.clone()).ok()?))
-}
+use crate::remote_clients::RemoteClients;
 
 /// What the remote side shares.
 pub struct RemoteContext {
@@ -168,11 +34,36 @@ pub struct RemoteContext {
     /// The kubeconfig Secrets (labelled with a remote cluster id), watched once.
     pub secrets: Store<Secret>,
     pub metrics: Arc<Metrics>,
-    /// Consecutive failures per (cluster, namespace), for the backoff.
-    pub failures: Mutex<HashMap<(String, String), u32>>,
+    /// Consecutive failures, for the backoff.
+    pub failures: Failures,
     /// When each map's accepted remote namespaces were last all checked in their cluster.
     pub checked: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// Consecutive failures of the remote side, each retried with exponential backoff and jitter.
+pub struct Failures {
+    /// Per (cluster, local namespace): a remote namespace not created (`CreationLoopBackOff`).
+    namespaces: Backoff<(String, String)>,
+    /// Per NamespaceMap: a reconcile that failed as a whole (the local API, an unusable kubeconfig,
+    /// a remote cluster unreachable while deleting).
+    maps: Backoff<String>,
+}
+
+/// A remote cluster that comes back is tried again within a minute at most.
+const REMOTE_CAP: Duration = Duration::from_secs(60);
+
+impl Default for Failures {
+    fn default() -> Self {
+        Self {
+            namespaces: Backoff::new(backoff::BASE, REMOTE_CAP),
+            maps: Backoff::new(backoff::BASE, REMOTE_CAP),
+        }
+    }
+}
+
+/// The fault part and name this loop's refusals by the local API server are reported under.
+const PART: &str = "remote-loop";
+const LOOP: &str = "NamespaceMap";
 
 /// How often remote namespaces already accepted are checked again (one read each): a map changes
 /// with every namespace offloaded, and re-reading thousands of remote namespaces on each change
@@ -196,6 +87,20 @@ fn owner(ns: &Namespace, local_id: &str) -> Owner {
 }
 
 pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Result<Action, Error> {
+    let result = reconcile_map(map, &ctx).await;
+    if result.is_ok() {
+        backoff::report_success(ctx.cluster.faults(), PART, LOOP);
+    }
+    result
+}
+
+/// The key a map's backoff and checks are kept under.
+fn map_key(map: &NamespaceMap) -> String {
+    format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any())
+}
+
+async fn reconcile_map(map: Arc<NamespaceMap>, ctx: &Arc<RemoteContext>) -> Result<Action, Error> {
+    let key = map_key(&map);
     let Some(cluster_id) = map.labels().get(REMOTE_CLUSTER_ID_LABEL).cloned() else {
         return Ok(Action::await_change());
     };
@@ -205,8 +110,9 @@ pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Resul
         // Nothing says how to reach it: Liqo itself (or nobody) plays the remote side.
         Ok(None) => return Ok(Action::await_change()),
         Err(e) => {
-            warn!(cluster_id = %cluster_id, error = %e, "remote cluster unusable");
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            let wait = ctx.failures.maps.failed(&key);
+            warn!(cluster_id = %cluster_id, error = %e, retry_in = ?wait, "remote cluster unusable");
+            return Ok(Action::requeue(wait));
         }
     };
     let Some(local_id) = ctx.cluster.cluster_id() else {
@@ -219,8 +125,8 @@ pub async fn reconcile(map: Arc<NamespaceMap>, ctx: Arc<RemoteContext>) -> Resul
     let deleting = map.metadata.deletion_timestamp.is_some();
     let result = finalizer(&api, FINALIZER, map, |event| async {
         match event {
-            FinalizerEvent::Apply(m) => sync(&m, &cluster_id, &local_id, &remote, &ctx, false).await,
-            FinalizerEvent::Cleanup(m) => sync(&m, &cluster_id, &local_id, &remote, &ctx, true).await,
+            FinalizerEvent::Apply(m) => sync(&m, &cluster_id, &local_id, &remote, ctx, false).await,
+            FinalizerEvent::Cleanup(m) => sync(&m, &cluster_id, &local_id, &remote, ctx, true).await,
         }
     })
     .await;
@@ -254,7 +160,9 @@ async fn sync(
     let desired = if cleanup { BTreeMap::new() } else { map.spec.desired_mapping.clone() };
     let mut changes: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
     let mut retry: Option<Duration> = None;
-    let map_key = format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any());
+    let map_key = map_key(map);
+    // Set when something of this map failed as a whole; its backoff is reset otherwise.
+    let mut map_failed = false;
     let full =
         ctx.checked.lock().map(|c| c.get(&map_key).is_none_or(|t| t.elapsed() >= RECHECK)).unwrap_or(true);
 
@@ -267,11 +175,11 @@ async fn sync(
         }
         let phase = match ensure_remote(&namespaces, remote_name, local_id, &ctx.metrics).await {
             Ok(()) => {
-                self::forget(ctx, cluster_id, local_ns);
+                ctx.failures.namespaces.succeeded(&(cluster_id.to_owned(), local_ns.clone()));
                 MappingPhase::Accepted
             }
             Err(why) => {
-                let wait = backoff(ctx, cluster_id, local_ns);
+                let wait = ctx.failures.namespaces.failed(&(cluster_id.to_owned(), local_ns.clone()));
                 warn!(cluster_id, namespace = %local_ns, remote = %remote_name, %why, retry_in = ?wait, "remote namespace not created");
                 retry = Some(retry.map_or(wait, |r| r.min(wait)));
                 MappingPhase::CreationLoopBackOff
@@ -297,15 +205,18 @@ async fn sync(
                     };
                     changes.insert(local_ns.clone(), serde_json::to_value(&t).unwrap_or_default());
                 }
-                retry = Some(Duration::from_secs(2));
+                let poll = backoff::jitter(TERMINATING_POLL);
+                retry = Some(retry.map_or(poll, |r| r.min(poll)));
             }
             // Gone, or not ours (never deleted): the entry goes.
             Ok(_) => {
                 changes.insert(local_ns.clone(), serde_json::Value::Null);
             }
             Err(e) => {
-                warn!(cluster_id, remote = %cur.remote_namespace, error = %e, "remote cluster unreachable");
-                retry = Some(Duration::from_secs(10));
+                map_failed = true;
+                let wait = ctx.failures.maps.failed(&map_key);
+                warn!(cluster_id, remote = %cur.remote_namespace, error = %e, retry_in = ?wait, "remote cluster unreachable");
+                retry = Some(retry.map_or(wait, |r| r.min(wait)));
             }
         }
     }
@@ -320,6 +231,9 @@ async fn sync(
         ctx.metrics.wrote("namespacemaps/status");
         api.patch_status(&map.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }
+    if !map_failed {
+        ctx.failures.maps.succeeded(&map_key);
+    }
     if full && let Ok(mut c) = ctx.checked.lock() {
         c.insert(map_key, std::time::Instant::now());
     }
@@ -327,7 +241,7 @@ async fn sync(
         return Err(Error::WaitingForRemote(vec![cluster_id.to_owned()]));
     }
     // Re-checked now and then: nothing watches the remote cluster for a namespace deleted there.
-    Ok(Action::requeue(retry.unwrap_or(Duration::from_secs(60))))
+    Ok(Action::requeue(retry.unwrap_or_else(|| backoff::jitter(RECHECK_EVERY))))
 }
 
 /// Creates the remote namespace, or accepts it if it is ours already; why not, otherwise.
@@ -365,31 +279,26 @@ async fn ensure_remote(
     }
 }
 
-fn backoff(ctx: &RemoteContext, cluster_id: &str, ns: &str) -> Duration {
-    let n = ctx
-        .failures
-        .lock()
-        .map(|mut f| {
-            let c = f.entry((cluster_id.to_owned(), ns.to_owned())).or_insert(0);
-            *c = c.saturating_add(1);
-            *c
-        })
-        .unwrap_or(1);
-    Duration::from_secs((1u64 << n.min(6)).min(60))
-}
+/// How often a remote namespace being deleted is looked at again.
+const TERMINATING_POLL: Duration = Duration::from_secs(2);
+/// How often a map with nothing failing is re-checked (before jitter).
+const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
-fn forget(ctx: &RemoteContext, cluster_id: &str, ns: &str) {
-    if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(&(cluster_id.to_owned(), ns.to_owned()));
-    }
-}
-
-pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, _ctx: Arc<RemoteContext>) -> Action {
+/// Errors are retried with per-map exponential backoff and jitter; waiting for remote namespaces
+/// to go, or for the local cluster id, polls at a jittered pace.
+pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, ctx: Arc<RemoteContext>) -> Action {
     match err {
-        Error::WaitingForRemote(_) | Error::CachesNotSynced(_) => Action::requeue(Duration::from_secs(2)),
+        Error::WaitingForRemote(_) | Error::CachesNotSynced(_) => {
+            Action::requeue(backoff::jitter(TERMINATING_POLL))
+        }
         e => {
-            warn!(map = %map.name_any(), error = %e, "remote side reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            let wait = ctx.failures.maps.failed(&map_key(&map));
+            if backoff::report_failure(ctx.cluster.faults(), PART, LOOP, e) {
+                debug!(map = %map.name_any(), error = %e, retry_in = ?wait, "remote side reconcile refused; retrying");
+            } else {
+                warn!(map = %map.name_any(), error = %e, retry_in = ?wait, "remote side reconcile failed; retrying");
+            }
+            Action::requeue(wait)
         }
     }
 }
@@ -397,13 +306,6 @@ pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, _ctx: Arc<RemoteContext
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_remote_kubeconfig_flags() {
-        assert_eq!(parse_remote_kubeconfig("c1=/k/c1").unwrap(), ("c1".into(), PathBuf::from("/k/c1")));
-        assert!(parse_remote_kubeconfig("c1").unwrap_err().to_string().contains("CLUSTER_ID=PATH"));
-        assert!(parse_remote_kubeconfig("=x").is_err());
-    }
 
     #[test]
     fn ownership_by_annotation() {

@@ -1,6 +1,7 @@
 //! TLS for the webhook: rustls (TLS 1.2 and 1.3, ALPN h2 and http/1.1) with a certificate that
-//! is reloaded when its files change. Reload polls file contents (a Secret mount swaps a `..data`
-//! symlink, which inotify on the files misses) and keeps the last good pair on any failure.
+//! is reloaded when it changes: from files (polled: a Secret mount swaps a `..data` symlink, which
+//! inotify on the files misses), or handed over by the managed certificate's keeper
+//! ([`CertStore::set`]). Either way the last good pair is kept on any failure.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -97,11 +98,12 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 const CERT_FILE: &str = "the serving certificate (--tls-cert-file)";
 const KEY_FILE: &str = "the serving key (--tls-key-file)";
 
-/// The serving certificate, swapped in place when the files change.
+/// The serving certificate, swapped in place when the files change (or when [`CertStore::set`]).
 pub struct CertStore {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: RwLock<Arc<CertifiedKey>>,
+    /// `None` until a managed certificate is first handed over: handshakes fail meanwhile.
+    current: RwLock<Option<Arc<CertifiedKey>>>,
     /// File contents last seen (good or bad), so a bad pair is reported once, not every poll.
     seen: Mutex<(Vec<u8>, Vec<u8>)>,
     metrics: Arc<Metrics>,
@@ -122,10 +124,52 @@ impl CertStore {
         Ok(Arc::new(Self {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
-            current: RwLock::new(loaded.key),
+            current: RwLock::new(Some(loaded.key)),
             seen: Mutex::new((c, k)),
             metrics,
         }))
+    }
+
+    /// A store with no certificate yet, filled by [`CertStore::set`]; `origin` names where the
+    /// pairs come from, in messages (e.g. `Secret ns/name`).
+    pub fn empty(origin: &str, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            cert_path: PathBuf::from(format!("{origin} key tls.crt")),
+            key_path: PathBuf::from(format!("{origin} key tls.key")),
+            current: RwLock::new(None),
+            seen: Mutex::new((Vec::new(), Vec::new())),
+            metrics,
+        })
+    }
+
+    /// Whether a certificate is served.
+    pub fn is_loaded(&self) -> bool {
+        self.current.read().is_ok_and(|c| c.is_some())
+    }
+
+    /// Serves this pair if it differs from the last one handed over and is good; returns whether
+    /// it is new. A bad pair is reported once and the last good one kept.
+    pub fn set(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<bool, TlsError> {
+        let Ok(mut seen) = self.seen.lock() else { return Ok(false) };
+        if seen.0 == cert_pem && seen.1 == key_pem {
+            return Ok(false);
+        }
+        *seen = (cert_pem.to_vec(), key_pem.to_vec());
+        match load_pair(&self.cert_path, cert_pem, &self.key_path, key_pem) {
+            Ok(loaded) => {
+                if let Ok(mut cur) = self.current.write() {
+                    *cur = Some(loaded.key);
+                }
+                self.metrics.cert_expiry_seconds.set(loaded.not_after);
+                info!(origin = %self.cert_path.display(), not_after = loaded.not_after, "serving a new certificate");
+                Ok(true)
+            }
+            Err(e) => {
+                self.metrics.cert_reload_failures.inc();
+                warn!(error = %e, "the new certificate is not usable; keeping the last good certificate");
+                Err(e)
+            }
+        }
     }
 
     /// Reads the files again and swaps the pair if they changed and are good.
@@ -148,7 +192,7 @@ impl CertStore {
         match load_pair(&self.cert_path, &seen.0, &self.key_path, &seen.1) {
             Ok(loaded) => {
                 if let Ok(mut cur) = self.current.write() {
-                    *cur = loaded.key;
+                    *cur = Some(loaded.key);
                 }
                 self.metrics.cert_expiry_seconds.set(loaded.not_after);
                 info!(cert = %self.cert_path.display(), not_after = loaded.not_after, "serving a new certificate");
@@ -175,9 +219,20 @@ impl CertStore {
     }
 }
 
+/// The managed certificate's keeper serves through the store.
+impl crate::certs::managed::Serving for CertStore {
+    fn serves_a_pair(&self) -> bool {
+        self.is_loaded()
+    }
+
+    fn serve(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<bool, String> {
+        self.set(cert_pem, key_pem).map_err(|e| e.to_string())
+    }
+}
+
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok().map(|k| k.clone())
+        self.current.read().ok().and_then(|k| k.clone())
     }
 }
 

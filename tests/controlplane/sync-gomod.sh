@@ -2,11 +2,19 @@
 # Regenerates go.mod/go.sum for versions.env: requires k8s.io/kubernetes and replaces every
 # staging module it names (read from the replace block of its own go.mod, never typed by hand)
 # with the matching release. Run it after changing versions.env, and commit the result.
+#
+# Usage: sync-gomod.sh [VERSION]   without VERSION: versions.env, go.mod, go.sum here; with it
+#                                  (e.g. v1.30): VERSION/versions.env, VERSION/controlplane.mod and
+#                                  .sum, for the same mains (build.sh VERSION builds them).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here"
+src=${1:+$1/}
+# Not named go.mod: VERSION/ stays a directory of this module (its cmd/NAME/main.go overrides).
+gomod_out=${src:+${src}controlplane.mod}; gomod_out=${gomod_out:-go.mod}
+[ -z "$src" ] || [ -f "${src}versions.env" ] || { echo "sync-gomod.sh: no ${src}versions.env" >&2; exit 2; }
 # shellcheck source=versions.env
-. ./versions.env
+. "./${src}versions.env"
 
 gomod=$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
 [ -f "$gomod" ] || { echo "sync-gomod.sh: no go.mod for k8s.io/kubernetes@${KUBERNETES_VERSION}" >&2; exit 1; }
@@ -25,7 +33,7 @@ gover=$(awk '/^go /{print $2; exit}' "$gomod")
   echo "replace ("
   for m in "${staging[@]}"; do echo "	$m => $m ${STAGING_VERSION}"; done
   echo ")"
-} > go.mod
-rm -f go.sum
-go mod tidy
+} > "$gomod_out"
+rm -f "${gomod_out%.mod}.sum"
+if [ -z "$src" ]; then go mod tidy; else go mod tidy -modfile "$gomod_out"; fi
 echo "sync-gomod.sh: ${#staging[@]} staging modules replaced at ${STAGING_VERSION}" >&2

@@ -15,10 +15,12 @@
 # Each part is rebuilt when its stamp ($bin/.stamp, $bin/.stamp-liqoctl) does not match a hash of
 # its go.mod, go.sum, mains, build flags and the Go version. Concurrent calls are serialised with
 # flock; binaries are built into a temporary directory and renamed into place, so a running
-# process is never disturbed.
+# process is never disturbed (tests/lib/build-cache.sh).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+# shellcheck source=../lib/build-cache.sh
+. "$repo/tests/lib/build-cache.sh"
 bin=${LIQO_BIN:-$repo/target/liqo/bin}
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
 binaries=(liqo-webhook liqo-controllers liqo-replicator)
@@ -34,30 +36,14 @@ goversion=$("$go" env GOVERSION)
 stamp_main="$(cd "$here" && { cat go.mod go.sum cmd/*/main.go; echo "CGO_ENABLED=0 ${build_flags[*]}"; } | sha256sum | cut -c1-16) $goversion"
 stamp_ctl="$(cd "$here/liqoctl" && { cat go.mod go.sum; echo "CGO_ENABLED=0 ${build_flags[*]}"; } | sha256sum | cut -c1-16) $goversion"
 
-fresh_main() {
-  [ -f "$bin/.stamp" ] && [ "$(cat "$bin/.stamp")" = "$stamp_main" ] || return 1
-  local b
-  for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || return 1; done
-}
-fresh_ctl() {
-  [ "$skip_liqoctl" = 1 ] && return 0
-  [ -f "$bin/.stamp-liqoctl" ] && [ "$(cat "$bin/.stamp-liqoctl")" = "$stamp_ctl" ] && [ -x "$bin/liqoctl" ]
-}
+fresh_main() { cache_fresh "$bin" .stamp "$stamp_main" "${binaries[@]}"; }
+fresh_ctl() { [ "$skip_liqoctl" = 1 ] || cache_fresh "$bin" .stamp-liqoctl "$stamp_ctl" liqoctl; }
 
 if fresh_main && fresh_ctl; then echo "$bin"; exit 0; fi
-
-mkdir -p "$bin"
-if command -v flock >/dev/null; then
-  exec 9>"$bin/.lock"
-  if ! flock -n 9; then
-    echo "build.sh: another build.sh is building into $bin; waiting for it" >&2
-    flock 9
-  fi
-  if fresh_main && fresh_ctl; then echo "$bin"; exit 0; fi
-fi
-
-tmp=$(mktemp -d "$bin/.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+cache_lock "$bin" build.sh
+if fresh_main && fresh_ctl; then echo "$bin"; exit 0; fi
+cache_tmp "$bin"
+tmp=$cache_tmpdir
 
 if ! fresh_main; then
   rm -f "$bin/.stamp"
@@ -65,12 +51,7 @@ if ! fresh_main; then
   start=$(date +%s)
   # One go build for all three: the packages they share compile once.
   (cd "$here" && CGO_ENABLED=0 "$go" build -p "${GO_BUILD_JOBS:-2}" "${build_flags[@]}" -o "$tmp/" ./cmd/...) >&2
-  for b in "${binaries[@]}"; do
-    [ -x "$tmp/$b" ] || { echo "build.sh: $b was not built" >&2; exit 1; }
-  done
-  # rename(2) within one directory: a binary that is running keeps its old inode.
-  for b in "${binaries[@]}"; do mv -f "$tmp/$b" "$bin/$b"; done
-  echo "$stamp_main" > "$bin/.stamp"
+  cache_install "$bin" .stamp "$stamp_main" "${binaries[@]}" || { echo "build.sh: a binary is missing" >&2; exit 1; }
   echo "build.sh: built ${binaries[*]} in $(( $(date +%s) - start ))s" >&2
 fi
 
@@ -79,9 +60,7 @@ if ! fresh_ctl; then
   echo "build.sh: building liqoctl v1.2.0 into $bin (cold: about 5 minutes; LIQO_SKIP_LIQOCTL=1 skips it)" >&2
   start=$(date +%s)
   (cd "$here/liqoctl" && CGO_ENABLED=0 "$go" build -p "${GO_BUILD_JOBS:-2}" "${build_flags[@]}" -o "$tmp/liqoctl" github.com/liqotech/liqo/cmd/liqoctl) >&2
-  [ -x "$tmp/liqoctl" ] || { echo "build.sh: liqoctl was not built" >&2; exit 1; }
-  mv -f "$tmp/liqoctl" "$bin/liqoctl"
-  echo "$stamp_ctl" > "$bin/.stamp-liqoctl"
+  cache_install "$bin" .stamp-liqoctl "$stamp_ctl" liqoctl || { echo "build.sh: liqoctl was not built" >&2; exit 1; }
   echo "build.sh: built liqoctl in $(( $(date +%s) - start ))s" >&2
 fi
 echo "$bin"

@@ -302,8 +302,8 @@ impl LiqoWebhook {
     }
 
     /// Registers it by URL with its CA (`certs/ca.crt`), named as Liqo's chart names it
-    /// (configuration `liqo-webhook`, webhook `nsoff.validate.liqo.io`: the same webhook name as
-    /// ours, so kubectl tells the two apart only by the message).
+    /// (configuration `liqo-webhook`, webhook `nsoff.validate.liqo.io`; ours is
+    /// `validate.offloading-webhook.io`, so kubectl's refusal says whose it is).
     pub fn register(&self, cp: &ControlPlane, certs: &Path) {
         // base64 by coreutils: no encoder crate for one test helper.
         let out = Command::new("base64").arg("-w0").arg(certs.join("ca.crt")).output().unwrap();

@@ -34,6 +34,28 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// Builds (once per test binary and release; cached on disk) the control plane of another
+/// Kubernetes release than the default one: `tests/controlplane/build.sh VERSION`, e.g. `v1.30`,
+/// the oldest release the chart claims. Returns its bin directory.
+pub fn bin_dir_for(version: &str) -> PathBuf {
+    static DIRS: std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = dirs.get(version) {
+        return d.clone();
+    }
+    let out = Command::new("bash")
+        .arg(format!("{ROOT}/tests/controlplane/build.sh"))
+        .arg(version)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("could not run tests/controlplane/build.sh");
+    assert!(out.status.success(), "tests/controlplane/build.sh {version} failed");
+    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    dirs.insert(version.to_owned(), dir.clone());
+    dir
+}
+
 /// What a command printed.
 #[derive(Debug)]
 pub struct Printed {
@@ -64,6 +86,8 @@ fn ports_lock() -> std::sync::MutexGuard<'static, ()> {
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+    /// Its binaries (kubectl among them): the default release's, or another's (`start_release`).
+    pub bin: PathBuf,
 }
 
 impl ControlPlane {
@@ -74,7 +98,16 @@ impl ControlPlane {
     /// Starts one with extra environment for up.sh, e.g.
     /// `[("UP_APISERVER_ARGS", "--enable-aggregator-routing=true")]`.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
-        let bin = bin_dir();
+        Self::start_from(bin_dir(), env)
+    }
+
+    /// Starts one of another Kubernetes release (see [`bin_dir_for`]), driven by that release's
+    /// kubectl.
+    pub fn start_release(version: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_from(&bin_dir_for(version), env)
+    }
+
+    fn start_from(bin: &Path, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new().prefix("cp-").tempdir().unwrap();
         let ports = ports_lock();
         let out = Command::new("bash")
@@ -86,7 +119,7 @@ impl ControlPlane {
             .output()
             .expect("could not run tests/controlplane/up.sh");
         drop(ports);
-        let cp = Self { kubeconfig: dir.path().join("kubeconfig"), dir };
+        let cp = Self { kubeconfig: dir.path().join("kubeconfig"), dir, bin: bin.to_owned() };
         assert!(out.status.success(), "tests/controlplane/up.sh failed");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cp.kubeconfig.to_str().unwrap());
         cp
@@ -100,7 +133,7 @@ impl ControlPlane {
     /// Runs kubectl with `stdin` as its standard input (for `apply -f -`).
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Printed {
         use std::io::Write;
-        let mut child = Command::new(bin_dir().join("kubectl"))
+        let mut child = Command::new(self.bin.join("kubectl"))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -194,7 +227,8 @@ pub struct Webhook {
 impl Webhook {
     pub fn start(cp: &ControlPlane, certs: &Path, extra: &[&str]) -> Self {
         let (port, probe_port, metrics_port) = (free_port(), free_port(), free_port());
-        let log = std::fs::File::create(cp.dir.path().join(format!("webhook-{port}.log"))).unwrap();
+        let log_path = cp.dir.path().join(format!("webhook-{port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(webhook_bin())
             .args(["serve", "--kubeconfig"])
             .arg(&cp.kubeconfig)
@@ -216,8 +250,13 @@ impl Webhook {
             .stderr(log)
             .spawn()
             .unwrap();
-        let w = Self { child, port, probe_port, metrics_port };
+        let mut w = Self { child, port, probe_port, metrics_port };
         eventually(Duration::from_secs(30), "the webhook's /readyz to answer 200", || {
+            // A replica that refused its arguments is not worth waiting for: say why it stopped.
+            if let Ok(Some(status)) = w.child.try_wait() {
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("the webhook exited ({status}) before it was ready; its log:\n{said}");
+            }
             (http_get(w.probe_port, "/readyz").as_deref() == Some("200")).then_some(())
         });
         w

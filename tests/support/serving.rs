@@ -21,6 +21,7 @@ pub struct Replica {
     pub child: Child,
     pub addr: SocketAddr,
     pub probe_port: u16,
+    pub metrics_port: u16,
     pub log: PathBuf,
 }
 
@@ -58,12 +59,19 @@ impl Replica {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Self { child, addr, probe_port, log }
+        Self { child, addr, probe_port, metrics_port, log }
     }
 
     /// The raw answer of the probe port's `/readyz` (status line, headers, body), if any.
     pub fn readyz(&self) -> Option<String> {
         http_get_full(self.probe_port, "/readyz")
+    }
+
+    /// The value of a metric without labels (e.g. `offloading_webhook_reconcile_up`), or of one
+    /// series given with its labels (`offloading_webhook_problem{part="lease"}`).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = http_get_full(self.metrics_port, "/metrics")?;
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// Waits until `/readyz` answers 200; panics with the log's end otherwise.

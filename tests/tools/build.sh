@@ -13,10 +13,12 @@
 #
 # Each tool has its own stamp ($bin/.TOOL.stamp: version, hash of versions.env and of its sources
 # and of this script, Go version); concurrent calls are serialised with flock, and binaries are
-# built into a temporary directory and renamed into place.
+# built into a temporary directory and renamed into place (tests/lib/build-cache.sh).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+# shellcheck source=../lib/build-cache.sh
+. "$repo/tests/lib/build-cache.sh"
 # shellcheck source=versions.env
 . "$here/versions.env"
 # helm's default Kubernetes version (for `helm template` and `helm lint`) is the test control plane's.
@@ -65,22 +67,15 @@ stamp_want() {
   [ "$1" = oci-layout ] && sources=$(cat "$here"/oci-layout/go.mod "$here"/oci-layout/go.sum "$here"/oci-layout/*.go)
   echo "$(target "$1") $({ cat "$here/versions.env" "$here/build.sh"; echo "$sources"; ldflags "$1"; tags "$1"; } | sha256sum | cut -c1-16) $goversion"
 }
-fresh() { [ -x "$bin/$1" ] && [ -f "$bin/.$1.stamp" ] && [ "$(cat "$bin/.$1.stamp")" = "$(stamp_want "$1")" ]; }
+fresh() { cache_fresh "$bin" ".$1.stamp" "$(stamp_want "$1")" "$1"; }
 
 stale=()
 for t in "${tools[@]}"; do target "$t" >/dev/null; fresh "$t" || stale+=("$t"); done
 if [ ${#stale[@]} -eq 0 ]; then echo "$bin"; exit 0; fi
 
-mkdir -p "$bin"
-if command -v flock >/dev/null; then
-  exec 9>"$bin/.lock"
-  if ! flock -n 9; then
-    echo "tests/tools/build.sh: another build.sh is building into $bin; waiting for it" >&2
-    flock 9
-  fi
-fi
-tmp=$(mktemp -d "$bin/.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+cache_lock "$bin" tests/tools/build.sh
+cache_tmp "$bin"
+tmp=$cache_tmpdir
 for t in "${stale[@]}"; do
   fresh "$t" && continue
   start=$(date +%s)
@@ -92,9 +87,7 @@ for t in "${stale[@]}"; do
     # go install MODULE@VERSION builds with the module's own go.mod/go.sum, outside any module here.
     (cd "$tmp" && GOBIN="$tmp" CGO_ENABLED=0 "$go" install -p "${GO_BUILD_JOBS:-2}" -trimpath -tags "$(tags "$t")" -ldflags "$(ldflags "$t")" "$(target "$t")") >&2
   fi
-  [ -x "$tmp/$t" ] || { echo "tests/tools/build.sh: $t was not built" >&2; exit 1; }
-  mv -f "$tmp/$t" "$bin/$t"
-  stamp_want "$t" > "$bin/.$t.stamp"
+  cache_install "$bin" ".$t.stamp" "$(stamp_want "$t")" "$t" || { echo "tests/tools/build.sh: $t was not built" >&2; exit 1; }
   echo "tests/tools/build.sh: built $t in $(( $(date +%s) - start ))s" >&2
 done
 echo "$bin"

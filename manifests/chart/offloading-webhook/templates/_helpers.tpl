@@ -44,7 +44,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 {{- end }}
 
-{{/* The Secret the pods mount: tls.crt and tls.key. */}}
+{{/* The Secret the replicas keep the managed CA and serving pair in. */}}
+{{- define "ow.managedSecretName" -}}
+{{- printf "%s-certificate" (include "ow.fullname" .) }}
+{{- end }}
+
+{{/* The Secret the pods mount: tls.crt and tls.key (cert-manager's, or an existing one). */}}
 {{- define "ow.tlsSecretName" -}}
 {{- if eq .Values.certificate.source "existingSecret" }}
 {{- required "certificate.existingSecret.name is required with certificate.source=existingSecret" .Values.certificate.existingSecret.name }}
@@ -61,55 +66,29 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 {{- end }}
 
-{{/* Namespaces the webhooks never see: kube-system, the release's own, and the extra ones. */}}
-{{- define "ow.excludedNamespaces" -}}
-{{- $ns := list "kube-system" .Release.Namespace }}
-{{- range .Values.webhooks.excludedNamespaces }}{{ $ns = append $ns . }}{{ end }}
-{{- toYaml (uniq $ns) }}
-{{- end }}
-
-{{/* What both webhooks share after name and clientConfig (SPEC §3; as `webhook-config` prints it). */}}
-{{- define "ow.webhookCommon" -}}
-failurePolicy: {{ .Values.webhooks.failurePolicy }}
-matchPolicy: Equivalent
-namespaceSelector:
-  matchExpressions:
-  - key: kubernetes.io/metadata.name
-    operator: NotIn
-    values:
-    {{- include "ow.excludedNamespaces" . | nindent 4 }}
-  {{- with .Values.webhooks.namespaceSelectorExpressions }}
-  {{- toYaml . | nindent 2 }}
-  {{- end }}
-objectSelector:
-  matchExpressions:
-  - key: liqo.io/webhook-skip
-    operator: NotIn
-    values:
-    - 'true'
-  {{- with .Values.webhooks.objectSelectorExpressions }}
-  {{- toYaml . | nindent 2 }}
-  {{- end }}
-{{- end }}
-
-{{- define "ow.webhookRules" -}}
-rules:
-- apiGroups:
-  - offloading.liqo.io
-  apiVersions:
-  - v1alpha1
-  - v1beta1
-  operations:
-  - CREATE
-  - UPDATE
-  resources:
-  - namespaceoffloadings
-  scope: Namespaced
-sideEffects: None
-timeoutSeconds: {{ .Values.webhooks.timeoutSeconds }}
-{{- end }}
-
 {{/* Selector of this release's metrics series, as a ServiceMonitor labels them. */}}
 {{- define "ow.metricsSelector" -}}
 job="{{ include "ow.fullname" . }}",namespace="{{ .Release.Namespace }}"
+{{- end }}
+
+{{/* The webhooks' names, as registered and as the API server's metrics label them (name=...). */}}
+{{- define "ow.validatingName" -}}
+{{- default "validate.offloading-webhook.io" .Values.webhooks.validatingName }}
+{{- end }}
+
+{{- define "ow.mutatingName" -}}
+{{- default "mutate.offloading-webhook.io" .Values.webhooks.mutatingName }}
+{{- end }}
+
+{{/* A PromQL regular expression (fully anchored, as PromQL's are) matching exactly those two names. */}}
+{{- define "ow.webhookNamesRegex" -}}
+{{- printf "%s|%s" (include "ow.validatingName" . | replace "." "[.]") (include "ow.mutatingName" . | replace "." "[.]") }}
+{{- end }}
+
+{{/* The three listeners need three ports. */}}
+{{- define "ow.checkPorts" -}}
+{{- $p := .Values.ports }}
+{{- if or (eq (int $p.webhook) (int $p.probes)) (eq (int $p.webhook) (int $p.metrics)) (eq (int $p.probes) (int $p.metrics)) }}
+{{- fail (printf "ports.webhook (%v), ports.probes (%v) and ports.metrics (%v) must be three different ports" $p.webhook $p.probes $p.metrics) }}
+{{- end }}
 {{- end }}
