@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Server benchmark: the webhook against a bare TLS server that only parses the JSON and echoes the
-# uid (examples/bench_baseline_server.rs), both measured in this run with h2load over TLS, at 32
-# concurrent reviews: h2 on one connection (how the API server's HTTP/2 client multiplexes a `url:`
-# registration), h2 on 4 connections x 8 streams, and HTTP/1.1 on 32 keep-alive connections. Runs alternate between the two servers for several
+# Server benchmark: the webhook against two TLS servers that only parse the JSON and echo the uid:
+# "baseline", behind the webhook's own serving stack (examples/bench_baseline_server.rs), and
+# "bare", a plain hyper + rustls echo on one single-threaded runtime (examples/bench_bare_server.rs),
+# all measured in this run with h2load over TLS, at 32 concurrent reviews: h2 on one connection (how
+# the API server's HTTP/2 client multiplexes a `url:` registration), h2 on 4 connections x 8
+# streams, and HTTP/1.1 on 32 keep-alive connections. Runs rotate between the servers for several
 # rounds (this machine's speed drifts by ±20% from minute to minute) and the summary gives medians:
-# throughput and its ratio, p50/p99 latency, server CPU time per review, and peak RSS.
+# throughput and its ratios, p50/p99 latency, server CPU time per review, and peak RSS.
 # Then the handler micro-benchmark (criterion), with its own in-run baseline.
 # Usage: scripts/bench.sh [REQUESTS [ROUNDS]]   (default 40000 per run, 3 rounds)
 # On a machine with cores to spare, BENCH_SERVER_CPUS and BENCH_CLIENT_CPUS (taskset lists, e.g.
@@ -21,13 +23,13 @@ if ! command -v h2load >/dev/null; then
   echo "bench.sh: installing h2load (Debian nghttp2-client)" >&2
   apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null
 fi
-cargo build --quiet --release --bin offloading-webhook --example bench_baseline_server
+cargo build --quiet --release --bin offloading-webhook --example bench_baseline_server --example bench_bare_server
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 target/release/offloading-webhook certs --out "$work" --ip 127.0.0.1 >/dev/null
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wh=$(port); base=$(port)
+wh=$(port); base=$(port); bare=$(port)
 server=(); client=()
 [ "${BENCH_RT:-0}" = 1 ] && server=(chrt -f 50) && client=(chrt -f 50)
 [ -n "${BENCH_SERVER_CPUS:-}" ] && server+=(taskset -c "$BENCH_SERVER_CPUS")
@@ -41,14 +43,20 @@ serve target/release/offloading-webhook "$wh" "$work/webhook.log"
 pids+=($!); whpid=$!
 "${server[@]}" target/release/examples/bench_baseline_server "127.0.0.1:$base" "$work/tls.crt" "$work/tls.key" &
 pids+=($!); basepid=$!
-servers=(baseline webhook)
-declare -A server_port=([baseline]=$base [webhook]=$wh) server_pid=([baseline]=$basepid [webhook]=$whpid)
+"${server[@]}" target/release/examples/bench_bare_server "127.0.0.1:$bare" "$work/tls.crt" "$work/tls.key" &
+pids+=($!); barepid=$!
+servers=(baseline webhook bare)
+declare -A server_port=([baseline]=$base [webhook]=$wh [bare]=$bare)
+declare -A server_pid=([baseline]=$basepid [webhook]=$whpid [bare]=$barepid)
 if [ -n "${BENCH_COMPARE:-}" ]; then
   prev=$(port)
   serve "$BENCH_COMPARE" "$prev" "$work/previous.log"
   pids+=($!); servers+=(previous); server_port[previous]=$prev; server_pid[previous]=$!
 fi
-sleep 1
+for s in "${servers[@]}"; do # each listening, or say why not
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/${server_port[$s]}") 2>/dev/null && continue 2; sleep 0.1; done
+  echo "bench.sh: $s is not listening on ${server_port[$s]}" >&2; cat "$work/webhook.log" >&2; exit 1
+done
 body=tests/fixtures/create-valid.json
 tck=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
@@ -103,6 +111,8 @@ for proto in h2x1 h2x4 h1; do
   done
   awk -v w="$webhook_rps" -v b="$baseline_rps" -v wc="$webhook_cpu" -v bc="$baseline_cpu" -v p="$proto" \
     'BEGIN {printf "%-6s webhook/baseline: throughput %.2f (target >= 0.9), CPU per review %.2f\n", p, w / b, wc / bc}'
+  awk -v w="$webhook_rps" -v b="$bare_rps" -v wc="$webhook_cpu" -v bc="$bare_cpu" -v p="$proto" \
+    'BEGIN {printf "%-6s webhook/bare:     throughput %.2f (target >= 0.9), CPU per review %.2f\n", p, w / b, wc / bc}'
   [ -z "${BENCH_COMPARE:-}" ] || awk -v w="$previous_rps" -v b="$baseline_rps" -v wc="$previous_cpu" -v bc="$baseline_cpu" -v p="$proto" \
     'BEGIN {printf "%-6s previous/baseline: throughput %.2f, CPU per review %.2f\n", p, w / b, wc / bc}'
 done

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -199,22 +199,27 @@ enum Unread {
 }
 
 /// Reads a body into memory reserved from `budget` first: all of a declared Content-Length up
-/// front, else as the buffer grows with the chunks that arrive.
-async fn read_body(budget: &Budget, mut body: Body) -> Result<(Vec<u8>, Reservation), Unread> {
+/// front, else as the buffer grows with the chunks that arrive. A body that arrives whole in its
+/// first frame (a review of a few KiB, as a rule) is kept as it is, without a copy.
+async fn read_body(budget: &Budget, mut body: Body) -> Result<(Bytes, Reservation), Unread> {
     use axum::body::HttpBody as _;
     let mut reservation = budget.reservation();
     let mut buf = Vec::new();
-    if let Some(len) = body.size_hint().exact() {
+    let declared = body.size_hint().exact();
+    if let Some(len) = declared {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len > MAX_BODY_BYTES {
             return Err(Unread::TooLarge);
         }
         reservation.grow(len, BUDGET_WAIT).await.map_err(Unread::NoRoom)?;
-        buf.reserve_exact(len);
     }
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Unread::Failed(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
+        if buf.is_empty() && declared == Some(data.len() as u64) {
+            // All of it, already reserved (hyper holds a body to its Content-Length).
+            return Ok((data, reservation));
+        }
         let need = buf.len() + data.len();
         if need > MAX_BODY_BYTES {
             return Err(Unread::TooLarge);
@@ -222,14 +227,17 @@ async fn read_body(budget: &Budget, mut body: Body) -> Result<(Vec<u8>, Reservat
         if need > buf.capacity() {
             // Grown as a Vec grows (doubling), and reserved before it is allocated, so that what
             // the budget counts is what the buffer holds.
-            let target = need.max(buf.capacity() * 2).clamp(CHUNKED_START_BYTES, MAX_BODY_BYTES);
+            let target = match declared {
+                Some(_) => need.max(reservation.bytes()),
+                None => need.max(buf.capacity() * 2).clamp(CHUNKED_START_BYTES, MAX_BODY_BYTES),
+            };
             let more = target.saturating_sub(reservation.bytes());
             reservation.grow(more, BUDGET_WAIT).await.map_err(Unread::NoRoom)?;
             buf.reserve_exact(target - buf.len());
         }
         buf.extend_from_slice(&data);
     }
-    Ok((buf, reservation))
+    Ok((Bytes::from(buf), reservation))
 }
 
 /// The first allocation for a body of unknown length.
