@@ -52,6 +52,45 @@ pub enum Command {
     /// the clusters selected and why not the others, the remote namespace in each (exit 0 would
     /// succeed, 1 would be refused or fail later, 2 could not look).
     Plan(PlanArgs),
+    /// Print the completion script of a shell: bash, zsh or fish (e.g.
+    /// `source <(offloading-webhook completion bash)`).
+    Completion(CompletionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+    /// The command the script completes: offloading-webhook, or kubectl-offloading when installed
+    /// as a kubectl plugin.
+    #[arg(long, default_value = BIN_NAME)]
+    pub bin_name: String,
+}
+
+/// The program's name.
+pub const BIN_NAME: &str = "offloading-webhook";
+/// Its name as a kubectl plugin (`kubectl offloading ...` runs it).
+pub const KUBECTL_PLUGIN: &str = "kubectl-offloading";
+/// The exit code of a command line that does not parse (sysexits' EX_USAGE), apart from 2, which
+/// `diagnose` and `plan` use for "could not look".
+pub const USAGE_ERROR: u8 = 64;
+
+/// Parses a command line (`args[0]` is the program as invoked). Run as `kubectl-offloading` (a
+/// kubectl plugin), help and usage speak of `kubectl offloading`.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString>,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let invoked = args.first().and_then(|a| std::path::Path::new(a).file_name()).and_then(|n| n.to_str());
+    let mut cmd = Cli::command();
+    if invoked == Some(KUBECTL_PLUGIN) {
+        cmd = cmd.bin_name("kubectl offloading");
+    }
+    Cli::from_arg_matches(&cmd.try_get_matches_from(args)?)
 }
 
 #[derive(Args, Debug)]
@@ -106,9 +145,13 @@ pub struct PlanArgs {
 /// program's prefix, so that a shell's own CLUSTER_ID or LIQO_API does not change what they say.
 #[derive(Args, Debug)]
 pub struct LookArgs {
-    /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
+    /// Kubeconfig file of the local cluster (default, as kubectl: every file of $KUBECONFIG
+    /// merged, else ~/.kube/config, else in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current-context).
+    #[arg(long)]
+    pub context: Option<String>,
     /// The local cluster id (default: Liqo's liqo-clusterid-configmap; on v1.x found by its label
     /// app.kubernetes.io/name=clusterid-configmap).
     #[arg(long, env = "OFFLOADING_WEBHOOK_CLUSTER_ID")]
@@ -130,33 +173,15 @@ pub struct LookArgs {
 
 #[derive(Args, Debug)]
 pub struct DiagnoseArgs {
-    /// The offloaded namespace to look at.
-    #[arg(short = 'n', long, required_unless_present = "all_namespaces")]
+    /// The offloaded namespace to look at (default: the kubeconfig context's, else default).
+    #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Every namespace that holds a NamespaceOffloading: one line each, then the problems grouped
     /// (each kind is read once for the whole cluster).
     #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
-    /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The local cluster id (default: Liqo's liqo-clusterid-configmap; on v1.x found by its label
-    /// app.kubernetes.io/name=clusterid-configmap).
-    #[arg(long, env = "CLUSTER_ID")]
-    pub cluster_id: Option<String>,
-    /// The namespace Liqo runs in.
-    #[arg(long, env = "LIQO_NAMESPACE", default_value = "liqo")]
-    pub liqo_namespace: String,
-    /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable), to look at its namespaces
-    /// (Secrets labelled liqo.io/remote-cluster-id in the tenant namespace work too).
-    #[arg(long = "remote-kubeconfig", value_parser = parse_remote)]
-    pub remote_kubeconfigs: Vec<(String, PathBuf)>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-    /// Which Liqo API to read: `auto` finds out, as `serve` does.
-    #[arg(long, env = "LIQO_API", value_enum, default_value_t = LiqoApi::Auto)]
-    pub liqo_api: LiqoApi,
+    #[command(flatten)]
+    pub look: LookArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -606,6 +631,35 @@ mod tests {
         assert_eq!(parse_remote("c1=/k/c1").unwrap(), ("c1".into(), PathBuf::from("/k/c1")));
         assert!(parse_remote("c1").unwrap_err().contains("CLUSTER_ID=PATH"));
         assert!(parse_remote("=x").is_err());
+    }
+
+    #[test]
+    fn diagnose_and_plan_read_only_prefixed_environment_variables() {
+        // SAFETY: no other test of this binary reads these variables.
+        unsafe {
+            std::env::set_var("CLUSTER_ID", "from-the-shell");
+            std::env::set_var("LIQO_API", "v1");
+        }
+        let Command::Diagnose(d) = parse_from(["offloading-webhook", "diagnose", "-A"]).unwrap().command
+        else {
+            unreachable!()
+        };
+        assert_eq!((d.look.cluster_id, d.look.liqo_api), (None, LiqoApi::Auto));
+        unsafe {
+            std::env::remove_var("CLUSTER_ID");
+            std::env::remove_var("LIQO_API");
+        }
+    }
+
+    #[test]
+    fn a_usage_error_is_not_could_not_look_and_the_plugin_says_its_name() {
+        let e = parse_from(["offloading-webhook", "diagnose", "--bogus"]).unwrap_err();
+        assert!(e.use_stderr());
+        assert_ne!(USAGE_ERROR, 2);
+        let e = parse_from(["/usr/local/bin/kubectl-offloading", "plan"]).unwrap_err().to_string();
+        assert!(e.contains("Usage: kubectl offloading plan"), "{e}");
+        let e = parse_from(["offloading-webhook", "diagnose", "-A", "-n", "web"]).unwrap_err().to_string();
+        assert!(e.contains("cannot be used with"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The one way this program builds a client of a Kubernetes API server, for every command: the
 //! configuration by kubectl's loading rules (a kubeconfig file given on the command line, else
-//! `$KUBECONFIG` or `~/.kube/config`, else the pod's service account), or from kubeconfig text (a
-//! remote cluster's), and every client behind the client-side rate limit ([`crate::rate_limit`]).
+//! `$KUBECONFIG` or `~/.kube/config`, else the pod's service account; for the command-line tools,
+//! [`config_as_kubectl`], with `$KUBECONFIG` as a merged list and `--context`), or from kubeconfig
+//! text (a remote cluster's), and every client behind the client-side rate limit
+//! ([`crate::rate_limit`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -38,6 +40,68 @@ pub async fn config(path: Option<&Path>) -> Result<Config, KubeClientError> {
     let err = |detail: String| KubeClientError::Kubeconfig { path: path.display().to_string(), detail };
     let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
     Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| err(e.to_string()))
+}
+
+/// Where a command-line tool (`diagnose`, `plan`) finds the local cluster, as kubectl's flags say it.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// `--kubeconfig`: this one file, as kubectl takes it (not a list).
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`: this context of the kubeconfig instead of its current-context.
+    pub context: Option<String>,
+}
+
+/// The configuration by kubectl's loading rules: the `--kubeconfig` file, else every file of
+/// `$KUBECONFIG` merged (the first to set a value wins; files that do not exist are skipped, as
+/// kubectl skips them), else `~/.kube/config`, else the pod's service account. `--context` picks
+/// a context other than the current one. The configuration's default namespace is the context's
+/// (`default` when it names none): what `-n` defaults to.
+pub async fn config_as_kubectl(source: &Source) -> Result<Config, KubeClientError> {
+    let (kc, shown) = match &source.kubeconfig {
+        Some(path) => {
+            let shown = path.display().to_string();
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| KubeClientError::Kubeconfig { path: shown.clone(), detail: e.to_string() })?;
+            (Some(kc), shown)
+        }
+        None => from_env_or_home()?,
+    };
+    let options = KubeConfigOptions { context: source.context.clone(), ..Default::default() };
+    match kc {
+        Some(kc) => Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(|e| KubeClientError::Kubeconfig { path: shown, detail: e.to_string() }),
+        None if source.context.is_some() => Err(KubeClientError::NotConfigured(format!(
+            "--context {:?} given, and no kubeconfig found ({shown})",
+            source.context.as_deref().unwrap_or_default()
+        ))),
+        None => Config::incluster()
+            .map_err(|e| KubeClientError::NotConfigured(format!("{shown}; in-cluster: {e}"))),
+    }
+}
+
+/// The kubeconfig of `$KUBECONFIG` (merged) or `~/.kube/config`, `None` when there is none; and
+/// where it was looked for, for messages.
+fn from_env_or_home() -> Result<(Option<Kubeconfig>, String), KubeClientError> {
+    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
+        .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+        .unwrap_or_default();
+    let candidates = if listed.is_empty() {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")).into_iter().collect()
+    } else {
+        listed
+    };
+    let shown = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let mut merged: Option<Kubeconfig> = None;
+    for path in candidates.iter().filter(|p| p.exists()) {
+        let err = |detail: String| KubeClientError::Kubeconfig { path: path.display().to_string(), detail };
+        let next = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+        merged = Some(match merged {
+            Some(m) => m.merge(next).map_err(|e| err(e.to_string()))?,
+            None => next,
+        });
+    }
+    Ok((merged, if shown.is_empty() { "no $KUBECONFIG, no $HOME".into() } else { shown }))
 }
 
 /// The configuration in kubeconfig text, with short timeouts: a remote cluster that is down must
@@ -75,6 +139,40 @@ impl KubeClients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CLUSTERS: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: plain\n  context:\n    cluster: c\n    user: u\n";
+    const CONTEXTS: &str = "apiVersion: v1\nkind: Config\ncurrent-context: team\ncontexts:\n- name: team\n  context:\n    cluster: c\n    user: u\n    namespace: web\n";
+
+    /// `$KUBECONFIG` as a list, merged as kubectl merges it, and `--context`; one test, as it sets
+    /// the process's environment.
+    #[tokio::test]
+    async fn kubeconfig_as_kubectl_loads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, CONTEXTS).unwrap();
+        std::fs::write(&b, CLUSTERS).unwrap();
+        let missing = dir.path().join("missing");
+        let list = std::env::join_paths([&a, &missing, &b]).unwrap();
+        // SAFETY: the only test of this binary that reads or writes KUBECONFIG.
+        unsafe { std::env::set_var("KUBECONFIG", &list) };
+        let cfg = config_as_kubectl(&Source::default()).await.unwrap();
+        assert_eq!(cfg.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        assert_eq!(
+            cfg.default_namespace, "web",
+            "the current context (from the first file) and its namespace"
+        );
+        let plain = Source { context: Some("plain".into()), ..Default::default() };
+        assert_eq!(config_as_kubectl(&plain).await.unwrap().default_namespace, "default");
+        let unknown = Source { context: Some("nope".into()), ..Default::default() };
+        assert!(config_as_kubectl(&unknown).await.unwrap_err().to_string().contains("nope"));
+        // --kubeconfig is one file, whatever $KUBECONFIG says.
+        let one = Source { kubeconfig: Some(b.clone()), context: Some("plain".into()) };
+        assert_eq!(config_as_kubectl(&one).await.unwrap().default_namespace, "default");
+        let e =
+            config_as_kubectl(&Source { kubeconfig: Some(list.into()), context: None }).await.unwrap_err();
+        assert!(e.to_string().starts_with("could not read the kubeconfig: "), "{e}");
+        unsafe { std::env::remove_var("KUBECONFIG") };
+    }
 
     #[tokio::test]
     async fn a_kubeconfig_that_cannot_be_read_names_the_file() {

@@ -73,23 +73,31 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Diagnose(args) => return Ok(run_diagnose(args).await),
         Command::Policy(args) => print!("{}", policy_yaml(&args)?),
         Command::Plan(args) => return Ok(plan::run(&args).await),
+        Command::Completion(args) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                args.shell,
+                &mut cli::Cli::command(),
+                &args.bin_name,
+                &mut std::io::stdout(),
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `diagnose`: 0 healthy, 1 a problem found, 2 could not look.
 async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
+    let look = &args.look;
     let looked = async {
-        let client = diagnose::connect(args.kubeconfig.as_deref()).await?;
-        let remotes = remote_clients::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
-        let generation = liqo_api::resolve(&client, args.liqo_api).await?;
-        let (id, liqo_ns) = (args.cluster_id.clone(), args.liqo_namespace.as_str());
-        match &args.namespace {
-            Some(ns) if !args.all_namespaces => {
-                diagnose::diagnose(&client, generation, ns, id, liqo_ns, &remotes).await.map(Looked::One)
-            }
-            _ => diagnose::diagnose_all(&client, generation, id, liqo_ns, &remotes).await.map(Looked::All),
+        let (client, remotes, generation) = diagnose::gather::look(look).await?;
+        let (id, liqo_ns) = (look.cluster_id.clone(), look.liqo_namespace.as_str());
+        if args.all_namespaces {
+            return diagnose::diagnose_all(&client, generation, id, liqo_ns, &remotes).await.map(Looked::All);
         }
+        // As kubectl: the context's namespace when -n is absent.
+        let ns = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+        diagnose::diagnose(&client, generation, &ns, id, liqo_ns, &remotes).await.map(Looked::One)
     };
     enum Looked {
         One(diagnose::Report),
@@ -98,7 +106,7 @@ async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
     use diagnose::render;
     match looked.await {
         Ok(looked) => {
-            let (printed, healthy) = match (&looked, args.output) {
+            let (printed, healthy) = match (&looked, look.output) {
                 (Looked::One(r), cli::OutputFormat::Json) => (render::json(r) + "\n", r.healthy),
                 (Looked::One(r), cli::OutputFormat::Text) => (render::text(r), r.healthy),
                 (Looked::All(r), cli::OutputFormat::Json) => (render::fleet_json(r) + "\n", r.healthy),

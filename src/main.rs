@@ -1,11 +1,17 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use offloading_webhook::cli::{Cli, LogFormat};
+use offloading_webhook::cli::{self, LogFormat};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        // Help and version go to stdout with 0; a usage error to stderr with its own code.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(cli::USAGE_ERROR) } else { ExitCode::SUCCESS };
+        }
+    };
     init_tracing(cli.log_format);
     match offloading_webhook::run(cli.command).await {
         Ok(code) => code,

@@ -440,3 +440,99 @@ fn plan_agrees_with_apply_and_the_loop_and_diagnose_all_names_every_broken_names
     assert!(!v["groups"].as_array().unwrap().is_empty());
     assert!(wh.terminate().success());
 }
+
+/// As a kubectl plugin, on an ordinary setup: `KUBECONFIG` a list of two files merged (the context,
+/// with its namespace, in one; the cluster and the user in the other), `--context`, the context's
+/// namespace when `-n` is absent, a shell whose own CLUSTER_ID and LIQO_API must not leak in, usage
+/// errors with their own exit code, and shell completions.
+#[test]
+fn kubectl_offloading_as_kubectl_loads_its_kubeconfig() {
+    let cp = ControlPlane::start();
+    install_crds(&cp);
+    virtual_node(&cp, "cluster-r", "eu-west");
+    cp.kubectl_ok(&["create", "namespace", "liqo"]);
+    cp.kubectl_ok(&[
+        "create",
+        "configmap",
+        "liqo-clusterid-configmap",
+        "-n",
+        "liqo",
+        &format!("--from-literal=CLUSTER_ID={CLUSTER_ID}"),
+    ]);
+    cp.kubectl_ok(&["create", "namespace", "web"]);
+    let obj = nsof("web", "offloading", &selector("eu-west"));
+    assert!(apply(&cp, &obj, &[]).ok);
+
+    // The context in a file of its own, first in the list: its current-context wins.
+    let contexts = cp.dir.path().join("contexts.kubeconfig");
+    std::fs::write(&contexts, "apiVersion: v1\nkind: Config\ncurrent-context: team\ncontexts:\n- name: team\n  context:\n    cluster: test\n    user: admin\n    namespace: web\n").unwrap();
+    let list = std::env::join_paths([&contexts, &cp.kubeconfig]).unwrap();
+    let plugins = cp.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::os::unix::fs::symlink(support::webhook_bin(), plugins.join("kubectl-offloading")).unwrap();
+    let path = format!("{}:{}", plugins.display(), std::env::var("PATH").unwrap_or_default());
+    let kubectl = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(cp.bin.join("kubectl"))
+            .arg("offloading")
+            .args(args)
+            .env("KUBECONFIG", &list)
+            .env("PATH", &path)
+            .env("CLUSTER_ID", "from-the-shell")
+            .env("LIQO_API", "v1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code().unwrap_or(-1), Printed::from(out))
+    };
+
+    // No -n: the context's namespace; the cluster id from Liqo's ConfigMap, not the shell's.
+    let (code, p) = kubectl(&["diagnose"], "");
+    assert!(
+        p.stdout.starts_with("NamespaceOffloading web/offloading\n  liqo API:            v0.3\n"),
+        "exit {code}\n{}{}",
+        p.stdout,
+        p.stderr
+    );
+    assert!(p.stdout.contains(&format!("local cluster id {CLUSTER_ID}")), "{}", p.stdout);
+    // --context: the other context, whose namespace is default.
+    let (code, p) = kubectl(&["diagnose", "--context", "test"], "");
+    assert_eq!(code, 1, "{}{}", p.stdout, p.stderr);
+    assert!(p.stdout.contains("namespace default has no NamespaceOffloading"), "{}", p.stdout);
+    // plan: an object without a namespace goes to the context's, where it is stored already.
+    let (code, p) = kubectl(&["plan", "-f", "-"], &obj.replace("  namespace: web\n", ""));
+    assert_eq!(code, 0, "{}{}", p.stdout, p.stderr);
+    assert!(
+        p.stdout.starts_with("NamespaceOffloading web/offloading (standard input, document 1): update\n"),
+        "{}",
+        p.stdout
+    );
+    // -A through the plugin.
+    let (code, p) = kubectl(&["diagnose", "-A"], "");
+    assert!(p.stdout.starts_with("NAMESPACE  PHASE "), "exit {code}\n{}{}", p.stdout, p.stderr);
+    // A usage error is not "could not look" (2), and speaks of the plugin's name.
+    let (code, p) = kubectl(&["diagnose", "--bogus"], "");
+    assert_eq!(code, 64, "{}", p.stderr);
+    assert!(p.stderr.contains("Usage: kubectl offloading diagnose"), "{}", p.stderr);
+    let (code, p) = kubectl(&["diagnose", "--kubeconfig", "/nonexistent"], "");
+    assert_eq!(code, 2, "{}", p.stderr);
+    assert!(
+        p.stderr
+            .starts_with("error: diagnose could not look: could not connect to the cluster: /nonexistent: "),
+        "{}",
+        p.stderr
+    );
+
+    // Completions, for either name.
+    let (code, p) = run(&["completion", "bash"], "");
+    assert_eq!(code, 0);
+    assert!(p.stdout.contains("complete -F _offloading__webhook -o nosort -o bashdefault -o default offloading-webhook"), "{}", &p.stdout[..p.stdout.len().min(400)]);
+    let (code, p) = run(&["completion", "zsh", "--bin-name", "kubectl-offloading"], "");
+    assert_eq!(code, 0);
+    assert!(p.stdout.starts_with("#compdef kubectl-offloading"), "{}", &p.stdout[..p.stdout.len().min(400)]);
+    let (code, p) = run(&["completion", "fish"], "");
+    assert!(code == 0 && p.stdout.contains("complete -c offloading-webhook"), "{}", p.stdout);
+}

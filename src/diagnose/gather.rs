@@ -3,7 +3,6 @@
 //! (`crate::liqo::Names`): where its objects live and how its controllers find them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -50,11 +49,21 @@ fn read<T>(what: &str, r: Result<T, kube::Error>) -> Result<T, DiagnoseError> {
     r.map_err(|source| DiagnoseError::Read { what: what.to_owned(), source })
 }
 
-/// Connects with a kubeconfig path, or the usual inference; no client-side rate limit for a
-/// one-off look.
-pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, DiagnoseError> {
-    let config = kube_client::config(kubeconfig).await?;
+/// Connects as kubectl would (`$KUBECONFIG` merged, `--kubeconfig`, `--context`); no client-side
+/// rate limit for a one-off look. The client's default namespace is the context's.
+pub async fn connect(source: &kube_client::Source) -> Result<Client, DiagnoseError> {
+    let config = kube_client::config_as_kubectl(source).await?;
     Ok(kube_client::client(config, kube_client::UNLIMITED)?)
+}
+
+/// What `diagnose` and `plan` start from: a client connected as kubectl connects, the remote
+/// clusters' kubeconfigs, and the Liqo generation (found, unless the flag names it).
+pub async fn look(args: &crate::cli::LookArgs) -> Result<(Client, RemoteClients, Generation), DiagnoseError> {
+    let source = kube_client::Source { kubeconfig: args.kubeconfig.clone(), context: args.context.clone() };
+    let client = connect(&source).await?;
+    let remotes = RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
+    let generation = crate::liqo_api::resolve(&client, args.liqo_api).await?;
+    Ok((client, remotes, generation))
 }
 
 /// How one Liqo generation is read.

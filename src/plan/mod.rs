@@ -182,9 +182,7 @@ pub async fn run(args: &crate::cli::PlanArgs) -> std::process::ExitCode {
     };
     let look = &args.look;
     let looked = async {
-        let client = crate::diagnose::connect(look.kubeconfig.as_deref()).await?;
-        let remotes = RemoteClients::new(look.remote_kubeconfigs.iter().cloned().collect());
-        let generation = crate::liqo_api::resolve(&client, look.liqo_api).await?;
+        let (client, remotes, generation) = gather::look(look).await?;
         let placement = Placement {
             namespace: args.namespace.clone(),
             default_namespace: client.default_namespace().to_owned(),
