@@ -529,7 +529,13 @@ fn kubectl_offloading_as_kubectl_loads_its_kubeconfig() {
     // Completions, for either name.
     let (code, p) = run(&["completion", "bash"], "");
     assert_eq!(code, 0);
-    assert!(p.stdout.contains("complete -F _offloading__webhook -o nosort -o bashdefault -o default offloading-webhook"), "{}", &p.stdout[..p.stdout.len().min(400)]);
+    assert!(
+        p.stdout.contains(
+            "complete -F _offloading__webhook -o nosort -o bashdefault -o default offloading-webhook"
+        ),
+        "{}",
+        &p.stdout[..p.stdout.len().min(400)]
+    );
     let (code, p) = run(&["completion", "zsh", "--bin-name", "kubectl-offloading"], "");
     assert_eq!(code, 0);
     assert!(p.stdout.starts_with("#compdef kubectl-offloading"), "{}", &p.stdout[..p.stdout.len().min(400)]);
