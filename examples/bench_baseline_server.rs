@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::routing::post;
 use offloading_webhook::metrics::Metrics;
 use offloading_webhook::server::lanes::Lanes;
+use offloading_webhook::server::liveness::Liveness;
 use offloading_webhook::server::{Drain, serve_tls, tls};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         Drain { delay: Duration::ZERO, timeout: Duration::from_secs(1) },
         // As `serve` by default (--webhook-threads 1).
         Lanes::start(1),
+        Liveness::default(),
     )
     .await;
     Ok(())

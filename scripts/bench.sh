@@ -8,7 +8,11 @@
 # Then the handler micro-benchmark (criterion), with its own in-run baseline.
 # Usage: scripts/bench.sh [REQUESTS [ROUNDS]]   (default 40000 per run, 3 rounds)
 # On a machine with cores to spare, BENCH_SERVER_CPUS and BENCH_CLIENT_CPUS (taskset lists, e.g.
-# "0-1" and "2-3") keep h2load off the servers' cores, so that it does not add to their latency.
+# "0-1" and "2-3") keep h2load off the servers' cores, so that it does not add to their latency;
+# "0" and "1" on two cores measure what one core answers. BENCH_RT=1 runs the servers and h2load
+# as real-time tasks (chrt -f), so that other work on a shared machine does not take their cores
+# during the runs (the kernel still leaves it 5 % of each second). BENCH_COMPARE=PATH adds another
+# build of offloading-webhook (e.g. the previous commit's) to the same rounds, as "previous".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=${1:-40000}
@@ -25,14 +29,25 @@ target/release/offloading-webhook certs --out "$work" --ip 127.0.0.1 >/dev/null
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wh=$(port); base=$(port)
 server=(); client=()
-[ -n "${BENCH_SERVER_CPUS:-}" ] && server=(taskset -c "$BENCH_SERVER_CPUS")
-[ -n "${BENCH_CLIENT_CPUS:-}" ] && client=(taskset -c "$BENCH_CLIENT_CPUS")
-"${server[@]}" target/release/offloading-webhook serve --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
-  --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --webhook-addr "127.0.0.1:$wh" \
-  --probe-addr "127.0.0.1:$(port)" --metrics-addr "127.0.0.1:$(port)" 2>"$work/webhook.log" &
+[ "${BENCH_RT:-0}" = 1 ] && server=(chrt -f 50) && client=(chrt -f 50)
+[ -n "${BENCH_SERVER_CPUS:-}" ] && server+=(taskset -c "$BENCH_SERVER_CPUS")
+[ -n "${BENCH_CLIENT_CPUS:-}" ] && client+=(taskset -c "$BENCH_CLIENT_CPUS")
+serve() { # binary port log
+  "${server[@]}" "$1" serve --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
+    --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --webhook-addr "127.0.0.1:$2" \
+    --probe-addr "127.0.0.1:$(port)" --metrics-addr "127.0.0.1:$(port)" 2>"$3" &
+}
+serve target/release/offloading-webhook "$wh" "$work/webhook.log"
 pids+=($!); whpid=$!
 "${server[@]}" target/release/examples/bench_baseline_server "127.0.0.1:$base" "$work/tls.crt" "$work/tls.key" &
 pids+=($!); basepid=$!
+servers=(baseline webhook)
+declare -A server_port=([baseline]=$base [webhook]=$wh) server_pid=([baseline]=$basepid [webhook]=$whpid)
+if [ -n "${BENCH_COMPARE:-}" ]; then
+  prev=$(port)
+  serve "$BENCH_COMPARE" "$prev" "$work/previous.log"
+  pids+=($!); servers+=(previous); server_port[previous]=$prev; server_pid[previous]=$!
+fi
 sleep 1
 body=tests/fixtures/create-valid.json
 tck=$(getconf CLK_TCK)
@@ -64,12 +79,12 @@ run() { # label port pid proto -> appends "label proto rps p50_us p99_us cpu_us_
 echo "runs (server protocol req/s p50_µs p99_µs server_CPU_µs/review):"
 for round in $(seq "$rounds"); do
   for proto in h2x1 h2x4 h1; do
-    # Alternate which server goes first, so a drift in machine speed hits both alike.
-    if [ $((round % 2)) = 1 ]; then
-      run baseline "$base" "$basepid" "$proto"; run webhook "$wh" "$whpid" "$proto"
-    else
-      run webhook "$wh" "$whpid" "$proto"; run baseline "$base" "$basepid" "$proto"
-    fi
+    # Rotate which server goes first, so a drift in machine speed hits them alike.
+    k=${#servers[@]}
+    for i in $(seq 0 $((k - 1))); do
+      s=${servers[$(((i + round) % k))]}
+      run "$s" "${server_port[$s]}" "${server_pid[$s]}" "$proto"
+    done
   done
 done
 
@@ -78,7 +93,7 @@ echo "medians of $rounds rounds, $n reviews each:"
 printf '%-6s %-9s %9s %8s %8s %14s\n' proto server "req/s" "p50 µs" "p99 µs" "CPU µs/review"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
 for proto in h2x1 h2x4 h1; do
-  for server in baseline webhook; do
+  for server in "${servers[@]}"; do
     row=()
     for col in 3 4 5 6; do
       row+=("$(awk -v s="$server" -v p="$proto" -v c="$col" '$1 == s && $2 == p {print $c}' "$work/results" | median)")
@@ -88,6 +103,8 @@ for proto in h2x1 h2x4 h1; do
   done
   awk -v w="$webhook_rps" -v b="$baseline_rps" -v wc="$webhook_cpu" -v bc="$baseline_cpu" -v p="$proto" \
     'BEGIN {printf "%-6s webhook/baseline: throughput %.2f (target >= 0.9), CPU per review %.2f\n", p, w / b, wc / bc}'
+  [ -z "${BENCH_COMPARE:-}" ] || awk -v w="$previous_rps" -v b="$baseline_rps" -v wc="$previous_cpu" -v bc="$baseline_cpu" -v p="$proto" \
+    'BEGIN {printf "%-6s previous/baseline: throughput %.2f, CPU per review %.2f\n", p, w / b, wc / bc}'
 done
 echo "webhook peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$whpid/status") (target < 30 MiB)"
 

@@ -6,14 +6,24 @@
 # offloading-webhook in namespace offloading-webhook, default values: the replicas keep their own
 # certificate (in the Secret rendered empty) and fill in the webhook configurations (rendered as
 # empty shells) once ready. manifests/webhooks.yaml (`offloading-webhook webhook-config`) shows the
-# entries they register (tests/e2e_helm.rs checks it against what a replica wrote).
+# entries they register (tests/e2e_install.rs checks it against what a replica wrote).
+#
+# It also writes the chart's copy of the ValidatingAdmissionPolicy, files/policy/<liqo api>.yaml:
+# `offloading-webhook policy --liqo-api v0.3` and `--liqo-api v1`, byte for byte, which the chart
+# renders in validation.mode policy and both (tests/e2e_policy_mode.rs checks both copies).
 #
 # Usage: scripts/manifests.sh [--check]      (helm comes from tests/go/tools/build.sh, cached)
+# Env:   OFFLOADING_WEBHOOK  the binary that prints the policy (default: `cargo build`'s)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 chart=manifests/chart/offloading-webhook
 out=manifests/deploy.yaml
 helm=${HELM:-$(tests/go/tools/build.sh helm)/helm}
+webhook=${OFFLOADING_WEBHOOK:-}
+if [ -z "$webhook" ]; then
+  cargo build --quiet --bin offloading-webhook
+  webhook=${CARGO_TARGET_DIR:-target}/debug/offloading-webhook
+fi
 
 render() {
   cat <<'HEADER'
@@ -40,15 +50,29 @@ without_helm_labels() {
   grep -Ev '^ +(helm\.sh/chart|app\.kubernetes\.io/managed-by): '
 }
 
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
-render | without_helm_labels > "$tmp"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Generated file -> its fresh content in $tmp.
+declare -A fresh
+for api in v0.3 v1; do
+  "$webhook" policy --liqo-api "$api" > "$tmp/policy-$api.yaml"
+  fresh[$chart/files/policy/$api.yaml]=$tmp/policy-$api.yaml
+done
+# After the policy files: the chart renders nothing of them with default values, but reads them.
+render | without_helm_labels > "$tmp/deploy.yaml"
+fresh[$out]=$tmp/deploy.yaml
 if [ "${1:-}" = --check ]; then
-  if ! diff -u "$out" "$tmp" >&2; then
-    echo "scripts/manifests.sh: $out is stale: run scripts/manifests.sh and commit it" >&2
-    exit 1
-  fi
-  exit 0
+  stale=0
+  for f in "${!fresh[@]}"; do
+    if ! diff -u "$f" "${fresh[$f]}" >&2; then
+      echo "scripts/manifests.sh: $f is stale: run scripts/manifests.sh and commit it" >&2
+      stale=1
+    fi
+  done
+  exit $stale
 fi
-mv "$tmp" "$out"
-echo "scripts/manifests.sh: wrote $out" >&2
+mkdir -p "$chart/files/policy"
+for f in "${!fresh[@]}"; do
+  cp "${fresh[$f]}" "$f"
+  echo "scripts/manifests.sh: wrote $f" >&2
+done

@@ -5,8 +5,13 @@
 # on both webhooks; after each, the process's peak RSS (VmHWM) and the answer's size, and the
 # annotation the mutating webhook would set. Each kind of review goes to a fresh process (validate,
 # then mutate), so each peak is that review's own. Baseline: the peak after a typical review,
-# measured first in the same run.
-# Usage: scripts/memory-bench.sh      (targets: peak RSS < 64 MiB, answer < 64 KiB, annotation < 1 KiB)
+# measured first in the same run. Then many clients at once (16, 48, 64), each posting the 3 MiB
+# review whose decoding takes the most memory, all at the same moment, each count to a fresh
+# process, over HTTP/1.1 (the API server's way to a `service:`) and over h2: the peak RSS, and
+# what the clients saw (answers, HTTP 429 where the budget of bytes in flight had no room, and any
+# other status: 408 when a body took longer than 10 s to arrive, as h2 uploads do on a busy machine).
+# Usage: scripts/memory-bench.sh [CONCURRENCY...]   (default 16 48 64; targets: peak RSS < 64 MiB
+#        at any concurrency, answer < 64 KiB, annotation < 1 KiB)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --quiet --release --bin offloading-webhook
@@ -16,8 +21,9 @@ target/release/offloading-webhook certs --out "$work" --ip 127.0.0.1 >/dev/null
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wh=$(port); probe=$(port)
 pid=
-start() { # a fresh process per review kind: its peak RSS is that review's
-  target/release/offloading-webhook serve --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
+concurrency=("${@:-16 48 64}"); read -ra concurrency <<< "${concurrency[*]}"
+start() { # [SERVE FLAGS...]: a fresh process per review kind: its peak RSS is that review's
+  target/release/offloading-webhook serve "$@" --no-cluster --cluster-id b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a \
     --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --webhook-addr "127.0.0.1:$wh" \
     --probe-addr "127.0.0.1:$probe" --metrics-addr "127.0.0.1:$(port)" --shutdown-delay-seconds 0 2>>"$work/webhook.log" &
   pid=$!
@@ -98,4 +104,27 @@ wait $(jobs -p | grep -v "^$pid$") 2>/dev/null || true
 printf 'then four 3 MiB updates at once: peak RSS %.1f MiB, RSS after %.1f MiB\n' "$(echo "$(hwm) / 1024" | bc -l)" \
   "$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$pid/status")"
 stop
+# Many clients at once, each with its own connection and the same 3 MiB review, released together.
+# Baseline, in the same run: the largest count again with a budget too large to matter (1Gi), as
+# before the budget existed.
+for proto in http1.1 http2; do
+  for run in "${concurrency[@]}" "${concurrency[-1]} unbudgeted"; do
+    read -r n budget <<< "$run"
+    label="$proto"; flags=()
+    [ -n "${budget:-}" ] && label="$proto, budget 1Gi" && flags=(--max-review-bytes-in-flight 1Gi)
+    start "${flags[@]}"
+    rm -f "$work"/code.*
+    for i in $(seq "$n"); do
+      curl -s --"$proto" --cacert "$work/ca.crt" -H 'content-type: application/json' \
+        --data-binary "@$work/3MiB-terms.json" -o /dev/null -w '%{http_code}\n' \
+        "https://127.0.0.1:$wh/validate/namespace-offloading" >"$work/code.$i" &
+    done
+    wait $(jobs -p | grep -v "^$pid$") 2>/dev/null || true
+    ok=$(cat "$work"/code.* | grep -c '^200$' || true); busy=$(cat "$work"/code.* | grep -c '^429$' || true)
+    other=$(cat "$work"/code.* | grep -v '^200$\|^429$' | sort | uniq -c | awk '{printf " %s x%d", $2, $1}')
+    printf '%3d clients at once, 3 MiB each (%s): peak RSS %.1f MiB; %d answered, %d refused with 429, other:%s\n' \
+      "$n" "$label" "$(echo "$(hwm) / 1024" | bc -l)" "$ok" "$busy" "${other:- none}"
+    stop
+  done
+done
 echo "log lines: longest $(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$work/webhook.log") bytes"

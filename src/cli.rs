@@ -6,13 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
-use tracing::debug;
 
 use crate::admission::Enforcement;
 use crate::offloading::names::rfc1123_label_problem;
-use crate::server::ServeError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,16 +42,101 @@ pub enum Command {
     Crds,
     /// Print the Validating and Mutating WebhookConfigurations for a webhook reached by URL.
     WebhookConfig(WebhookConfigArgs),
-    /// Walk the troubleshooting guide for a namespace and print one verdict (exit 0 healthy,
-    /// 1 a problem found, 2 could not look).
+    /// Walk the troubleshooting guide for a namespace (or, with -A, every one) and print one
+    /// verdict (exit 0 healthy, 1 a problem found, 2 could not look).
     Diagnose(DiagnoseArgs),
+    /// Print a ValidatingAdmissionPolicy and its bindings that check the webhook's static rules
+    /// inside the API server (Kubernetes 1.30 or later).
+    Policy(PolicyArgs),
+    /// Say what applying NamespaceOffloadings would do, writing nothing: the webhook's verdict,
+    /// the clusters selected and why not the others, the remote namespace in each (exit 0 would
+    /// succeed, 1 would be refused or fail later, 2 could not look).
+    Plan(PlanArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// The Liqo generation whose rules apply: v0.3 or v1.
+    #[arg(long, value_enum)]
+    pub liqo_api: LiqoApi,
+    /// Name of the policy and of its bindings (NAME and NAME-cluster-id).
+    #[arg(long, default_value = "offloading-webhook")]
+    pub name: String,
+    /// The bindings' validationActions: Deny, or Warn,Audit to roll the policy out on a live
+    /// cluster without refusing anything.
+    #[arg(long, value_delimiter = ',', default_value = "Deny")]
+    pub validation_actions: Vec<String>,
+    /// The namespace of Liqo's cluster-id ConfigMap (the parameter of the NAME-cluster-id binding).
+    #[arg(long, default_value = "liqo")]
+    pub liqo_namespace: String,
+    /// The local cluster id, written into the policy instead of read from Liqo's ConfigMap (one
+    /// binding, no parameter).
+    #[arg(long, value_parser = parse_cluster_id)]
+    pub cluster_id: Option<String>,
+    /// Namespaces the policy leaves alone, besides kube-system (repeatable, or comma-separated), as
+    /// `serve --excluded-namespace`.
+    #[arg(long = "excluded-namespace", value_delimiter = ',')]
+    pub exclude_namespaces: Vec<String>,
+    /// What to print: all, policy (the ValidatingAdmissionPolicy alone) or bindings.
+    #[arg(long, value_enum, default_value_t = PolicyPart::All)]
+    pub part: PolicyPart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyPart {
+    All,
+    Policy,
+    Bindings,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The objects, as kubectl apply -f takes them: a YAML or JSON file (documents, Lists), a
+    /// directory of .yaml, .yml and .json files, or - for standard input (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub filenames: Vec<PathBuf>,
+    /// The namespace of objects that name none (default: the kubeconfig context's, else default).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub look: LookArgs,
+}
+
+/// How `diagnose` and `plan` look at the cluster. Their environment variables carry the
+/// program's prefix, so that a shell's own CLUSTER_ID or LIQO_API does not change what they say.
+#[derive(Args, Debug)]
+pub struct LookArgs {
+    /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The local cluster id (default: Liqo's liqo-clusterid-configmap; on v1.x found by its label
+    /// app.kubernetes.io/name=clusterid-configmap).
+    #[arg(long, env = "OFFLOADING_WEBHOOK_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// The namespace Liqo runs in.
+    #[arg(long, env = "OFFLOADING_WEBHOOK_LIQO_NAMESPACE", default_value = "liqo")]
+    pub liqo_namespace: String,
+    /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable), to look at its namespaces
+    /// (Secrets labelled liqo.io/remote-cluster-id in the tenant namespace work too).
+    #[arg(long = "remote-kubeconfig", value_parser = parse_remote)]
+    pub remote_kubeconfigs: Vec<(String, PathBuf)>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Which Liqo API to read: `auto` finds out, as `serve` does.
+    #[arg(long, env = "OFFLOADING_WEBHOOK_LIQO_API", value_enum, default_value_t = LiqoApi::Auto)]
+    pub liqo_api: LiqoApi,
 }
 
 #[derive(Args, Debug)]
 pub struct DiagnoseArgs {
     /// The offloaded namespace to look at.
-    #[arg(short = 'n', long)]
-    pub namespace: String,
+    #[arg(short = 'n', long, required_unless_present = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Every namespace that holds a NamespaceOffloading: one line each, then the problems grouped
+    /// (each kind is read once for the whole cluster).
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
     /// Kubeconfig of the local cluster (default: $KUBECONFIG, ~/.kube/config or in-cluster).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -138,15 +219,25 @@ pub struct ServeConfig {
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
     /// Kubeconfig of a remote cluster, as CLUSTER_ID=PATH (repeatable): `serve` then creates the
-    /// remote namespaces of that cluster's NamespaceMap itself (Secrets labelled
-    /// liqo.io/remote-cluster-id with a `kubeconfig` key in the tenant namespace work too).
+    /// remote namespaces of that cluster's NamespaceMap itself.
     #[arg(long = "remote-kubeconfig", env = "REMOTE_KUBECONFIGS", value_delimiter = ',', value_parser = parse_remote)]
     pub remote_kubeconfigs: Vec<(String, PathBuf)>,
+    /// Also take remote clusters' kubeconfigs from Secrets labelled liqo.io/remote-cluster-id (key
+    /// `kubeconfig`) in their tenant namespace. Off, no Secret is read; on, those Secrets are
+    /// watched cluster-wide, which needs list and watch on Secrets (the chart's
+    /// `remote.kubeconfigSecrets`).
+    #[arg(long, env = "REMOTE_KUBECONFIG_SECRETS", default_value_t = false)]
+    pub remote_kubeconfig_secrets: bool,
     /// Threads that serve the webhook's connections, each connection on one of them from its
     /// handshake to its close (0: one per core the process may use). One serves thousands of
     /// reviews a second; more only help a cluster that writes NamespaceOffloadings faster.
     #[arg(long, env = "WEBHOOK_THREADS", default_value_t = 1, value_parser = parse_webhook_threads)]
     pub webhook_threads: usize,
+    /// Request bytes that reviews waiting for or under judgment may hold at once (bytes, or with
+    /// Ki/Mi/Gi); a review that finds no room within 2 s is answered HTTP 429 and the API server
+    /// applies the webhook's failure policy to it. The default keeps a replica under 64 MiB.
+    #[arg(long, env = "MAX_REVIEW_BYTES_IN_FLIGHT", default_value = "16Mi", value_parser = parse_review_bytes)]
+    pub max_review_bytes_in_flight: usize,
     /// Seconds to let in-flight reviews finish after SIGTERM.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,
@@ -390,6 +481,36 @@ pub enum LiqoApi {
     V1,
 }
 
+/// At least one review of the largest size must fit, or such a review could never be read.
+fn parse_review_bytes(s: &str) -> Result<usize, String> {
+    let min = crate::admission::MAX_BODY_BYTES;
+    let t = s.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: usize = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a size: write bytes (16777216) or a number with Ki, Mi or Gi (16Mi)"
+            ));
+        }
+    };
+    let n = digits.parse::<usize>().ok().and_then(|n| n.checked_mul(scale)).ok_or_else(|| {
+        format!("{s:?} is not a size: write bytes (16777216) or a number with Ki, Mi or Gi (16Mi)")
+    })?;
+    if n < min {
+        return Err(format!(
+            "{s:?} is less than one review of the largest size ({min} bytes, 3Mi), which could then never be read: use at least 3Mi"
+        ));
+    }
+    Ok(n)
+}
+
 /// Each webhook thread holds a runtime and its own epoll: a typo must not start thousands.
 fn parse_webhook_threads(s: &str) -> Result<usize, String> {
     const MAX: usize = 256;
@@ -421,25 +542,14 @@ impl ServeConfig {
     pub fn api_rate_limit(&self) -> crate::rate_limit::ApiRateLimit {
         crate::rate_limit::ApiRateLimit { qps: self.kube_api_qps, burst: self.kube_api_burst }
     }
-
-    /// The Lease settings: renew deadline and retry period in client-go's proportions.
-    pub fn lease(&self) -> crate::reconcile::lease::LeaseConfig {
-        let duration = Duration::from_secs(self.lease_seconds.max(3));
-        let identity = self.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("{}-{}", host.trim(), std::process::id())
-        });
-        crate::reconcile::lease::LeaseConfig::new(
-            "offloading-webhook-reconciler".into(),
-            self.lease_namespace.clone(),
-            identity,
-            duration,
-        )
-    }
 }
 
-fn parse_remote(s: &str) -> Result<(String, PathBuf), String> {
-    crate::reconcile::remote::parse_remote_kubeconfig(s).map_err(|e| e.to_string())
+/// Parses `--remote-kubeconfig CLUSTER_ID=PATH`.
+pub fn parse_remote(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok((id.to_owned(), PathBuf::from(path))),
+        _ => Err(format!("--remote-kubeconfig must be CLUSTER_ID=PATH, got {s:?}")),
+    }
 }
 
 fn parse_cluster_id(s: &str) -> Result<String, String> {
@@ -487,46 +597,16 @@ pub struct WebhookConfigArgs {
     pub hooks: HookFlags,
 }
 
-/// The clients of the local cluster, or `None` when none is configured.
-pub struct KubeClients {
-    /// Every request it sends takes a token of `--kube-api-qps`/`--kube-api-burst`.
-    pub limited: Client,
-    /// For the Lease alone: a renewal must never queue behind the loop's own requests, or the
-    /// leader would miss its renew deadline under load.
-    pub lease: Client,
-}
-
-/// The clients of the local cluster, or `None` when none is configured.
-pub async fn kube_client(cfg: &ServeConfig) -> Result<Option<KubeClients>, ServeError> {
-    if cfg.no_cluster {
-        return Ok(None);
-    }
-    let config = match &cfg.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| ServeError::Kubeconfig(format!("{}: {e}", path.display())))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| ServeError::Kubeconfig(format!("{}: {e}", path.display())))?
-        }
-        None => match Config::infer().await {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "no cluster configuration found");
-                return Ok(None);
-            }
-        },
-    };
-    let unlimited = crate::rate_limit::ApiRateLimit { qps: 0.0, burst: 1 };
-    Ok(Some(KubeClients {
-        limited: crate::rate_limit::client(config.clone(), cfg.api_rate_limit())?,
-        lease: crate::rate_limit::client(config, unlimited)?,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_remote_kubeconfig_flags() {
+        assert_eq!(parse_remote("c1=/k/c1").unwrap(), ("c1".into(), PathBuf::from("/k/c1")));
+        assert!(parse_remote("c1").unwrap_err().contains("CLUSTER_ID=PATH"));
+        assert!(parse_remote("=x").is_err());
+    }
 
     #[test]
     fn webhook_threads_are_bounded_and_say_how() {
@@ -618,5 +698,32 @@ mod tests {
         assert!(e.contains("is not NAMESPACE/NAME[:PORT]"), "{e}");
         let e = serve(&["--namespace-selector-expressions=team"]).unwrap_err();
         assert!(e.contains("not a JSON list of matchExpressions"), "{e}");
+    }
+
+    #[test]
+    fn the_review_byte_budget_reads_sizes_and_holds_at_least_one_largest_review() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["offloading-webhook", "serve", "--max-review-bytes-in-flight", v]).map(|c| {
+                match c.command {
+                    Command::Serve(cfg) => cfg.max_review_bytes_in_flight,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        assert_eq!(parse("16Mi").unwrap(), 16 << 20);
+        assert_eq!(parse("4194304").unwrap(), 4 << 20);
+        assert_eq!(parse("1Gi").unwrap(), 1 << 30);
+        let e = parse("1Mi").unwrap_err().to_string();
+        assert!(e.contains("less than one review of the largest size (3145728 bytes, 3Mi)"), "{e}");
+        let e = parse("16MB").unwrap_err().to_string();
+        assert!(
+            e.contains("\"16MB\" is not a size: write bytes (16777216) or a number with Ki, Mi or Gi"),
+            "{e}"
+        );
+        let e = parse("99999999999999999999Gi").unwrap_err().to_string();
+        assert!(e.contains("is not a size"), "{e}");
+        let default = Cli::try_parse_from(["offloading-webhook", "serve"]).unwrap();
+        let Command::Serve(cfg) = default.command else { unreachable!() };
+        assert_eq!(cfg.max_review_bytes_in_flight, crate::admission::budget::DEFAULT_BUDGET_BYTES);
     }
 }

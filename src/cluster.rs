@@ -13,34 +13,20 @@ use std::sync::{Arc, RwLock};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{error, info, warn};
 
-use crate::crd::{NODE_TYPE_LABEL, REMOTE_CLUSTER_ID_LABEL, VIRTUAL_NODE};
 use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, watch_event};
+use crate::liqo::v1::{self, virtual_node_resource};
+use crate::liqo::{
+    CLUSTER_ID_CONFIGMAP, CLUSTER_ID_CONFIGMAP_SELECTOR, CLUSTER_ID_KEY, NODE_TYPE_LABEL,
+    REMOTE_CLUSTER_ID_LABEL, STORAGE_AVAILABLE_LABEL, VIRTUAL_NODE,
+};
 use crate::offloading::names::rfc1123_label_problem;
 use crate::offloading::{Generation, VirtualNode, VirtualNodes};
-
-/// The ConfigMap in the Liqo namespace that holds the local cluster id.
-pub const CLUSTER_ID_CONFIGMAP: &str = "liqo-clusterid-configmap";
-/// Its key.
-pub const CLUSTER_ID_KEY: &str = "CLUSTER_ID";
-/// The label Liqo v1.x finds that ConfigMap by (`consts.ClusterIDConfigMapSelector`).
-pub const CLUSTER_ID_CONFIGMAP_SELECTOR: &str = "app.kubernetes.io/name=clusterid-configmap";
-/// The label Liqo v1.x adds to a VirtualNode's labels when it has no Node.
-pub const STORAGE_AVAILABLE_LABEL: &str = "storage.liqo.io/available";
-
-/// Liqo v1.x's VirtualNode (`offloading.liqo.io/v1beta1`), read as a dynamic object: only
-/// `spec.clusterID`, `spec.labels` and `spec.storageClasses` matter here.
-pub fn virtual_node_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("offloading.liqo.io", "v1beta1", "VirtualNode"),
-        "virtualnodes",
-    )
-}
 
 /// What a Liqo v1.x VirtualNode says about its remote cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,12 +232,7 @@ impl ClusterView {
         view.nodes = Some(store.clone());
         let nodes: Api<Node> = Api::all(client.clone());
         // Liqo v1.x finds a VirtualNode's Node by its cluster id label alone.
-        let cfg = match generation {
-            Generation::V0_3 => {
-                watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={VIRTUAL_NODE}"))
-            }
-            Generation::V1 => watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL),
-        };
+        let cfg = watcher::Config::default().labels(generation.names().virtual_node_selector);
         let vn_writer = (generation == Generation::V1)
             .then(|| reflector::store::Writer::<DynamicObject>::new(virtual_node_resource()));
         view.liqo_virtual_nodes = vn_writer.as_ref().map(|w| w.as_reader());
@@ -260,6 +241,7 @@ impl ClusterView {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &virtual_node_resource());
             let faults = view.faults.clone();
             let v = view.clone();
+            let resource = v1::VIRTUAL_NODES.qualified();
             tasks.push(Box::pin(async move {
                 watcher(api, watcher::Config::default())
                     .default_backoff()
@@ -267,7 +249,7 @@ impl ClusterView {
                     .for_each(|ev| {
                         let access = Access {
                             verb: "list and watch",
-                            resource: "virtualnodes.offloading.liqo.io",
+                            resource: &resource,
                             namespace: None,
                             role: CLUSTER_ROLE,
                         };

@@ -1,4 +1,4 @@
-//! The Liqo v0.3 custom resources this project judges and maintains (SPEC §1).
+//! The Liqo v0.3 custom resources this project judges and maintains (docs/behaviour.md, "The objects").
 //!
 //! The strategy enums accept any string on the wire (an `Unsupported` variant that the CRD schema
 //! does not list): the webhook must be able to read an object with a bad value in order to say what
@@ -13,19 +13,6 @@ use kube::CustomResource;
 use kube::core::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-/// The only name a NamespaceOffloading may have (one per namespace).
-pub const OFFLOADING_NAME: &str = "offloading";
-/// Annotation Liqo v0.3 sets on a NamespaceOffloading: `"true"` or the selector's error.
-pub const SCHEDULING_ENABLED: &str = "liqo.io/scheduling-enabled";
-/// Label on a virtual node, and on a NamespaceMap, naming the remote cluster.
-pub const REMOTE_CLUSTER_ID_LABEL: &str = "liqo.io/remote-cluster-id";
-/// Label that marks a Node as a Liqo virtual node.
-pub const NODE_TYPE_LABEL: &str = "liqo.io/type";
-/// Value of [`NODE_TYPE_LABEL`] on virtual nodes.
-pub const VIRTUAL_NODE: &str = "virtual-node";
-/// The operator's escape hatch: objects labelled with it are not sent to the webhooks.
-pub const WEBHOOK_SKIP_LABEL: &str = "liqo.io/webhook-skip";
 
 /// How the remote namespace is named.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -442,6 +429,16 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_types_are_served_where_liqo_v0_3_serves_them() {
+        use kube::api::ApiResource;
+        assert_eq!(
+            ApiResource::erase::<NamespaceOffloading>(&()),
+            crate::liqo::v0_3::OFFLOADINGS.api_resource()
+        );
+        assert_eq!(ApiResource::erase::<NamespaceMap>(&()), crate::liqo::v0_3::MAPS.api_resource());
+    }
 
     #[test]
     fn lenient_enums_read_supported_values_keep_others_and_explain_a_non_string() {

@@ -6,13 +6,19 @@
 //! - [`server`]: TLS with certificate reload, listeners and the threads connections run on, probes, metrics, graceful shutdown.
 //! - [`reconcile`]: the reconcile loops (NamespaceMaps, status), one active replica via a Lease.
 //! - [`cluster`]: what the webhook knows of the cluster: cluster id and virtual nodes (caches).
+//! - [`liqo`]: Liqo's names (labels, annotations, resources, finalizers), per generation.
 //! - [`liqo_api`]: which Liqo generation the cluster runs, and whether the reconcile loop may run.
-//! - [`diagnose`]: the troubleshooting guide as one command.
+//! - [`raw_object`]: objects read as JSON text and decoded one at a time.
+//! - [`remote_clients`]: clients of the remote clusters, from kubeconfig files or Liqo's Secrets.
+//! - [`diagnose`]: the troubleshooting guide as one command (gather, facts, checks, render).
+//! - [`plan`]: what applying NamespaceOffloadings would do, before applying them.
 //! - [`certs`]: a dev CA, and the CA and serving pair the replicas keep themselves in a Secret.
 //! - [`webhook_config`]: the registrations as built; [`registration`]: the replicas filling them in
 //!   once ready.
 //! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
 //! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
+//! - [`kube_client`]: the one way a client of an API server is built (kubeconfig or in-cluster).
+//! - [`policy`]: the static rules as a ValidatingAdmissionPolicy, generated from the rule table.
 //! - [`cli`]: the command line, and a `ServeConfig` tests can build directly.
 
 pub mod admission;
@@ -22,12 +28,18 @@ pub mod cluster;
 pub mod crd;
 pub mod diagnose;
 pub mod health;
+pub mod kube_client;
+pub mod liqo;
 pub mod liqo_api;
 pub mod metrics;
 pub mod offloading;
+pub mod plan;
+pub mod policy;
 pub mod rate_limit;
+pub mod raw_object;
 pub mod reconcile;
 pub mod registration;
+pub mod remote_clients;
 pub mod server;
 pub mod webhook_config;
 
@@ -59,6 +71,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Crds => print!("{}", crd::crds_yaml()?),
         Command::WebhookConfig(args) => print!("{}", webhook_config_yaml(&args)?),
         Command::Diagnose(args) => return Ok(run_diagnose(args).await),
+        Command::Policy(args) => print!("{}", policy_yaml(&args)?),
+        Command::Plan(args) => return Ok(plan::run(&args).await),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -66,29 +80,32 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// `diagnose`: 0 healthy, 1 a problem found, 2 could not look.
 async fn run_diagnose(args: cli::DiagnoseArgs) -> ExitCode {
     let looked = async {
-        let client = diagnose::connect(args.kubeconfig.as_ref()).await?;
-        let remotes =
-            reconcile::remote::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
+        let client = diagnose::connect(args.kubeconfig.as_deref()).await?;
+        let remotes = remote_clients::RemoteClients::new(args.remote_kubeconfigs.iter().cloned().collect());
         let generation = liqo_api::resolve(&client, args.liqo_api).await?;
-        diagnose::diagnose(
-            &client,
-            generation,
-            &args.namespace,
-            args.cluster_id.clone(),
-            &args.liqo_namespace,
-            &remotes,
-        )
-        .await
-    };
-    match looked.await {
-        Ok(report) => {
-            match args.output {
-                cli::OutputFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())
-                }
-                cli::OutputFormat::Text => print!("{}", diagnose::render(&report)),
+        let (id, liqo_ns) = (args.cluster_id.clone(), args.liqo_namespace.as_str());
+        match &args.namespace {
+            Some(ns) if !args.all_namespaces => {
+                diagnose::diagnose(&client, generation, ns, id, liqo_ns, &remotes).await.map(Looked::One)
             }
-            if report.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            _ => diagnose::diagnose_all(&client, generation, id, liqo_ns, &remotes).await.map(Looked::All),
+        }
+    };
+    enum Looked {
+        One(diagnose::Report),
+        All(diagnose::FleetReport),
+    }
+    use diagnose::render;
+    match looked.await {
+        Ok(looked) => {
+            let (printed, healthy) = match (&looked, args.output) {
+                (Looked::One(r), cli::OutputFormat::Json) => (render::json(r) + "\n", r.healthy),
+                (Looked::One(r), cli::OutputFormat::Text) => (render::text(r), r.healthy),
+                (Looked::All(r), cli::OutputFormat::Json) => (render::fleet_json(r) + "\n", r.healthy),
+                (Looked::All(r), cli::OutputFormat::Text) => (render::fleet_text(r), r.healthy),
+            };
+            print!("{printed}");
+            if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => {
             eprintln!("error: diagnose could not look: {e}");
@@ -122,6 +139,36 @@ pub fn webhook_config_yaml(args: &cli::WebhookConfigArgs) -> anyhow::Result<Stri
         annotations,
     );
     Ok(webhook_config::to_yaml(&v, &m)?)
+}
+
+/// The output of `policy`.
+pub fn policy_yaml(args: &cli::PolicyArgs) -> anyhow::Result<String> {
+    let (generation, api) = match args.liqo_api {
+        cli::LiqoApi::V0_3 => (offloading::Generation::V0_3, "v0.3"),
+        cli::LiqoApi::V1 => (offloading::Generation::V1, "v1"),
+        cli::LiqoApi::Auto => anyhow::bail!(
+            "policy cannot find out which Liqo the cluster runs: give --liqo-api v0.3 or --liqo-api v1"
+        ),
+    };
+    let opts = policy::Options {
+        generation,
+        name: args.name.clone(),
+        validation_actions: args.validation_actions.clone(),
+        liqo_namespace: args.liqo_namespace.clone(),
+        cluster_id: args.cluster_id.clone(),
+        exclude_namespaces: args.exclude_namespaces.clone(),
+    };
+    let part = match args.part {
+        cli::PolicyPart::All => policy::Part::All,
+        cli::PolicyPart::Policy => policy::Part::Policy,
+        cli::PolicyPart::Bindings => policy::Part::Bindings,
+    };
+    let p = policy::build(&opts)?;
+    let mut command = format!("offloading-webhook policy --liqo-api {api}");
+    if opts.cluster_id.is_some() {
+        command.push_str(" --cluster-id ...");
+    }
+    Ok(policy::to_yaml(&p, part, &command)?)
 }
 
 /// Cancels `stop` on SIGTERM or Ctrl-C.

@@ -1,4 +1,4 @@
-//! Which Liqo generation the cluster runs (SPEC §7), and what that allows `serve` to do.
+//! Which Liqo generation the cluster runs (docs/behaviour.md, "Liqo v1.x"), and what that allows `serve` to do.
 //!
 //! Liqo v1.x serves NamespaceMaps in `offloading.liqo.io/v1beta1` and owns them, and the status of
 //! NamespaceOffloadings, through its own controller-manager; v0.3 (the troubleshooting guide's API)
@@ -10,11 +10,7 @@ use kube::Client;
 use tracing::{info, warn};
 
 use crate::cli::LiqoApi;
-use crate::offloading::Generation;
-
-/// Where each generation serves its NamespaceMaps.
-pub const V1_NAMESPACEMAPS: &str = "offloading.liqo.io/v1beta1";
-pub const V0_3_NAMESPACEMAPS: &str = "virtualkubelet.liqo.io/v1alpha1";
+use crate::liqo::{Generation, Resource, v0_3, v1};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiqoApiError {
@@ -22,7 +18,7 @@ pub enum LiqoApiError {
         "could not find out which Liqo API the cluster serves (API discovery of {group_version} \
          failed: {source}); retry, or give --liqo-api v1 or --liqo-api v0.3"
     )]
-    Discovery { group_version: &'static str, source: kube::Error },
+    Discovery { group_version: String, source: kube::Error },
     #[error(
         "--reconcile=true (or RECONCILE=true) on a Liqo v1.x cluster ({why}): Liqo's own \
          controller-manager writes NamespaceMaps and NamespaceOffloading status there, and two \
@@ -39,10 +35,11 @@ pub struct Found {
     pub why: String,
 }
 
-/// Whether the API server serves NamespaceMaps in `group_version`.
-async fn serves_namespacemaps(client: &Client, group_version: &'static str) -> Result<bool, LiqoApiError> {
-    match client.list_api_group_resources(group_version).await {
-        Ok(list) => Ok(list.resources.iter().any(|r| r.name == "namespacemaps")),
+/// Whether the API server serves a generation's NamespaceMaps (`maps`).
+async fn serves_namespacemaps(client: &Client, maps: &Resource) -> Result<bool, LiqoApiError> {
+    let group_version = maps.group_version();
+    match client.list_api_group_resources(&group_version).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == maps.plural)),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
         Err(source) => Err(LiqoApiError::Discovery { group_version, source }),
     }
@@ -83,8 +80,8 @@ pub fn decide(flag: LiqoApi, v1_served: Option<bool>, v0_3_served: Option<bool>)
 pub async fn resolve(client: &Client, flag: LiqoApi) -> Result<Generation, LiqoApiError> {
     let (v1, v0_3) = if flag == LiqoApi::Auto {
         (
-            Some(serves_namespacemaps(client, V1_NAMESPACEMAPS).await?),
-            Some(serves_namespacemaps(client, V0_3_NAMESPACEMAPS).await?),
+            Some(serves_namespacemaps(client, &v1::MAPS).await?),
+            Some(serves_namespacemaps(client, &v0_3::MAPS).await?),
         )
     } else {
         (None, None)

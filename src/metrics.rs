@@ -83,6 +83,11 @@ pub struct Metrics {
     pub reconcile_up: Gauge,
     /// 1 while that part is at fault (see [`crate::health::Faults`]).
     pub problems: Family<ProblemLabels, Gauge>,
+    /// Request bytes reserved by reviews waiting for or under judgment, and the budget for them.
+    pub review_bytes_in_flight: Gauge,
+    pub review_bytes_budget: Gauge,
+    /// Reviews refused with HTTP 429 because the budget had no room for them.
+    pub review_budget_refusals: Counter,
 }
 
 impl Default for Metrics {
@@ -168,6 +173,24 @@ impl Default for Metrics {
             "1 while that part keeps the process from some of its job (the reason is in the log), 0 once fixed",
             problems.clone(),
         );
+        let review_bytes_in_flight = Gauge::default();
+        let review_bytes_budget = Gauge::default();
+        let review_budget_refusals = Counter::default();
+        registry.register(
+            "review_bytes_in_flight",
+            "Request body bytes reserved by reviews waiting for or under judgment",
+            review_bytes_in_flight.clone(),
+        );
+        registry.register(
+            "review_bytes_budget",
+            "The budget of request body bytes in flight (--max-review-bytes-in-flight)",
+            review_bytes_budget.clone(),
+        );
+        registry.register(
+            "review_budget_refusals",
+            "Reviews refused with HTTP 429 because the budget of bytes in flight had no room for them",
+            review_budget_refusals.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -184,6 +207,9 @@ impl Default for Metrics {
             other_installs,
             reconcile_up,
             problems,
+            review_bytes_in_flight,
+            review_bytes_budget,
+            review_budget_refusals,
         }
     }
 }

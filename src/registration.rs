@@ -41,10 +41,9 @@ use tracing::{debug, info, warn};
 
 use crate::certs::{managed, pki};
 use crate::health::{Access, CLUSTER_ROLE, explain};
+use crate::kube_client::FIELD_MANAGER;
 use crate::webhook_config::{self, Settings, Target};
 
-/// The field manager of everything the replicas write.
-pub const FIELD_MANAGER: &str = "offloading-webhook";
 /// Where the chart grants what the registration reads in the webhook's namespace.
 pub const REGISTRATION_ROLE: &str = "the Role offloading-webhook-registration (in the webhook's namespace)";
 
@@ -258,7 +257,7 @@ impl Registration {
         // Read after the configurations: a CA newer than the one behind what they hold.
         let mine = self.ca.fetch().await?;
         let trusted: Vec<pki::CertInfo> = live.iter().flat_map(Live::trusted).collect();
-        let bundle = pki::bundle_pem(&pki::merge_bundle(&mine, &trusted, unix_now()));
+        let bundle = pki::bundle_pem(&pki::merge_bundle(&mine, &trusted, pki::unix_now()));
 
         let mut applied = Vec::new();
         for l in &live {
@@ -487,12 +486,6 @@ pub async fn trusts(client: &Client, name: &str, der: &[u8]) -> bool {
             .collect::<Vec<_>>()
     })
     .all(|t| t)
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

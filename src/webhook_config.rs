@@ -11,8 +11,10 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 
-use crate::admission::review::{GROUP, RESOURCE, VERSIONS};
-use crate::crd::{SCHEDULING_ENABLED, WEBHOOK_SKIP_LABEL};
+use crate::liqo::{
+    NAMESPACE_OFFLOADINGS as RESOURCE, OFFLOADING_GROUP as GROUP, OFFLOADING_VERSIONS as VERSIONS,
+    SCHEDULING_ENABLED, WEBHOOK_SKIP_LABEL,
+};
 
 /// The webhooks' names in the project's own domain: kubectl prints them in every refusal
 /// (`admission webhook "validate.offloading-webhook.io" denied the request: ...`) and the API

@@ -386,3 +386,191 @@ async fn a_review_followed_by_more_bytes_is_not_json() {
         "{v}"
     );
 }
+
+// The budget of request bytes in flight: every path gives back what it reserved.
+
+use axum::body::Bytes;
+use futures::SinkExt as _;
+use offloading_webhook::admission::{Budget, router_with};
+use std::time::Duration;
+
+/// A router whose budget is `limit` bytes, with the budget to watch.
+fn budgeted(limit: usize) -> (axum::Router, Budget, std::sync::Arc<Metrics>) {
+    let st = state(Enforcement::Deny);
+    let metrics = st.metrics.clone();
+    let budget = Budget::new(limit, metrics.review_bytes_in_flight.clone());
+    (router_with(st, budget.clone()), budget, metrics)
+}
+
+type Chunks = futures::channel::mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// A request whose body arrives as the test sends chunks, without a Content-Length.
+fn chunked(path: &str) -> (Request<Body>, Chunks) {
+    let (tx, rx) = futures::channel::mpsc::channel(4);
+    let req =
+        Request::post(path).header("content-type", "application/json").body(Body::from_stream(rx)).unwrap();
+    (req, tx)
+}
+
+async fn answer(app: axum::Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let resp = app.oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {bytes:?}")))
+}
+
+fn post(body: Vec<u8>) -> Request<Body> {
+    Request::post("/validate/namespace-offloading")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_review_that_finds_no_room_waits_then_gets_a_429_in_json_and_holds_nothing() {
+    let body = fixture("create-valid.json");
+    let (app, budget, metrics) = budgeted(MAX_BODY_BYTES);
+    // Someone else's large review holds all but a few bytes.
+    let mut held = budget.reservation();
+    held.grow(MAX_BODY_BYTES - 10, Duration::from_secs(1)).await.unwrap();
+    let started = std::time::Instant::now();
+    let (status, headers, v) = answer(app.clone(), post(body.clone())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    assert_eq!(headers.get("content-type").unwrap(), "application/json");
+    assert_eq!(v["code"], 429);
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with(&format!(
+            "this replica is at its budget of review bytes in flight (3145728 bytes of request bodies waiting for or under judgment; --max-review-bytes-in-flight): this review needed {} bytes more and found no room within 2.0 s, so it was not judged; the API server applies the webhook's failure policy to this one request",
+            body.len()
+        )),
+        "{msg}"
+    );
+    assert_eq!(budget.in_flight(), MAX_BODY_BYTES - 10);
+    let text = metrics.encode();
+    assert!(text.contains("offloading_webhook_review_budget_refusals_total 1"), "{text}");
+    assert!(
+        text.contains(&format!("offloading_webhook_review_bytes_in_flight {}", MAX_BODY_BYTES - 10)),
+        "{text}"
+    );
+    assert!(text.contains("offloading_webhook_review_bytes_budget 3145728"), "{text}");
+
+    // Room again: the same review is judged, and gives its bytes back.
+    drop(held);
+    let (status, _, v) = answer(app, post(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["response"]["allowed"], true);
+    assert_eq!(budget.in_flight(), 0);
+    assert!(metrics.encode().contains("offloading_webhook_review_bytes_in_flight 0"));
+}
+
+#[tokio::test]
+async fn a_review_waiting_for_room_is_judged_once_room_is_freed() {
+    let (app, budget, _) = budgeted(MAX_BODY_BYTES);
+    let mut held = budget.reservation();
+    held.grow(MAX_BODY_BYTES, Duration::from_secs(1)).await.unwrap();
+    let waiting = tokio::spawn(answer(app, post(fixture("create-valid.json"))));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished());
+    drop(held);
+    let (status, _, _) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(budget.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn too_large_bodies_give_back_what_they_reserved() {
+    // Declared too large: refused before anything is reserved or read.
+    let (app, budget, _) = budgeted(MAX_BODY_BYTES * 2);
+    let (status, _, _) = answer(app.clone(), post(vec![b' '; MAX_BODY_BYTES + 1])).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(budget.in_flight(), 0);
+    // Chunked past the limit: refused once it gets there, its reservation given back.
+    let (req, mut tx) = chunked("/validate/namespace-offloading");
+    let sending = tokio::spawn(async move {
+        for _ in 0..4 {
+            if tx.send(Ok(Bytes::from(vec![b' '; 1024 * 1024]))).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (status, _, v) = answer(app, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    sending.await.unwrap();
+    assert_eq!(budget.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_chunked_review_is_judged_and_a_client_gone_mid_body_gives_back_its_bytes() {
+    let (app, budget, _) = budgeted(MAX_BODY_BYTES);
+    let body = fixture("create-valid.json");
+    let (req, mut tx) = chunked("/validate/namespace-offloading");
+    let (head, tail) = body.split_at(body.len() / 2);
+    tx.send(Ok(Bytes::copy_from_slice(head))).await.unwrap();
+    tx.send(Ok(Bytes::copy_from_slice(tail))).await.unwrap();
+    drop(tx);
+    let (status, _, v) = answer(app.clone(), req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["response"]["allowed"], true);
+    assert_eq!(budget.in_flight(), 0);
+
+    // The connection fails mid-body: 400, nothing held.
+    let (req, mut tx) = chunked("/validate/namespace-offloading");
+    tx.send(Ok(Bytes::from(vec![b' '; 100_000]))).await.unwrap();
+    tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset"))).await.unwrap();
+    let (status, _, v) = answer(app.clone(), req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().starts_with("could not read the request body"), "{v}");
+    assert_eq!(budget.in_flight(), 0);
+
+    // The client goes away mid-body and the server drops the request (as hyper does when the
+    // connection closes): what it held goes back.
+    let (req, mut tx) = chunked("/validate/namespace-offloading");
+    let mut pending = Box::pin(app.oneshot(req));
+    tx.send(Ok(Bytes::from(vec![b' '; 100_000]))).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(50), &mut pending).await.is_err());
+    assert!(budget.in_flight() >= 100_000, "{}", budget.in_flight());
+    drop(pending);
+    assert_eq!(budget.in_flight(), 0);
+}
+
+/// (Waits out the 10 s body timeout.)
+#[tokio::test]
+async fn a_body_that_stalls_gets_408_and_holds_nothing() {
+    let (app, budget, _) = budgeted(MAX_BODY_BYTES);
+    let (req, mut tx) = chunked("/validate/namespace-offloading");
+    tx.send(Ok(Bytes::from_static(b"{"))).await.unwrap();
+    let (status, _, _) = answer(app, req).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(budget.in_flight(), 0);
+    drop(tx);
+}
+
+#[tokio::test]
+async fn large_reviews_judged_on_the_blocking_pool_give_back_their_bytes() {
+    let (app, budget, _) = budgeted(MAX_BODY_BYTES * 2);
+    let body = review_with_values(100_000, "CREATE");
+    let answers = futures::future::join_all((0..3).map(|_| answer(app.clone(), post(body.clone())))).await;
+    for (status, _, v) in answers {
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["response"]["allowed"], false);
+    }
+    assert_eq!(budget.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_small_review_is_not_held_up_behind_a_large_one_waiting_for_room() {
+    let (app, budget, _) = budgeted(MAX_BODY_BYTES);
+    let mut held = budget.reservation();
+    held.grow(MAX_BODY_BYTES - 64 * 1024, Duration::from_secs(1)).await.unwrap();
+    let large = tokio::spawn(answer(app.clone(), post(review_with_values(100_000, "CREATE"))));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, _, _) = answer(app, post(fixture("create-valid.json"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!large.is_finished());
+    drop(held);
+    assert_eq!(large.await.unwrap().0, StatusCode::OK);
+    assert_eq!(budget.in_flight(), 0);
+}

@@ -719,11 +719,16 @@ fn the_alerts_and_the_dashboard_follow_the_webhook_names() {
     assert!(!p.ok && p.stderr.contains("at '/webhooks/validatingName'"), "{}", p.stderr);
 }
 
-/// The webhook names the chart registers (validating, mutating), as rendered.
+/// The webhook names the chart's replicas register (validating, mutating): the chart renders its
+/// configurations empty and a ready replica fills them in from the Deployment's arguments.
 fn registered_names(extra: &[&str]) -> (String, String) {
-    let docs = documents(&template_ok(extra));
+    let registered = chart::registered_configurations(&template_ok(extra));
     let name = |kind: &str| {
-        find(&docs, kind, RELEASE).and_then(|d| d["webhooks"][0]["name"].as_str()).unwrap().to_owned()
+        let config = registered.iter().find(|d| d["kind"].as_str() == Some(kind));
+        config
+            .and_then(|d| d["webhooks"][0]["name"].as_str())
+            .unwrap_or_else(|| panic!("no {kind} entry"))
+            .to_owned()
     };
     (name("ValidatingWebhookConfiguration"), name("MutatingWebhookConfiguration"))
 }
@@ -858,10 +863,7 @@ fn install_and_refuse_on(cp: &ControlPlane, kubernetes: &str) {
     // A replica as the chart's Deployment runs it (its managed certificate, its registration),
     // behind the chart's Service on the host's address.
     let addr = std::net::SocketAddr::new(host_address(), support::free_port());
-    let mut args: Vec<String> = chart::deployment_args(&template_ok(&[]))
-        .into_iter()
-        .filter(|a| !["--webhook-addr=", "--probe-addr=", "--metrics-addr="].iter().any(|p| a.starts_with(p)))
-        .collect();
+    let mut args = chart::replica_args(&template_ok(&[]));
     args.extend([
         format!("--namespace={NAMESPACE}"),
         format!("--cluster-id={CLUSTER_ID}"),
@@ -877,16 +879,11 @@ fn install_and_refuse_on(cp: &ControlPlane, kubernetes: &str) {
         wh.readyz().filter(|r| r.starts_with("HTTP/1.1 200")).map(|_| ())
     });
     endpoints_on_the_host(cp, addr);
-    let bad = nsof("team-a", "offloading", BAD_OPERATOR);
-    let refused =
-        eventually(Duration::from_secs(30), "the chart's registration to refuse the object", || {
-            let p = apply(cp, &bad, &[]);
-            (!p.ok && p.stderr.contains("denied the request")).then_some(p)
-        });
+    let refused = refused_through_the_chart(cp, "team-a");
     let validating =
         stored("validatingwebhookconfiguration", None)["webhooks"][0]["name"].as_str().unwrap().to_owned();
     assert_eq!(
-        refused.stderr.trim(),
+        refused.trim(),
         format!(
             "Error from server: error when creating \"STDIN\": admission webhook \"{validating}\" denied the request: {BAD_OPERATOR_SAYS}"
         )
@@ -1000,7 +997,7 @@ fn secret_key(cp: &ControlPlane, secret: &str, key: &str) -> String {
 
 /// A replica as the chart's Deployment runs it (its namespace as the pod's environment gives it).
 fn chart_replica(cp: &ControlPlane, values: &[&str]) -> Webhook {
-    let mut args = chart::deployment_args(&template_ok(values));
+    let mut args = chart::replica_args(&template_ok(values));
     args.push(format!("--namespace={NAMESPACE}"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // The chart's certificate is the managed one: no files are read.
@@ -1020,7 +1017,7 @@ fn endpoint_slice(cp: &ControlPlane, port: u16) {
 
 fn refused_through_the_chart(cp: &ControlPlane, ns: &str) -> String {
     let bad = nsof(ns, "offloading", BAD_OPERATOR);
-    // The API server's resolver reads its own EndpointSlice informer, and the replica registers
+    // The API server's resolver reads its own informer of the endpoints, and the replica registers
     // once it sees its endpoint ready: allow them a moment. Dry runs only, so that nothing is
     // stored before the registration is in effect.
     eventually(Duration::from_secs(60), "the chart's registration to refuse the object", || {
@@ -1208,24 +1205,7 @@ fn the_webhooks_always_skip_kube_system_their_own_namespace_and_labelled_objects
     let args = chart::deployment_args(&rendered);
     let service = args.iter().find_map(|a| a.strip_prefix("--webhook-service=")).expect("--webhook-service");
     assert_eq!(service, "webhooks/offloading-webhook");
-    let shared = [
-        "--validating-webhook-name=",
-        "--mutating-webhook-name=",
-        "--failure-policy=",
-        "--webhook-timeout-seconds=",
-        "--match-conditions=",
-        "--excluded-namespace=",
-        "--namespace-selector-expressions=",
-        "--object-selector-expressions=",
-    ];
-    let hook_args: Vec<&String> = args.iter().filter(|a| shared.iter().any(|p| a.starts_with(p))).collect();
-    let out = std::process::Command::new(support::webhook_bin())
-        .args(["webhook-config", "--service", service])
-        .args(hook_args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let registered = documents(&String::from_utf8(out.stdout).unwrap());
+    let registered = chart::registered_configurations(&rendered);
     for (i, kind) in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"].iter().enumerate() {
         let hook = &registered[i]["webhooks"][0];
         let ns = serde_yaml::to_string(&hook["namespaceSelector"]).unwrap();

@@ -50,10 +50,11 @@ fn render(values: &str) -> String {
     chart::template_ok(&["-f", values])
 }
 
-/// The chart's Deployment arguments (without `serve`), with `overrides` replacing the arguments
-/// that start with the same `--flag=`, and what a pod would have: the kubeconfig, its namespace.
+/// The chart's Deployment arguments (without `serve` and the listener addresses, which `spawn`
+/// gives), with `overrides` replacing the arguments that start with the same `--flag=`, and what a
+/// pod would have: the kubeconfig, its namespace.
 fn chart_args(cp: &ControlPlane, rendered: &str, namespace: &str, overrides: &[&str]) -> Vec<String> {
-    let mut args = chart::deployment_args(rendered);
+    let mut args = chart::replica_args(rendered);
     let mut all: Vec<String> = vec![
         format!("--kubeconfig={}", cp.kubeconfig.display()),
         format!("--namespace={namespace}"),

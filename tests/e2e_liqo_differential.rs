@@ -7,6 +7,12 @@
 //! controllers did once everything settled (phase, Warning Events, NamespaceMap entries, the
 //! provider's currentMapping). The target: no false refusal (everything we would deny, Liqo fails
 //! on) and no miss (everything Liqo fails on for a reason knowable at apply time, we would deny).
+//!
+//! Each object is also given to `plan` before it is applied (with the provider's kubeconfig, so
+//! that a remote name already taken there is knowable too): what `plan` says must be what Liqo then
+//! does ("selects the provider, free" ends Ready there, "selects nothing" ends NoClusterSelected,
+//! "refused" is what our webhook denies and Liqo fails on). Once everything settled, `diagnose -A`
+//! must name every stored namespace that is not Ready, and no Ready one.
 
 mod support;
 
@@ -320,6 +326,74 @@ fn observe(pair: &Pair, stored: &[&Case]) -> BTreeMap<String, Outcome> {
     out
 }
 
+/// What `plan` said of one object: its exit code, outcome and selected clusters.
+#[derive(Debug, Clone)]
+struct Planned {
+    code: i32,
+    outcome: String,
+    selected: Vec<String>,
+    summary: String,
+}
+
+/// `plan -f - -o json` of one object on the consumer, the provider reachable through its kubeconfig.
+fn plan(pair: &Pair, yaml: &str) -> Planned {
+    use std::io::Write;
+    let remote = format!("--remote-kubeconfig={PROVIDER_ID}={}", pair.provider.kubeconfig.display());
+    let mut child = std::process::Command::new(support::webhook_bin())
+        .args(["plan", "-f", "-", "-o", "json", &remote, "--kubeconfig"])
+        .arg(&pair.consumer.kubeconfig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "plan printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let o = &v["objects"][0];
+    Planned {
+        code: out.status.code().unwrap_or(-1),
+        outcome: o["outcome"].as_str().unwrap_or_default().to_owned(),
+        selected: o["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["selected"] == true)
+            .filter_map(|c| c["clusterId"].as_str().map(str::to_owned))
+            .collect(),
+        summary: o["summary"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Whether what `plan` said is what happened: exit 0 exactly when Liqo ends Ready, on the clusters
+/// plan selected; "selectsNothing" ends NoClusterSelected; "failsLater" a failed phase; "refused"
+/// what our webhook denies (or the API server refuses first), and Liqo fails on.
+fn plan_agrees(p: &Planned, verdict: &Verdict, outcome: &Outcome) -> bool {
+    let phase = match outcome {
+        Outcome::Stored { phase, .. } => phase.as_str(),
+        _ => "",
+    };
+    let ready = phase == "Ready";
+    let by_outcome = match p.outcome.as_str() {
+        "succeeds" => ready && p.selected == [PROVIDER_ID],
+        "selectsNothing" => phase == "NoClusterSelected",
+        "failsLater" => matches!(phase, "AllFailed" | "SomeFailed"),
+        // Refused by our webhook's rules, or by the API server before any webhook (the CRD schema).
+        "refused" => {
+            outcome.failure()
+                && (matches!(verdict, Verdict::Deny(_)) || matches!(outcome, Outcome::SchemaRefused(_)))
+        }
+        _ => false,
+    };
+    by_outcome && (p.code == 0) == ready
+}
+
 #[test]
 fn our_verdicts_match_what_liqo_v1_2_does() {
     let started = Instant::now();
@@ -349,8 +423,10 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
     });
     let mut verdicts = BTreeMap::new();
     let mut refused = BTreeMap::new();
+    let mut plans = BTreeMap::new();
     for case in &corpus {
         c.kubectl_ok(&["create", "namespace", &case.ns]);
+        plans.insert(case.ns.clone(), plan(&pair, &liqo::nsof_v1(&case.ns, case.name, &case.spec)));
         let out = apply(c, &liqo::nsof_v1(&case.ns, case.name, &case.spec), &[]);
         verdicts.insert(case.ns.clone(), Verdict::from_kubectl(&out.stderr));
         if !out.ok {
@@ -385,9 +461,10 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
     // The table.
     let mut table = String::new();
     let (mut false_refusals, mut misses, mut unsettled) = (vec![], vec![], vec![]);
+    let mut plan_disagrees = vec![];
     table.push_str(&format!(
-        "{:<28} | {:<40} | {:<76} | {}\n",
-        "namespace", "object", "our verdict", "Liqo v1.2"
+        "{:<28} | {:<40} | {:<76} | {:<16} | {}\n",
+        "namespace", "object", "our verdict", "plan", "Liqo v1.2"
     ));
     for case in &corpus {
         let verdict = &verdicts[&case.ns];
@@ -415,16 +492,24 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
         } else {
             ""
         };
+        let planned = &plans[&case.ns];
+        let mark = if plan_agrees(planned, verdict, &outcome) {
+            mark.to_owned()
+        } else {
+            plan_disagrees.push(format!("{}: plan said {:?}", case.ns, planned.summary));
+            format!("{mark}  <- PLAN DISAGREES")
+        };
         let ns = if case.ns.len() > 28 {
             format!("{}...({})", &case.ns[..18], case.ns.len())
         } else {
             case.ns.clone()
         };
         table.push_str(&format!(
-            "{:<28} | {:<40} | {:<76} | {}{}\n",
+            "{:<28} | {:<40} | {:<76} | {:<16} | {}{}\n",
             ns,
             short(&case.what),
             verdict.to_string(),
+            format!("{} {}", planned.code, planned.outcome),
             outcome,
             mark
         ));
@@ -474,6 +559,38 @@ fn our_verdicts_match_what_liqo_v1_2_does() {
         false_refusals.is_empty() && misses.is_empty(),
         "false refusals: {false_refusals:?}; misses: {misses:?}\n{table}"
     );
+    assert!(plan_disagrees.is_empty(), "plan disagrees with the outcome: {plan_disagrees:#?}\n{table}");
+
+    // diagnose -A: every stored namespace that is not Ready, and no Ready one.
+    let remote = format!("--remote-kubeconfig={PROVIDER_ID}={}", pair.provider.kubeconfig.display());
+    let out = std::process::Command::new(support::webhook_bin())
+        .args(["diagnose", "-A", "-o", "json", &remote, "--kubeconfig"])
+        .arg(&pair.consumer.kubeconfig)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("diagnose -A printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(out.status.code(), Some(1));
+    let named: std::collections::BTreeSet<String> = v["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["healthy"] == false)
+        .filter_map(|l| l["namespace"].as_str().map(str::to_owned))
+        .collect();
+    let not_ready: std::collections::BTreeSet<String> = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Stored { phase, .. } if phase != "Ready"))
+        .map(|(ns, _)| ns.clone())
+        .collect();
+    assert_eq!(
+        named,
+        not_ready,
+        "diagnose -A should name exactly the stored namespaces that are not Ready\n{}\n{table}",
+        serde_json::to_string_pretty(&v["groups"]).unwrap_or_default()
+    );
+    println!("diagnose -A named {} of {} stored namespaces, every one not Ready", named.len(), stored.len());
     drop(theirs);
     drop(ours);
 }

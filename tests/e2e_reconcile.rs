@@ -1,6 +1,6 @@
 //! The reconcile loop on a real control plane: virtual nodes as Node objects, the test acting as
-//! Liqo's remote side by writing NamespaceMap currentMapping, and the seed guide's own commands
-//! reading back what the loop wrote.
+//! Liqo's remote side by writing NamespaceMap currentMapping, and the commands of Liqo's
+//! troubleshooting guide reading back what the loop wrote.
 
 mod support;
 
@@ -19,7 +19,7 @@ fn nsof_path(cp: &ControlPlane, ns: &str, path: &str) -> String {
     get(cp, &["get", "namespaceoffloading", "offloading", "-n", ns, "-o", &format!("jsonpath={path}")])
 }
 
-/// Runs one of the seed guide's shell pipelines with our kubectl first on PATH.
+/// Runs one of the troubleshooting guide's shell pipelines with our kubectl first on PATH.
 fn seed(cp: &ControlPlane, script: &str) -> String {
     let path = format!("{}:{}", support::bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     let out = Command::new("bash")
@@ -31,7 +31,7 @@ fn seed(cp: &ControlPlane, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// desiredMapping[ns] of cluster `id`'s NamespaceMap, found the way the seed guide finds it.
+/// desiredMapping[ns] of cluster `id`'s NamespaceMap, found the way the troubleshooting guide finds it.
 fn desired(cp: &ControlPlane, id: &str, ns: &str) -> String {
     seed(
         cp,
@@ -46,7 +46,7 @@ kubectl get namespacemaps.virtualkubelet.liqo.io -n $LIQO_TENANT_NAMESPACE $NAME
     .to_owned()
 }
 
-/// currentMapping[ns].phase, the seed guide's query.
+/// currentMapping[ns].phase, the troubleshooting guide's query.
 fn current_phase(cp: &ControlPlane, id: &str, ns: &str) -> String {
     seed(
         cp,

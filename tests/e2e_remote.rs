@@ -134,6 +134,8 @@ async fn remote_namespaces_and_diagnose_walk_the_whole_guide() {
         "{}",
         p.stdout
     );
+    // The README shows this report.
+    support::readme::assert_block("diagnose-v0.3", &p.stdout);
     // The namespace it does not own is left alone.
     assert!(remote.kubectl(&["get", "namespace", &remote_taken]).ok);
 

@@ -135,6 +135,7 @@ async fn serve_and_diagnose_on_liqo_v1() {
         stderr.contains("error: --reconcile=true (or RECONCILE=true) on a Liqo v1.x cluster (found by discovery or --liqo-api): Liqo's own controller-manager writes NamespaceMaps and NamespaceOffloading status there"),
         "{stderr}"
     );
+    support::readme::assert_block("reconcile-true-v1", &stderr);
 
     // Found by discovery, said in the log; no reconcile loop.
     let wh = Webhook::start(&cp, &certs, &["--log-format", "json"]);
@@ -158,6 +159,7 @@ async fn serve_and_diagnose_on_liqo_v1() {
         "{}",
         p.stderr
     );
+    support::readme::assert_block("v1-no-terms", &p.stderr);
     // The remote name uses the id of the labelled ConfigMap: 52 + 1 + 11 = 64 characters.
     let long = "a-namespace-that-is-exactly-fifty-two-characters-lng";
     let p = apply(&cp, &nsof_v1(long, "  clusterSelector:\n    nodeSelectorTerms: []\n", ""), &[]);
@@ -256,6 +258,7 @@ async fn serve_and_diagnose_on_liqo_v1() {
         "{}",
         p.stdout
     );
+    support::readme::assert_block("diagnose-v1", &p.stdout);
 
     // A selector Liqo refused, let in past the webhook by the escape hatch, and Liqo's Event.
     let bad = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: Equals\n        values: [eu-west]\n";

@@ -35,6 +35,8 @@ async fn kubectl_apply_refuses_broken_namespace_offloadings_and_says_why() {
             "Error from server: error when creating \"STDIN\": {DENIED}spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1].operator: Unsupported value: \"Equals\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\", \"Gt\", \"Lt\""
         )
     );
+    // The README shows this refusal.
+    support::readme::assert_block("apply-refused", &refused.stderr);
     // Nothing was stored.
     assert!(!cp.kubectl(&["get", "nsof", "-n", "web", "offloading"]).ok);
 
@@ -182,7 +184,7 @@ async fn warn_mode_lets_broken_objects_in_and_the_cluster_id_comes_from_liqo_con
     assert!(p.ok, "{}", p.stderr);
     assert_eq!(p.stdout.trim(), "namespaceoffloading.offloading.liqo.io/offloading created");
     assert!(p.stderr.contains("Warning: would be denied (enforcement=warn): spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1].operator: Unsupported value: \"Equals\""), "{}", p.stderr);
-    // The seed guide's own command shows the error in the annotation.
+    // The troubleshooting guide's own command shows the error in the annotation.
     let script = format!(
         "{} --kubeconfig {} get namespaceoffloadings.offloading.liqo.io -n web -o yaml | grep \"liqo.io/scheduling-enabled:\" -A 1",
         support::bin_dir().join("kubectl").display(),

@@ -36,7 +36,7 @@ fn selector_and_name_rules_brief() {
     brief(Target::SelectorAndNames, 10_000);
 }
 
-/// The review of issue 10 that the generator makes only rarely: one `In` with thousands of
+/// The hostile review that the generator makes only rarely: one `In` with thousands of
 /// invalid values. Its answers, denial and patch, must stay small.
 #[test]
 fn a_hostile_review_gets_a_bounded_answer() {

@@ -10,7 +10,8 @@ use offloading_webhook::certs;
 use offloading_webhook::cluster::ClusterView;
 use offloading_webhook::metrics::Metrics;
 use offloading_webhook::server::lanes::Lanes;
-use offloading_webhook::server::{Drain, serve_tls, tls};
+use offloading_webhook::server::liveness::Liveness;
+use offloading_webhook::server::{Drain, Health, probe_router, serve_tls, tls};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::AsyncWriteExt;
@@ -24,9 +25,15 @@ struct Server {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     dir: tempfile::TempDir,
+    liveness: Liveness,
 }
 
 async fn start() -> Server {
+    start_with(axum::Router::new()).await
+}
+
+/// The webhook, the probes as `serve` merges them, and `extra` routes, on two lanes.
+async fn start_with(extra: axum::Router) -> Server {
     let dir = tempfile::tempdir().unwrap();
     certs::write_dir(dir.path(), &["localhost".into(), "127.0.0.1".into()], 30).unwrap();
     let metrics = Metrics::new();
@@ -36,11 +43,17 @@ async fn start() -> Server {
     let config = tls::server_config(store.clone()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(AdmissionState {
-        enforcement: Enforcement::Deny,
-        cluster: ClusterView::fixed(Some("b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a".into())),
-        metrics: metrics.clone(),
-    });
+    let cluster = ClusterView::fixed(Some("b3ad5ed4-2ba8-4b1d-8a6c-0f9e2d6e3c1a".into()));
+    let liveness = Liveness::default();
+    let health = Health {
+        cluster: cluster.clone(),
+        draining: Default::default(),
+        certificate: store.clone(),
+        liveness: liveness.clone(),
+    };
+    let app = router(AdmissionState { enforcement: Enforcement::Deny, cluster, metrics: metrics.clone() })
+        .merge(probe_router(health))
+        .merge(extra);
     let stop = CancellationToken::new();
     let task = tokio::spawn(serve_tls(
         listener,
@@ -50,8 +63,9 @@ async fn start() -> Server {
         stop.clone(),
         Drain { delay: Duration::ZERO, timeout: Duration::from_secs(5) },
         Lanes::start(2),
+        liveness.clone(),
     ));
-    Server { addr, store, metrics, stop, task, dir }
+    Server { addr, store, metrics, stop, task, dir, liveness }
 }
 
 fn client(ca_dir: &Path, http1: bool) -> reqwest::Client {
@@ -176,4 +190,57 @@ async fn refuses_a_key_that_does_not_match_the_certificate() {
     let err = tls::CertStore::load(&a.path().join("tls.key"), &a.path().join("tls.crt"), Metrics::new())
         .unwrap_err();
     assert!(err.to_string().contains("holds no PEM certificate (is it the key file?)"), "{err}");
+}
+
+async fn livez(c: &reqwest::Client, s: &Server) -> (reqwest::StatusCode, String) {
+    let resp = c.get(format!("https://localhost:{}/livez", s.addr.port())).send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// `/livez` asks every thread serving the port: one blocked by a handler fails it, by name, for
+/// as long as it is blocked; the threads and the accept loop answering, it passes.
+#[tokio::test]
+async fn livez_fails_while_a_handler_blocks_its_lane_and_recovers() {
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let blocked = Arc::new(std::sync::Mutex::new(blocked));
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let block = axum::Router::new().route(
+        "/block",
+        axum::routing::get(move || {
+            let (blocked, entered_tx) = (blocked.clone(), entered_tx.clone());
+            async move {
+                let _ = entered_tx.send(());
+                // Blocks the lane's thread, as blocking work in a handler would.
+                let _ = blocked.lock().unwrap().recv();
+                "unblocked"
+            }
+        }),
+    );
+    let s = start_with(block).await;
+    let (status, text) = livez(&client(s.dir.path(), true), &s).await;
+    assert_eq!((status.as_u16(), text.as_str()), (200, "ok\n"));
+    assert_eq!(s.liveness.check().await, Ok(()));
+
+    // The first connection goes to the first lane (both are idle once the livez client is gone).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let blocker = client(s.dir.path(), true);
+    let url = format!("https://localhost:{}/block", s.addr.port());
+    let blocking = tokio::spawn(async move { blocker.get(url).send().await.unwrap().text().await.unwrap() });
+    entered.recv().await.unwrap();
+    // A fresh connection goes to the other lane, which answers: /livez names the blocked one.
+    let (status, text) = livez(&client(s.dir.path(), false), &s).await;
+    assert_eq!(status.as_u16(), 503, "{text}");
+    assert_eq!(
+        text,
+        "not live: the webhook thread webhook-0 did not answer within 500 ms (something blocks it)\n"
+    );
+
+    release.send(()).unwrap();
+    assert_eq!(blocking.await.unwrap(), "unblocked");
+    let (status, text) = livez(&client(s.dir.path(), false), &s).await;
+    assert_eq!((status.as_u16(), text.as_str()), (200, "ok\n"));
+    s.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), s.task).await.unwrap().unwrap();
+    // Stopped on purpose, the lanes and the accept loop owe no answer.
+    assert_eq!(s.liveness.check().await, Ok(()));
 }

@@ -9,10 +9,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::json;
 use tracing::{debug, error, info, warn};
 
+use super::budget::{Budget, DEFAULT_BUDGET_BYTES, Exhausted, Reservation};
 use super::review::{self, Endpoint, Enforcement};
 use super::wire;
 use crate::cluster::ClusterView;
@@ -20,10 +21,13 @@ use crate::metrics::{EndpointLabels, Metrics, ReviewLabels};
 use crate::offloading::Context;
 use crate::offloading::field::truncate;
 
-/// The largest review body accepted (SPEC §3).
+/// The largest review body accepted (docs/behaviour.md, "Bad requests").
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a review waits for room in the budget of bytes in flight before it is refused: a
+/// burst passes, a flood is answered quickly (the API server's own timeout is 10 s by default).
+pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -33,15 +37,35 @@ pub struct AdmissionState {
     pub metrics: Arc<Metrics>,
 }
 
-/// `POST /validate/namespace-offloading`, `POST /mutate/namespace-offloading`.
-/// (`server` adds the probes next to them.)
+/// What the handlers see: the state and the replica's budget of bytes in flight.
+struct Shared {
+    state: AdmissionState,
+    budget: Budget,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = AdmissionState;
+    fn deref(&self) -> &AdmissionState {
+        &self.state
+    }
+}
+
+/// `POST /validate/namespace-offloading`, `POST /mutate/namespace-offloading`, with the default
+/// budget of request bytes in flight. (`server` adds the probes next to them.)
 pub fn router(state: AdmissionState) -> Router {
+    let budget = Budget::new(DEFAULT_BUDGET_BYTES, state.metrics.review_bytes_in_flight.clone());
+    router_with(state, budget)
+}
+
+/// The same, with `budget` shared by every request body waiting for or under judgment.
+pub fn router_with(state: AdmissionState, budget: Budget) -> Router {
+    state.metrics.review_bytes_budget.set(i64::try_from(budget.limit()).unwrap_or(i64::MAX));
     Router::new()
         .route("/validate/namespace-offloading", post(validate).fallback(method_not_allowed))
         .route("/mutate/namespace-offloading", post(mutate).fallback(method_not_allowed))
         .fallback(not_found)
         // One Arc to clone per request, not every handle of the cluster view.
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(Shared { state, budget }))
 }
 
 /// A JSON error body, as every answer that is not an AdmissionReview gets.
@@ -75,12 +99,12 @@ async fn method_not_allowed(method: axum::http::Method) -> Response {
 }
 
 // The whole request rather than a `HeaderMap` extractor, which would copy every header.
-async fn validate(State(s): State<Arc<AdmissionState>>, req: Request) -> Response {
+async fn validate(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     handle(&s, Endpoint::Validate, &parts.headers, body).await
 }
 
-async fn mutate(State(s): State<Arc<AdmissionState>>, req: Request) -> Response {
+async fn mutate(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     handle(&s, Endpoint::Mutate, &parts.headers, body).await
 }
@@ -95,7 +119,7 @@ fn is_json(headers: &HeaderMap) -> bool {
     })
 }
 
-async fn handle(s: &Arc<AdmissionState>, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
+async fn handle(s: &Arc<Shared>, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     if !is_json(headers) {
         let got =
@@ -110,9 +134,9 @@ async fn handle(s: &Arc<AdmissionState>, endpoint: Endpoint, headers: &HeaderMap
             ),
         );
     }
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let (bytes, reservation) = match tokio::time::timeout(BODY_TIMEOUT, read_body(&s.budget, body)).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(Unread::TooLarge)) => {
             return bad_body(
                 s,
                 endpoint,
@@ -122,7 +146,7 @@ async fn handle(s: &Arc<AdmissionState>, endpoint: Endpoint, headers: &HeaderMap
                 ),
             );
         }
-        Ok(Err(e)) => {
+        Ok(Err(Unread::Failed(e))) => {
             return bad_body(
                 s,
                 endpoint,
@@ -130,6 +154,7 @@ async fn handle(s: &Arc<AdmissionState>, endpoint: Endpoint, headers: &HeaderMap
                 format!("could not read the request body: {e}"),
             );
         }
+        Ok(Err(Unread::NoRoom(e))) => return no_room(s, endpoint, e),
         Err(_) => {
             return bad_body(
                 s,
@@ -140,12 +165,15 @@ async fn handle(s: &Arc<AdmissionState>, endpoint: Endpoint, headers: &HeaderMap
         }
     };
     if bytes.len() <= LARGE_REVIEW_BYTES {
-        return judge(s, endpoint, started, &bytes);
+        let response = judge(s, endpoint, started, &bytes);
+        drop(reservation);
+        return response;
     }
     // A large review is judged alone, and the memory its decoding took goes back to the system
     // afterwards: a few hostile reviews at once, each decoded into tens of MiB, would otherwise add
     // up (and stay, in the allocator's per-thread arenas) past the pod's memory limit. It is judged
-    // off the connection threads (server::lanes), which go on answering the others meanwhile.
+    // off the connection threads (server::lanes), which go on answering the others meanwhile. Its
+    // body stays in the budget until then (however the wait ends: the reservation goes with it).
     let _alone = LARGE_REVIEWS.acquire().await.ok();
     let judged = tokio::task::spawn_blocking({
         let s = s.clone();
@@ -153,6 +181,7 @@ async fn handle(s: &Arc<AdmissionState>, endpoint: Endpoint, headers: &HeaderMap
             let response = judge(&s, endpoint, started, &bytes);
             drop(bytes);
             release_memory();
+            drop(reservation);
             response
         }
     });
@@ -160,6 +189,75 @@ async fn handle(s: &Arc<AdmissionState>, endpoint: Endpoint, headers: &HeaderMap
         error!(error = %e, "judging a large review failed");
         json_error(StatusCode::INTERNAL_SERVER_ERROR, "the review could not be judged")
     })
+}
+
+/// Why a body was not read.
+enum Unread {
+    TooLarge,
+    Failed(String),
+    NoRoom(Exhausted),
+}
+
+/// Reads a body into memory reserved from `budget` first: all of a declared Content-Length up
+/// front, else as the buffer grows with the chunks that arrive.
+async fn read_body(budget: &Budget, mut body: Body) -> Result<(Vec<u8>, Reservation), Unread> {
+    use axum::body::HttpBody as _;
+    let mut reservation = budget.reservation();
+    let mut buf = Vec::new();
+    if let Some(len) = body.size_hint().exact() {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > MAX_BODY_BYTES {
+            return Err(Unread::TooLarge);
+        }
+        reservation.grow(len, BUDGET_WAIT).await.map_err(Unread::NoRoom)?;
+        buf.reserve_exact(len);
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Unread::Failed(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        let need = buf.len() + data.len();
+        if need > MAX_BODY_BYTES {
+            return Err(Unread::TooLarge);
+        }
+        if need > buf.capacity() {
+            // Grown as a Vec grows (doubling), and reserved before it is allocated, so that what
+            // the budget counts is what the buffer holds.
+            let target = need.max(buf.capacity() * 2).clamp(CHUNKED_START_BYTES, MAX_BODY_BYTES);
+            let more = target.saturating_sub(reservation.bytes());
+            reservation.grow(more, BUDGET_WAIT).await.map_err(Unread::NoRoom)?;
+            buf.reserve_exact(target - buf.len());
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((buf, reservation))
+}
+
+/// The first allocation for a body of unknown length.
+const CHUNKED_START_BYTES: usize = 16 * 1024;
+
+/// HTTP 429: the review was not read, and the API server applies the webhook's failure policy to
+/// this one request (a retry, its own or the client's, is judged as usual).
+fn no_room(s: &Shared, endpoint: Endpoint, e: Exhausted) -> Response {
+    s.metrics.review_budget_refusals.inc();
+    let message = format!(
+        "this replica is at its budget of review bytes in flight ({} bytes of request bodies waiting \
+         for or under judgment; --max-review-bytes-in-flight): this review needed {} bytes more and \
+         found no room within {:.1} s, so it was not judged; the API server applies the webhook's \
+         failure policy to this one request, and a retry is judged as usual",
+        e.limit,
+        e.wanted,
+        e.waited.as_secs_f64()
+    );
+    warn!(
+        endpoint = endpoint.as_str(),
+        status = 429,
+        wanted = e.wanted,
+        limit = e.limit,
+        "refused a review: no room in the budget of bytes in flight"
+    );
+    let mut resp = json_error(StatusCode::TOO_MANY_REQUESTS, &message);
+    resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    resp
 }
 
 /// Bodies above this are judged one at a time.
@@ -175,7 +273,7 @@ fn release_memory() {
     }
 }
 
-fn judge(s: &AdmissionState, endpoint: Endpoint, started: Instant, bytes: &[u8]) -> Response {
+fn judge(s: &Shared, endpoint: Endpoint, started: Instant, bytes: &[u8]) -> Response {
     let nodes = s.cluster.virtual_nodes();
     let cluster_id = s.cluster.cluster_id();
     let ctx = Context {
@@ -226,7 +324,7 @@ fn judge(s: &AdmissionState, endpoint: Endpoint, started: Instant, bytes: &[u8])
     }
 }
 
-fn bad_body(s: &AdmissionState, endpoint: Endpoint, code: StatusCode, message: String) -> Response {
+fn bad_body(s: &Shared, endpoint: Endpoint, code: StatusCode, message: String) -> Response {
     let message = truncate(&message, 1024);
     warn!(endpoint = endpoint.as_str(), status = code.as_u16(), %message, "rejected a request body");
     s.metrics

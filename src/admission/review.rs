@@ -13,15 +13,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use tracing::{error, warn};
 
-use crate::crd::{NamespaceOffloading, NamespaceOffloadingSpec, SCHEDULING_ENABLED};
+use crate::crd::{NamespaceOffloading, NamespaceOffloadingSpec};
+use crate::liqo::{NAMESPACE_OFFLOADINGS, OFFLOADING_GROUP, OFFLOADING_VERSIONS, SCHEDULING_ENABLED};
 use crate::offloading::field::{MAX_LISTED_ERRORS, truncate};
 use crate::offloading::{Context, Verdict, review_create, review_update, scheduling_annotation};
-
-/// The API group whose NamespaceOffloadings are judged.
-pub const GROUP: &str = "offloading.liqo.io";
-/// Liqo v0.3 serves v1alpha1, Liqo v1.x v1beta1: both are judged the same way.
-pub const VERSIONS: [&str; 2] = ["v1alpha1", "v1beta1"];
-pub const RESOURCE: &str = "namespaceoffloadings";
 
 /// What to do with a denial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -276,9 +271,9 @@ fn mutate(resp: AdmissionResponse, obj: &NamespaceOffloading, ctx: &Context<'_>)
 }
 
 fn is_ours(gvr: &GroupVersionResource, sub_resource: Option<&str>) -> bool {
-    gvr.group == GROUP
-        && gvr.resource == RESOURCE
-        && VERSIONS.contains(&gvr.version.as_str())
+    gvr.group == OFFLOADING_GROUP
+        && gvr.resource == NAMESPACE_OFFLOADINGS
+        && OFFLOADING_VERSIONS.contains(&gvr.version.as_str())
         && sub_resource.is_none_or(str::is_empty)
 }
 
@@ -298,7 +293,7 @@ fn not_ours(
     error!(resource = %what, "received a review for a resource this webhook does not judge: check the webhook configuration's rules");
     let mut resp = resp;
     resp.warnings = Some(vec![format!(
-        "offloading-webhook does not judge {what}: allowed unchecked; the webhook configuration's rules should name only {RESOURCE}.{GROUP}"
+        "offloading-webhook does not judge {what}: allowed unchecked; the webhook configuration's rules should name only {NAMESPACE_OFFLOADINGS}.{OFFLOADING_GROUP}"
     )]);
     Answer { review: resp.into_review(), outcome: Outcome::Skipped, operation }
 }
@@ -362,8 +357,8 @@ mod tests {
         serde_json::to_vec(&json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "u-1",
-                "kind": {"group": GROUP, "version": "v1beta1", "kind": "NamespaceOffloading"},
-                "resource": {"group": GROUP, "version": "v1beta1", "resource": RESOURCE},
+                "kind": {"group": OFFLOADING_GROUP, "version": "v1beta1", "kind": "NamespaceOffloading"},
+                "resource": {"group": OFFLOADING_GROUP, "version": "v1beta1", "resource": NAMESPACE_OFFLOADINGS},
                 "name": "offloading", "namespace": "web", "operation": "UPDATE", "userInfo": {},
                 "object": object, "oldObject": old}
         }))

@@ -34,7 +34,6 @@ use tracing::{debug, info, warn};
 
 use super::pki::{self, CertInfo, Pair, PkiError};
 use crate::health::{Access, Faults, explain};
-use crate::server::tls::CertStore;
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
@@ -334,13 +333,22 @@ fn secret_access<'a>(verb: &'a str, namespace: &'a str) -> Access<'a> {
 /// Whether every registration trusts a CA (its DER).
 pub type TrustCheck = Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, bool> + Send + Sync>;
 
+/// Where the keeper hands the serving pair over: the TLS server's certificate store, which keeps
+/// the last good pair.
+pub trait Serving: Send + Sync {
+    /// Whether a certificate is served.
+    fn serves_a_pair(&self) -> bool;
+    /// Serves this pair if it is new and good; why not, when it is not good.
+    fn serve(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<bool, String>;
+}
+
 /// Keeps the Secret and loads its serving pair into the store.
 pub struct Keeper {
     pub api: Api<Secret>,
     pub secret: String,
     pub namespace: String,
     pub policy: Policy,
-    pub store: Arc<CertStore>,
+    pub store: Arc<dyn Serving>,
     pub faults: Faults,
     /// `None` when nothing is registered by the replicas: a staged CA then waits only the delay.
     pub trusted: Option<TrustCheck>,
@@ -368,7 +376,7 @@ impl Keeper {
             // Until a certificate is served, look again soon: /readyz waits on it.
             let wait = if again {
                 Duration::from_millis(100)
-            } else if !self.store.is_loaded() {
+            } else if !self.store.serves_a_pair() {
                 every.min(Duration::from_secs(1))
             } else {
                 every
@@ -400,7 +408,7 @@ impl Keeper {
         let data = secret.data.clone().unwrap_or_default();
         let stored = read(&data);
         self.load(&stored);
-        let now = crate::registration::unix_now();
+        let now = pki::unix_now();
         let next_trusted = match (&stored.next, &self.trusted) {
             (Some(Ok(n)), Some(check)) if now - n.info.issued_at() >= self.policy.promote_after => {
                 check(n.info.der.clone()).await
@@ -419,7 +427,7 @@ impl Keeper {
         // Left out, the API server keeps the field managers' records and adds this write to them.
         updated.metadata.managed_fields = None;
         let pp = PostParams {
-            field_manager: Some(crate::registration::FIELD_MANAGER.into()),
+            field_manager: Some(crate::kube_client::FIELD_MANAGER.into()),
             ..Default::default()
         };
         match self.api.replace(&self.secret, &pp, &updated).await {
@@ -439,7 +447,7 @@ impl Keeper {
 
     async fn create(&self) -> Result<String, Look> {
         let empty = BTreeMap::new();
-        let now = crate::registration::unix_now();
+        let now = pki::unix_now();
         let data = write(Step::Create, &read(&empty), &empty, now, &self.policy)
             .map_err(|e| Look::Problem(e.to_string()))?;
         let secret = Secret {
@@ -456,7 +464,7 @@ impl Keeper {
             ..Default::default()
         };
         let pp = PostParams {
-            field_manager: Some(crate::registration::FIELD_MANAGER.into()),
+            field_manager: Some(crate::kube_client::FIELD_MANAGER.into()),
             ..Default::default()
         };
         match self.api.create(&pp, &secret).await {
@@ -478,12 +486,10 @@ impl Keeper {
     /// Loads the serving pair if it changed; reports on `/readyz` while none is loaded.
     fn load(&self, stored: &Stored) {
         let problem = match &stored.serving {
-            Ok(s) => {
-                self.store.set(s.pair.cert.as_bytes(), s.pair.key.as_bytes()).err().map(|e| e.to_string())
-            }
+            Ok(s) => self.store.serve(s.pair.cert.as_bytes(), s.pair.key.as_bytes()).err(),
             Err(why) => Some(why.clone()),
         };
-        if self.store.is_loaded() {
+        if self.store.serves_a_pair() {
             if self.faults.clear(FAULT) {
                 info!(secret = %format!("{}/{}", self.namespace, self.secret), "serving the managed certificate");
             }
@@ -494,7 +500,7 @@ impl Keeper {
 
     /// Says why, on `/readyz`, while no certificate is loaded; returns `why`.
     fn not_loaded(&self, why: String) -> String {
-        if !self.store.is_loaded() {
+        if !self.store.serves_a_pair() {
             self.faults.set(FAULT, format!("the managed certificate is not loaded yet: {why}"));
         }
         why

@@ -147,6 +147,13 @@ fn datetime(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// This machine's clock, in the seconds since the epoch every `now` here is given in.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A new CA valid for `validity` seconds from `now`. Its name carries the time it was made, so that
 /// the certificates of two generations of CA name different issuers.
 pub fn new_ca(now: i64, validity: i64) -> Result<Pair, PkiError> {

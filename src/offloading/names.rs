@@ -1,26 +1,71 @@
 //! Name syntax (RFC 1123 labels, qualified names, label values) and the remote namespace name each
-//! mapping strategy derives (SPEC §2).
+//! mapping strategy derives (docs/behaviour.md, "Derived remote names").
 
 use crate::crd::NamespaceMappingStrategy;
 
+use std::fmt::Display;
+
 /// The longest RFC 1123 label, and so the longest namespace name.
 pub const MAX_LABEL_LEN: usize = 63;
-const MAX_SUBDOMAIN_LEN: usize = 253;
+pub const MAX_SUBDOMAIN_LEN: usize = 253;
+
+// The words of the name problems, and regular expressions that say what the byte checks below say
+// (for the ValidatingAdmissionPolicy, whose CEL has only regular expressions: a test holds them
+// equal).
+pub const EMPTY: &str = "must not be empty";
+pub const LABEL_SHAPE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
+     and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc')";
+pub const SUBDOMAIN_SHAPE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' \
+     or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
+pub const PREFIX_EMPTY: &str = "prefix part must be non-empty";
+/// Put before a prefix's subdomain problem.
+pub const PREFIX_PART: &str = "prefix part";
+pub const NAME_EMPTY: &str = "name part must be non-empty";
+pub const QUALIFIED_SHAPE: &str = "a qualified name must consist of an optional DNS subdomain prefix, one '/', and a name \
+     (e.g. 'topology.liqo.io/region')";
+/// What a label key's name part and a label value are called in their problems.
+pub const NAME_PART: &str = "name part";
+pub const LABEL_VALUE: &str = "a valid label value";
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, whole.
+pub const LABEL_RE: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Labels joined by dots, whole.
+pub const SUBDOMAIN_RE: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A name part or a label value of any length, whole.
+pub const NAME_PART_RE: &str = "^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
+
+/// `must be no more than MAX characters (it is LEN)`.
+pub fn too_long(max: usize, len: impl Display) -> String {
+    format!("must be no more than {max} characters (it is {len})")
+}
+
+/// The subdomain's length problem: it does not say the length.
+pub fn subdomain_too_long() -> String {
+    format!("must be no more than {MAX_SUBDOMAIN_LEN} characters")
+}
+
+/// A name part's (or label value's) length problem.
+pub fn name_part_too_long(what: &str, len: impl Display) -> String {
+    format!("{what} {}", too_long(MAX_LABEL_LEN, len))
+}
+
+/// A name part's (or label value's) shape problem.
+pub fn name_part_shape(what: &str) -> String {
+    format!(
+        "{what} must consist of alphanumeric characters, '-', '_' or '.', and must start and end \
+         with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345')"
+    )
+}
 
 /// Why a string is not an RFC 1123 label; `None` when it is one.
 pub fn rfc1123_label_problem(s: &str) -> Option<String> {
     if s.is_empty() {
-        return Some("must not be empty".into());
+        return Some(EMPTY.into());
     }
     if s.len() > MAX_LABEL_LEN {
-        return Some(format!("must be no more than {MAX_LABEL_LEN} characters (it is {})", s.len()));
+        return Some(too_long(MAX_LABEL_LEN, s.len()));
     }
     if !label_shaped(s) {
-        return Some(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
-             and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc')"
-                .into(),
-        );
+        return Some(LABEL_SHAPE.into());
     }
     None
 }
@@ -36,19 +81,15 @@ fn label_shaped(s: &str) -> bool {
 /// Why a string is not a DNS-1123 subdomain (a node name, a label key prefix); `None` when it is one.
 pub fn dns1123_subdomain_problem(s: &str) -> Option<String> {
     if s.is_empty() {
-        return Some("must not be empty".into());
+        return Some(EMPTY.into());
     }
     if s.len() > MAX_SUBDOMAIN_LEN {
-        return Some(format!("must be no more than {MAX_SUBDOMAIN_LEN} characters"));
+        return Some(subdomain_too_long());
     }
     // Kubernetes' IsDNS1123Subdomain limits the whole name to 253 characters, not each label to 63:
     // a node name with a 64-character label is valid, and a selector naming it must be too.
     if !s.split('.').all(label_shaped) {
-        return Some(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' \
-             or '.', and must start and end with an alphanumeric character (e.g. 'example.com')"
-                .into(),
-        );
+        return Some(SUBDOMAIN_SHAPE.into());
     }
     None
 }
@@ -57,15 +98,12 @@ pub fn dns1123_subdomain_problem(s: &str) -> Option<String> {
 /// `[A-Za-z0-9_.-]`, starting and ending alphanumeric.
 fn name_part_problem(s: &str, what: &str) -> Option<String> {
     if s.len() > MAX_LABEL_LEN {
-        return Some(format!("{what} must be no more than {MAX_LABEL_LEN} characters (it is {})", s.len()));
+        return Some(name_part_too_long(what, s.len()));
     }
     let ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     let bytes = s.as_bytes();
     if !ok || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
-        return Some(format!(
-            "{what} must consist of alphanumeric characters, '-', '_' or '.', and must start and end \
-             with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345')"
-        ));
+        return Some(name_part_shape(what));
     }
     None
 }
@@ -78,23 +116,19 @@ pub fn qualified_name_problem(s: &str) -> Option<String> {
     };
     if let Some(prefix) = prefix {
         if prefix.is_empty() {
-            return Some("prefix part must be non-empty".into());
+            return Some(PREFIX_EMPTY.into());
         }
         if let Some(p) = dns1123_subdomain_problem(prefix) {
-            return Some(format!("prefix part {p}"));
+            return Some(format!("{PREFIX_PART} {p}"));
         }
     }
     if name.is_empty() {
-        return Some("name part must be non-empty".into());
+        return Some(NAME_EMPTY.into());
     }
     if name.contains('/') {
-        return Some(
-            "a qualified name must consist of an optional DNS subdomain prefix, one '/', and a name \
-             (e.g. 'topology.liqo.io/region')"
-                .into(),
-        );
+        return Some(QUALIFIED_SHAPE.into());
     }
-    name_part_problem(name, "name part")
+    name_part_problem(name, NAME_PART)
 }
 
 /// Why a string is not a valid label value (empty is valid); `None` when it is one.
@@ -102,49 +136,74 @@ pub fn label_value_problem(s: &str) -> Option<String> {
     if s.is_empty() {
         return None;
     }
-    name_part_problem(s, "a valid label value")
+    name_part_problem(s, LABEL_VALUE)
 }
 
 /// Why a remote namespace name cannot be derived.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteNameError {
-    #[error(
-        "SelectedName needs spec.remoteNamespaceName, the name of the namespace to create in the remote clusters"
-    )]
+    #[error("{MISSING_SELECTED_NAME}")]
     MissingSelectedName,
-    #[error(
-        "the remote namespace name {name:?} is {len} characters, over the limit of 63 for a \
-         namespace name: with cluster id {cluster_id:?} ({id_len} characters) the DefaultName \
-         strategy fits local namespaces of at most {max_namespace} characters, and {namespace:?} \
-         is {ns_len}; use a shorter namespace, or namespaceMappingStrategy EnforceSameName or \
-         SelectedName",
-        len = name.len(),
-        id_len = cluster_id.len(),
-        ns_len = namespace.len()
-    )]
+    #[error("{}", default_name_too_long(name, name.len(), cluster_id, cluster_id.len(), *max_namespace, namespace, namespace.len()))]
     DefaultNameTooLong { name: String, namespace: String, cluster_id: String, max_namespace: usize },
-    #[error("the remote namespace name {shown} ({len} characters) is not a valid namespace name: {problem}; choose another spec.remoteNamespaceName", shown = super::field::quoted(name), len = name.len())]
+    #[error("{}", invalid_name(super::field::quoted(name), name.len(), problem))]
     InvalidName { name: String, problem: String },
-    #[error(
-        "the remote namespace name {name:?} is a namespace every Kubernetes cluster already has: \
-         Liqo never owns it, so creating it in the remote clusters always fails \
-         (CreationLoopBackOff, phase AllFailed); {fix}",
-        fix = if *same_name {
-            "offload this namespace with namespaceMappingStrategy DefaultName, or SelectedName with \
-             another spec.remoteNamespaceName"
-        } else {
-            "choose another spec.remoteNamespaceName"
-        }
-    )]
+    #[error("{}", exists_everywhere(name, *same_name))]
     ExistsEverywhere { name: String, same_name: bool },
     #[error("the local cluster id is not known yet, so the DefaultName remote name cannot be derived")]
     UnknownClusterId,
 }
 
+// The words of each RemoteNameError, as functions of what they show, so that the
+// ValidatingAdmissionPolicy generator (`crate::policy`) renders them with placeholders.
+
+pub const MISSING_SELECTED_NAME: &str =
+    "SelectedName needs spec.remoteNamespaceName, the name of the namespace to create in the remote clusters";
+
+pub(crate) fn default_name_too_long(
+    name: &str,
+    len: impl Display,
+    cluster_id: &str,
+    id_len: impl Display,
+    max_namespace: impl Display,
+    namespace: &str,
+    ns_len: impl Display,
+) -> String {
+    format!(
+        "the remote namespace name {name:?} is {len} characters, over the limit of 63 for a \
+         namespace name: with cluster id {cluster_id:?} ({id_len} characters) the DefaultName \
+         strategy fits local namespaces of at most {max_namespace} characters, and {namespace:?} \
+         is {ns_len}; use a shorter namespace, or namespaceMappingStrategy EnforceSameName or \
+         SelectedName"
+    )
+}
+
+/// `shown` is the name as [`super::field::quoted`] shows it.
+pub(crate) fn invalid_name(shown: impl Display, len: impl Display, problem: impl Display) -> String {
+    format!(
+        "the remote namespace name {shown} ({len} characters) is not a valid namespace name: {problem}; \
+         choose another spec.remoteNamespaceName"
+    )
+}
+
+pub(crate) fn exists_everywhere(name: &str, same_name: bool) -> String {
+    let fix = if same_name {
+        "offload this namespace with namespaceMappingStrategy DefaultName, or SelectedName with \
+         another spec.remoteNamespaceName"
+    } else {
+        "choose another spec.remoteNamespaceName"
+    };
+    format!(
+        "the remote namespace name {name:?} is a namespace every Kubernetes cluster already has: \
+         Liqo never owns it, so creating it in the remote clusters always fails \
+         (CreationLoopBackOff, phase AllFailed); {fix}"
+    )
+}
+
 /// Namespaces every Kubernetes cluster has: a remote namespace of that name is never Liqo's.
 pub const NAMESPACES_EVERYWHERE: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// The remote namespace name a strategy derives for `namespace` (SPEC §2), checked to be a valid
+/// The remote namespace name a strategy derives for `namespace` (docs/behaviour.md, "Derived remote names"), checked to be a valid
 /// namespace name.
 pub fn remote_namespace_name(
     strategy: &NamespaceMappingStrategy,

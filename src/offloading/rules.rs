@@ -1,4 +1,4 @@
-//! The verdict on a NamespaceOffloading (SPEC §3): what denies it and what only deserves a warning.
+//! The verdict on a NamespaceOffloading (docs/behaviour.md, "The webhooks"): what denies it and what only deserves a warning.
 //! Pure: the webhook calls it per review, the reconcile loop per object, with what each knows.
 
 use std::collections::BTreeMap;
@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::NodeSelector;
 
 use crate::crd::{
-    NamespaceMappingStrategy, NamespaceOffloading, NamespaceOffloadingSpec, OFFLOADING_NAME,
-    PodOffloadingStrategy,
+    NamespaceMappingStrategy, NamespaceOffloading, NamespaceOffloadingSpec, PodOffloadingStrategy,
 };
+pub use crate::liqo::Generation;
+use crate::liqo::OFFLOADING_NAME;
 
-use super::field::{FieldError, aggregate, first_and_count};
+use super::field::{FieldError, RuleId, aggregate, first_and_count};
 use super::names::{RemoteNameError, remote_namespace_name};
 use super::node_index::{NodeBits, NodeIndex};
 use super::selector::{self, NodeFacts, SELECTOR_PATH};
@@ -87,26 +88,6 @@ impl PartialEq for VirtualNodes {
 
 impl Eq for VirtualNodes {}
 
-/// The Liqo generation whose behaviour the verdict follows where generations differ (SPEC §7).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Generation {
-    /// Liqo v0.3, the troubleshooting guide's API; this project's reconcile loop plays its
-    /// controllers, with eager selector validation.
-    #[default]
-    V0_3,
-    /// Liqo v1.x: its own controllers, matching lazily (`LazyErrorNodeSelector`).
-    V1,
-}
-
-impl Generation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V0_3 => "v0.3",
-            Self::V1 => "v1.x",
-        }
-    }
-}
-
 /// What the judge knows about the cluster, each part possibly unknown.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Context<'a> {
@@ -141,14 +122,7 @@ pub fn review_create(obj: &NamespaceOffloading, namespace: &str, ctx: &Context<'
     let mut v = Verdict::default();
     let name = obj.metadata.name.as_deref().unwrap_or_default();
     if name != OFFLOADING_NAME {
-        v.errors.push(FieldError::invalid(
-            "metadata.name",
-            name,
-            format!(
-                "a NamespaceOffloading must be named {OFFLOADING_NAME:?} (Liqo reads one per \
-                 namespace, by that name): set metadata.name: {OFFLOADING_NAME}"
-            ),
-        ));
+        v.errors.push(name_error_of(name));
     }
     judge_spec(&obj.spec, namespace, ctx, &mut v);
     v
@@ -168,25 +142,15 @@ pub fn review_update(
     }
     let (o, n) = (&old.spec, &new.spec);
     if o.namespace_mapping_strategy != n.namespace_mapping_strategy {
-        v.errors.push(FieldError::invalid(
-            "spec.namespaceMappingStrategy",
+        v.errors.push(immutable_mapping_strategy(
+            o.namespace_mapping_strategy.as_str(),
             n.namespace_mapping_strategy.as_str(),
-            format!(
-                "field is immutable (it was {:?}): the remote namespaces already carry the old \
-                 name; delete the NamespaceOffloading and create it again to change it",
-                o.namespace_mapping_strategy.as_str()
-            ),
         ));
     }
     if o.remote_namespace_name != n.remote_namespace_name {
-        v.errors.push(FieldError::invalid(
-            "spec.remoteNamespaceName",
+        v.errors.push(immutable_remote_name(
+            o.remote_namespace_name.as_deref().unwrap_or_default(),
             n.remote_namespace_name.as_deref().unwrap_or_default(),
-            format!(
-                "field is immutable (it was {:?}): delete the NamespaceOffloading and create it \
-                 again to change it",
-                o.remote_namespace_name.as_deref().unwrap_or_default()
-            ),
         ));
     }
     if o.pod_offloading_strategy != n.pod_offloading_strategy
@@ -206,18 +170,10 @@ pub fn review_update(
 
 fn judge_spec(spec: &NamespaceOffloadingSpec, namespace: &str, ctx: &Context<'_>, v: &mut Verdict) {
     if let NamespaceMappingStrategy::Unsupported(s) = &spec.namespace_mapping_strategy {
-        v.errors.push(FieldError::unsupported(
-            "spec.namespaceMappingStrategy",
-            s,
-            &NamespaceMappingStrategy::SUPPORTED,
-        ));
+        v.errors.push(unsupported_mapping_strategy(s));
     }
     if let PodOffloadingStrategy::Unsupported(s) = &spec.pod_offloading_strategy {
-        v.errors.push(FieldError::unsupported(
-            "spec.podOffloadingStrategy",
-            s,
-            &PodOffloadingStrategy::SUPPORTED,
-        ));
+        v.errors.push(unsupported_pod_strategy(s));
     }
     let selector = judge_selector(spec, ctx);
     let selector_ok = selector.allowed();
@@ -297,7 +253,8 @@ pub fn selects(generation: Generation, selector: Option<&NodeSelector>, node: &V
 /// The error of a v1.x object without `nodeSelectorTerms`.
 pub fn missing_terms_error() -> FieldError {
     FieldError::required(
-        format!("{SELECTOR_PATH}.nodeSelectorTerms"),
+        RuleId::TermsRequired,
+        selector::TERMS_PATH,
         "Liqo v1.x needs it: without it, Liqo's controller writes nodeSelectorTerms: null with its \
          finalizer, its own CRD refuses that, and the object stays NoClusterSelected forever, with no \
          Event; to offload to every remote cluster set clusterSelector: {nodeSelectorTerms: []}",
@@ -316,7 +273,7 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&VirtualNodes
         v.errors.push(missing_terms_error());
         return false;
     };
-    // Bounded before any per-term work, on every generation (SPEC §3).
+    // Bounded before any per-term work, on every generation (docs/behaviour.md, "The webhooks").
     let too_many = selector::too_many(sel);
     if !too_many.is_empty() {
         v.errors.extend(too_many);
@@ -337,6 +294,7 @@ fn judge_selector_v1(spec: &NamespaceOffloadingSpec, nodes: Option<&VirtualNodes
         v.errors.extend(reading.errors());
         let which = unmatched.iter().map(|i| format!("{} (node {})", nodes[i].cluster_id, nodes[i].name));
         v.errors.push(FieldError::forbidden(
+            RuleId::SelectorUnmatched,
             SELECTOR_PATH,
             format!(
                 "remote cluster {} matches none of the well-formed terms, so Liqo v1.x reports the \
@@ -388,20 +346,99 @@ pub fn derived_name(
 }
 
 fn name_error(spec: &NamespaceOffloadingSpec, namespace: &str, e: RemoteNameError) -> FieldError {
+    let remote = spec.remote_namespace_name.as_deref().unwrap_or_default();
+    name_field_error(&e, namespace, remote, e.to_string())
+}
+
+/// The field error of a remote name that cannot be derived, with `message` as its words: the
+/// field it names (the namespace when the namespace is what to change), its rule, its value.
+pub(crate) fn name_field_error(
+    e: &RemoteNameError,
+    namespace: &str,
+    remote_name: &str,
+    message: String,
+) -> FieldError {
     match e {
         RemoteNameError::MissingSelectedName => {
-            FieldError::required("spec.remoteNamespaceName", e.to_string())
+            FieldError::required(RuleId::SelectedNameRequired, REMOTE_NAME_PATH, message)
         }
-        RemoteNameError::DefaultNameTooLong { .. }
-        | RemoteNameError::ExistsEverywhere { same_name: true, .. } => {
-            FieldError::invalid("metadata.namespace", namespace, e.to_string())
+        RemoteNameError::DefaultNameTooLong { .. } => {
+            FieldError::invalid(RuleId::DefaultNameTooLong, NAMESPACE_PATH, namespace, message)
         }
-        _ => FieldError::invalid(
-            "spec.remoteNamespaceName",
-            spec.remote_namespace_name.as_deref().unwrap_or_default(),
-            e.to_string(),
-        ),
+        RemoteNameError::ExistsEverywhere { same_name: true, .. } => {
+            FieldError::invalid(RuleId::RemoteNameEverywhere, NAMESPACE_PATH, namespace, message)
+        }
+        RemoteNameError::ExistsEverywhere { same_name: false, .. } => {
+            FieldError::invalid(RuleId::RemoteNameEverywhere, REMOTE_NAME_PATH, remote_name, message)
+        }
+        // The unknown cluster id is a warning, never an error; named here for completeness.
+        RemoteNameError::InvalidName { .. } | RemoteNameError::UnknownClusterId => {
+            FieldError::invalid(RuleId::RemoteNameInvalid, REMOTE_NAME_PATH, remote_name, message)
+        }
     }
+}
+
+// One constructor per rule, shared with the ValidatingAdmissionPolicy generator (`crate::policy`),
+// which renders them with placeholders to build its messages.
+
+pub const NAME_PATH: &str = "metadata.name";
+pub const NAMESPACE_PATH: &str = "metadata.namespace";
+pub const MAPPING_STRATEGY_PATH: &str = "spec.namespaceMappingStrategy";
+pub const POD_STRATEGY_PATH: &str = "spec.podOffloadingStrategy";
+pub const REMOTE_NAME_PATH: &str = "spec.remoteNamespaceName";
+
+pub(crate) fn name_error_of(name: &str) -> FieldError {
+    FieldError::invalid(
+        RuleId::Name,
+        NAME_PATH,
+        name,
+        format!(
+            "a NamespaceOffloading must be named {OFFLOADING_NAME:?} (Liqo reads one per \
+             namespace, by that name): set metadata.name: {OFFLOADING_NAME}"
+        ),
+    )
+}
+
+pub(crate) fn immutable_mapping_strategy(old: &str, new: &str) -> FieldError {
+    FieldError::invalid(
+        RuleId::ImmutableMappingStrategy,
+        MAPPING_STRATEGY_PATH,
+        new,
+        format!(
+            "field is immutable (it was {old:?}): the remote namespaces already carry the old \
+             name; delete the NamespaceOffloading and create it again to change it"
+        ),
+    )
+}
+
+pub(crate) fn immutable_remote_name(old: &str, new: &str) -> FieldError {
+    FieldError::invalid(
+        RuleId::ImmutableRemoteName,
+        REMOTE_NAME_PATH,
+        new,
+        format!(
+            "field is immutable (it was {old:?}): delete the NamespaceOffloading and create it \
+             again to change it"
+        ),
+    )
+}
+
+pub(crate) fn unsupported_mapping_strategy(value: &str) -> FieldError {
+    FieldError::unsupported(
+        RuleId::MappingStrategy,
+        MAPPING_STRATEGY_PATH,
+        value,
+        &NamespaceMappingStrategy::SUPPORTED,
+    )
+}
+
+pub(crate) fn unsupported_pod_strategy(value: &str) -> FieldError {
+    FieldError::unsupported(
+        RuleId::PodOffloadingStrategy,
+        POD_STRATEGY_PATH,
+        value,
+        &PodOffloadingStrategy::SUPPORTED,
+    )
 }
 
 /// The value of the `liqo.io/scheduling-enabled` annotation Liqo v0.3 keeps on the object: `"true"`
@@ -591,7 +628,8 @@ mod tests {
         );
     }
 
-    // Liqo v1.x (SPEC §3, §7; issue 11): deny exactly what Liqo v1.2 fails on, warn on luck.
+    // Liqo v1.x (docs/behaviour.md, "Verdicts per generation"): deny exactly what Liqo v1.2
+    // fails on, warn on luck.
 
     const V1_ID: &str = "frosty-bird";
 

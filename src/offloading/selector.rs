@@ -1,6 +1,6 @@
 //! The clusterSelector: a core/v1 NodeSelector judged against the labels of virtual nodes.
 //!
-//! Validation is eager and complete (every problem of every term, SPEC §3.3); matching follows
+//! Validation is eager and complete (every problem of every term, docs/behaviour.md "Malformed clusterSelector"); matching follows
 //! Kubernetes' NodeSelector semantics, except that an absent selector or one with no terms
 //! selects every remote cluster, as Liqo does.
 
@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
 
-use super::field::{FieldError, quoted};
+use std::fmt::Display;
+
+use super::field::{FieldError, RuleId, quoted};
 use super::names::{dns1123_subdomain_problem, label_value_problem, qualified_name_problem};
 
 pub const SELECTOR_PATH: &str = "spec.clusterSelector";
-const OPERATORS: [&str; 6] = ["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"];
-const FIELD_OPERATORS: [&str; 2] = ["In", "NotIn"];
+pub const OPERATORS: [&str; 6] = ["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"];
+pub const FIELD_OPERATORS: [&str; 2] = ["In", "NotIn"];
 /// The only field a matchFields requirement may name.
 pub const NODE_NAME_FIELD: &str = "metadata.name";
 
@@ -28,9 +30,8 @@ pub const MAX_VALUES: usize = 1024;
 /// `Too many` errors for lists over the limits; empty when the selector is within them.
 pub fn too_many(selector: &NodeSelector) -> Vec<FieldError> {
     let terms = &selector.node_selector_terms;
-    let terms_path = format!("{SELECTOR_PATH}.nodeSelectorTerms");
     if terms.len() > MAX_TERMS {
-        return vec![FieldError::too_many(terms_path, terms.len(), MAX_TERMS)];
+        return vec![too_many_terms(terms.len())];
     }
     let mut errors = Vec::new();
     let mut total = 0usize;
@@ -39,34 +40,51 @@ pub fn too_many(selector: &NodeSelector) -> Vec<FieldError> {
         for (name, reqs) in lists {
             let reqs = reqs.as_deref().unwrap_or_default();
             if reqs.len() > MAX_REQUIREMENTS_PER_TERM {
-                errors.push(FieldError::too_many(
-                    format!("{terms_path}[{i}].{name}"),
-                    reqs.len(),
-                    MAX_REQUIREMENTS_PER_TERM,
-                ));
+                errors.push(too_many_requirements(&term_path(i), name, reqs.len()));
                 continue;
             }
             for (j, req) in reqs.iter().enumerate() {
                 let n = req.values.as_ref().map_or(0, Vec::len);
                 total += n;
                 if n > MAX_VALUES_PER_REQUIREMENT {
-                    errors.push(FieldError::too_many(
-                        format!("{terms_path}[{i}].{name}[{j}].values"),
-                        n,
-                        MAX_VALUES_PER_REQUIREMENT,
-                    ));
+                    errors.push(too_many_values(&requirement_path(&term_path(i), name, j), n));
                 }
             }
         }
     }
     if errors.is_empty() && total > MAX_VALUES {
-        errors.push(FieldError::too_many(
-            format!("{terms_path}[*].values (all terms together)"),
-            total,
-            MAX_VALUES,
-        ));
+        errors.push(too_many_total(total));
     }
     errors
+}
+
+/// `spec.clusterSelector.nodeSelectorTerms`.
+pub const TERMS_PATH: &str = "spec.clusterSelector.nodeSelectorTerms";
+
+/// The path of term `i`.
+pub(crate) fn term_path(i: impl Display) -> String {
+    format!("{TERMS_PATH}[{i}]")
+}
+
+/// The path of requirement `j` of a term's `list` (`matchExpressions` or `matchFields`).
+pub(crate) fn requirement_path(term_path: &str, list: &str, j: impl Display) -> String {
+    format!("{term_path}.{list}[{j}]")
+}
+
+pub(crate) fn too_many_terms(actual: usize) -> FieldError {
+    FieldError::too_many(TERMS_PATH, actual, MAX_TERMS)
+}
+
+pub(crate) fn too_many_requirements(term_path: &str, list: &str, actual: usize) -> FieldError {
+    FieldError::too_many(format!("{term_path}.{list}"), actual, MAX_REQUIREMENTS_PER_TERM)
+}
+
+pub(crate) fn too_many_values(requirement_path: &str, actual: usize) -> FieldError {
+    FieldError::too_many(format!("{requirement_path}.values"), actual, MAX_VALUES_PER_REQUIREMENT)
+}
+
+pub(crate) fn too_many_total(actual: usize) -> FieldError {
+    FieldError::too_many(format!("{TERMS_PATH}[*].values (all terms together)"), actual, MAX_VALUES)
 }
 
 /// Every syntax problem of the selector, each with its field path. A selector over the limits of
@@ -77,12 +95,12 @@ pub fn validate(selector: &NodeSelector) -> Vec<FieldError> {
         return errors;
     }
     for (i, term) in selector.node_selector_terms.iter().enumerate() {
-        let term_path = format!("{SELECTOR_PATH}.nodeSelectorTerms[{i}]");
+        let term_path = term_path(i);
         for (j, req) in term.match_expressions.iter().flatten().enumerate() {
-            validate_expression(req, &format!("{term_path}.matchExpressions[{j}]"), &mut errors);
+            validate_expression(req, &requirement_path(&term_path, "matchExpressions", j), &mut errors);
         }
         for (j, req) in term.match_fields.iter().flatten().enumerate() {
-            validate_field(req, &format!("{term_path}.matchFields[{j}]"), &mut errors);
+            validate_field(req, &requirement_path(&term_path, "matchFields", j), &mut errors);
         }
     }
     errors
@@ -90,62 +108,117 @@ pub fn validate(selector: &NodeSelector) -> Vec<FieldError> {
 
 fn validate_expression(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<FieldError>) {
     if let Some(problem) = qualified_name_problem(&req.key) {
-        errors.push(FieldError::invalid(format!("{path}.key"), &req.key, problem));
+        errors.push(key_error(path, &req.key, problem));
     }
     let values = req.values.as_deref().unwrap_or_default();
-    let values_path = format!("{path}.values");
     match req.operator.as_str() {
         "In" | "NotIn" => {
             if values.is_empty() {
-                errors.push(FieldError::required(
-                    &values_path,
-                    format!(
-                        "must be specified when `operator` is {:?}: list the label values to match",
-                        req.operator
-                    ),
-                ));
+                errors.push(values_required(path, &req.operator));
             }
         }
         "Exists" | "DoesNotExist" => {
             if !values.is_empty() {
-                errors.push(FieldError::forbidden(
-                    &values_path,
-                    format!("may not be specified when `operator` is {:?}: remove the values", req.operator),
-                ));
+                errors.push(values_forbidden(path, &req.operator));
             }
         }
         "Gt" | "Lt" => {
             if values.len() != 1 {
-                errors.push(FieldError::required(
-                    &values_path,
-                    format!(
-                        "must be specified single value when `operator` is {:?} (got {})",
-                        req.operator,
-                        values.len()
-                    ),
-                ));
+                errors.push(single_value(path, &req.operator, values.len()));
             } else if values[0].parse::<i64>().is_err() {
-                errors.push(FieldError::invalid(
-                    format!("{values_path}[0]"),
-                    &values[0],
-                    format!("must be an integer when `operator` is {:?}", req.operator),
-                ));
+                errors.push(not_integer(path, &values[0], &req.operator));
             }
         }
-        other => errors.push(FieldError::unsupported(format!("{path}.operator"), other, &OPERATORS)),
+        other => errors.push(unsupported_operator(path, other)),
     }
     for (k, v) in values.iter().enumerate() {
         if let Some(problem) = label_value_problem(v) {
-            errors.push(FieldError::invalid(format!("{values_path}[{k}]"), v, problem));
+            errors.push(label_value(path, k, v, problem));
         }
     }
+}
+
+// One constructor per rule, shared with the ValidatingAdmissionPolicy generator (`crate::policy`),
+// which renders them with placeholders to build its messages: the words cannot drift apart.
+// `path` is the requirement's path, e.g. `spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1]`.
+
+pub(crate) fn key_error(path: &str, key: &str, problem: impl Into<String>) -> FieldError {
+    FieldError::invalid(RuleId::SelectorKey, format!("{path}.key"), key, problem)
+}
+
+pub(crate) fn values_required(path: &str, operator: &str) -> FieldError {
+    FieldError::required(
+        RuleId::SelectorValuesRequired,
+        format!("{path}.values"),
+        format!("must be specified when `operator` is {operator:?}: list the label values to match"),
+    )
+}
+
+pub(crate) fn values_forbidden(path: &str, operator: &str) -> FieldError {
+    FieldError::forbidden(
+        RuleId::SelectorValuesForbidden,
+        format!("{path}.values"),
+        format!("may not be specified when `operator` is {operator:?}: remove the values"),
+    )
+}
+
+pub(crate) fn single_value(path: &str, operator: &str, got: impl Display) -> FieldError {
+    FieldError::required(
+        RuleId::SelectorSingleValue,
+        format!("{path}.values"),
+        format!("must be specified single value when `operator` is {operator:?} (got {got})"),
+    )
+}
+
+pub(crate) fn not_integer(path: &str, value: &str, operator: &str) -> FieldError {
+    FieldError::invalid(
+        RuleId::SelectorInteger,
+        format!("{path}.values[0]"),
+        value,
+        format!("must be an integer when `operator` is {operator:?}"),
+    )
+}
+
+pub(crate) fn unsupported_operator(path: &str, operator: &str) -> FieldError {
+    FieldError::unsupported(RuleId::SelectorOperator, format!("{path}.operator"), operator, &OPERATORS)
+}
+
+pub(crate) fn label_value(
+    path: &str,
+    index: impl Display,
+    value: &str,
+    problem: impl Into<String>,
+) -> FieldError {
+    FieldError::invalid(RuleId::SelectorLabelValue, format!("{path}.values[{index}]"), value, problem)
+}
+
+pub(crate) fn field_key(path: &str, key: &str) -> FieldError {
+    FieldError::unsupported(RuleId::FieldKey, format!("{path}.key"), key, &[NODE_NAME_FIELD])
+}
+
+pub(crate) fn field_operator(path: &str, operator: &str) -> FieldError {
+    FieldError::unsupported(RuleId::FieldOperator, format!("{path}.operator"), operator, &FIELD_OPERATORS)
+}
+
+pub(crate) fn field_single_value(path: &str, operator: &str, got: impl Display) -> FieldError {
+    FieldError::required(
+        RuleId::FieldSingleValue,
+        format!("{path}.values"),
+        format!(
+            "must be only one value when `operator` is {operator:?} for a node field selector (got {got})"
+        ),
+    )
+}
+
+pub(crate) fn field_node_name(path: &str, value: &str, problem: impl Into<String>) -> FieldError {
+    FieldError::invalid(RuleId::FieldNodeName, format!("{path}.values[0]"), value, problem)
 }
 
 /// The eager rule (Liqo v0.3, and this project's own reconcile loop): a matchFields requirement
 /// names `metadata.name`, with In or NotIn and one value that is a node name.
 fn validate_field(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<FieldError>) {
     if req.key != NODE_NAME_FIELD {
-        errors.push(FieldError::unsupported(format!("{path}.key"), &req.key, &[NODE_NAME_FIELD]));
+        errors.push(field_key(path, &req.key));
     }
     let parse = field_parse_errors(req, path);
     let parsed = parse.is_empty();
@@ -153,7 +226,7 @@ fn validate_field(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<Fi
     if parsed {
         let values = req.values.as_deref().unwrap_or_default();
         if let Some(problem) = dns1123_subdomain_problem(&values[0]) {
-            errors.push(FieldError::invalid(format!("{path}.values[0]"), &values[0], problem));
+            errors.push(field_node_name(path, &values[0], problem));
         }
     }
 }
@@ -164,17 +237,10 @@ fn validate_field(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<Fi
 fn field_parse_errors(req: &NodeSelectorRequirement, path: &str) -> Vec<FieldError> {
     let values = req.values.as_deref().unwrap_or_default();
     if !FIELD_OPERATORS.contains(&req.operator.as_str()) {
-        return vec![FieldError::unsupported(format!("{path}.operator"), &req.operator, &FIELD_OPERATORS)];
+        return vec![field_operator(path, &req.operator)];
     }
     if values.len() != 1 {
-        return vec![FieldError::required(
-            format!("{path}.values"),
-            format!(
-                "must be only one value when `operator` is {:?} for a node field selector (got {})",
-                req.operator,
-                values.len()
-            ),
-        )];
+        return vec![field_single_value(path, &req.operator, values.len())];
     }
     Vec::new()
 }
@@ -184,10 +250,10 @@ fn field_parse_errors(req: &NodeSelectorRequirement, path: &str) -> Vec<FieldErr
 fn term_parse_errors(term: &NodeSelectorTerm, term_path: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for (j, req) in term.match_expressions.iter().flatten().enumerate() {
-        validate_expression(req, &format!("{term_path}.matchExpressions[{j}]"), &mut errors);
+        validate_expression(req, &requirement_path(term_path, "matchExpressions", j), &mut errors);
     }
     for (j, req) in term.match_fields.iter().flatten().enumerate() {
-        errors.extend(field_parse_errors(req, &format!("{term_path}.matchFields[{j}]")));
+        errors.extend(field_parse_errors(req, &requirement_path(term_path, "matchFields", j)));
     }
     errors
 }
@@ -225,7 +291,7 @@ pub fn read_lazily(selector: &NodeSelector) -> LazyReading {
         if is_empty_term(term) {
             continue;
         }
-        let term_path = format!("{SELECTOR_PATH}.nodeSelectorTerms[{i}]");
+        let term_path = term_path(i);
         let errors = term_parse_errors(term, &term_path);
         if errors.is_empty() {
             r.well_formed.push(i);

@@ -1,4 +1,4 @@
-//! What the reconcile loop wants the world to look like for one NamespaceOffloading (SPEC §4):
+//! What the reconcile loop wants the world to look like for one NamespaceOffloading (docs/behaviour.md, "The reconcile loop"):
 //! which clusters are selected, the desiredMapping entry of each, the per-cluster conditions and
 //! the phase. Pure: the loop gathers the inputs from its caches and applies the differences.
 
@@ -56,7 +56,7 @@ pub fn plan(
     now: &Time,
 ) -> Plan {
     let deleting = obj.metadata.deletion_timestamp.is_some();
-    // The reconcile loop runs on Liqo v0.3 only (SPEC §7).
+    // The reconcile loop runs on Liqo v0.3 only.
     let annotation = scheduling_annotation(&obj.spec, Generation::V0_3);
     let name = derived_name(&obj.spec, namespace, cluster_id);
     let remote_name = match &name {

@@ -64,6 +64,11 @@ const PACE: u32 = 3;
 const QUIET: Duration = Duration::from_millis(250);
 /// Maps patched at once.
 const MAX_CONCURRENT_PATCHES: usize = 4;
+/// A patch of a map with no answer by then has failed, and is retried as one that failed. kube's
+/// client retries a 429, 503 or 504 by itself (up to 15 times, its waits doubling into minutes)
+/// and waits for an answer without a timeout: unbounded, one map's patch would hold every map's
+/// flush.
+const PATCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// A failed patch of a map is retried after this, doubling (with jitter) up to the cap. A failed
 /// patch at scale is most often the API server out of breath: the first retry is no sooner than a
 /// second.
@@ -203,14 +208,17 @@ impl MapWriter {
                 let this = self.clone();
                 async move {
                     metrics.wrote("namespacemaps");
-                    match patch(&client, &ns, &name, &keys).await {
+                    let answer = tokio::time::timeout(PATCH_TIMEOUT, patch(&client, &ns, &name, &keys))
+                        .await
+                        .unwrap_or(Err(PatchError::NoAnswer(PATCH_TIMEOUT)));
+                    match answer {
                         Ok(()) => {
                             debug!(map = %format!("{ns}/{name}"), keys = keys.len(), "desiredMapping written");
                             this.failures.succeeded(&(ns, name));
                         }
                         // The map is gone: the tenant loop recreates it, and the next reconcile of
                         // each namespace asks again. Retrying the patch would never succeed.
-                        Err(kube::Error::Api(s)) if s.is_not_found() => {
+                        Err(PatchError::Kube(kube::Error::Api(s))) if s.is_not_found() => {
                             warn!(map = %format!("{ns}/{name}"), "NamespaceMap gone; dropping its pending desiredMapping writes");
                             this.forget_map(&ns, &name);
                         }
@@ -240,8 +248,17 @@ impl MapWriter {
 const ANSWER_METADATA_ONLY: &str =
     "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json";
 
+/// Why a patch of a map failed.
+#[derive(Debug, thiserror::Error)]
+enum PatchError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("no answer from the API server in {0:?}")]
+    NoAnswer(Duration),
+}
+
 /// One merge patch of desiredMapping keys. The answer is drained as it arrives, not decoded.
-async fn patch(client: &Client, ns: &str, name: &str, keys: &Keys) -> Result<(), kube::Error> {
+async fn patch(client: &Client, ns: &str, name: &str, keys: &Keys) -> Result<(), PatchError> {
     let ar = ApiResource::erase::<NamespaceMap>(&());
     let url = DynamicObject::url_path(&ar, Some(ns));
     let body = json!({ "spec": { "desiredMapping": keys } });

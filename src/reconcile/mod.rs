@@ -1,4 +1,4 @@
-//! The reconcile loops (SPEC §4), run by one replica at a time through a Lease:
+//! The reconcile loops (docs/behaviour.md, "The reconcile loop"), run by one replica at a time through a Lease:
 //! - [`tenant`]: a tenant namespace and NamespaceMap per remote cluster, as its virtual node appears;
 //! - [`remote`]: the remote side — remote namespaces for desiredMapping, currentMapping — for the
 //!   remote clusters it has a kubeconfig for;
@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
@@ -38,9 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
-use crate::crd::{
-    NamespaceMap, NamespaceOffloading, OFFLOADING_NAME, OffloadingPhase, REMOTE_CLUSTER_ID_LABEL,
-};
+use crate::crd::{NamespaceMap, NamespaceOffloading, OffloadingPhase};
+use crate::liqo::{OFFLOADING_NAME, REMOTE_CLUSTER_ID_LABEL};
 use crate::metrics::{Metrics, PhaseLabels};
 
 #[derive(Debug, thiserror::Error)]
@@ -205,9 +204,9 @@ impl MapMemory {
 #[derive(Clone)]
 pub struct ReconcileConfig {
     pub lease: lease::LeaseConfig,
-    /// The Lease's own client, without the client-side rate limit (see `cli::KubeClients`).
+    /// The Lease's own client, without the client-side rate limit (see `kube_client::KubeClients`).
     pub lease_client: Client,
-    pub remotes: remote::RemoteClients,
+    pub remotes: crate::remote_clients::RemoteClients,
 }
 
 /// Runs the reconcilers while this replica holds the Lease, until `stop`: [`lease`] starts
@@ -242,11 +241,12 @@ async fn controllers(
     cluster: ClusterView,
     metrics: Arc<Metrics>,
     identity: String,
-    remotes: remote::RemoteClients,
+    remotes: crate::remote_clients::RemoteClients,
     stop: CancellationToken,
 ) {
     // One watch per kind, shared by the loops: NamespaceMaps (store + triggers of both loops),
-    // Namespaces (metadata), kubeconfig Secrets, NamespaceOffloadings (the offloading loop's own),
+    // Namespaces (metadata), kubeconfig Secrets (when asked for), NamespaceOffloadings (the
+    // offloading loop's own),
     // and the virtual nodes of `cluster`, which the webhook watches anyway.
     let decoder = watch::Decoder::new(metrics.clone());
     let map_writer = map_writer::MapWriter::new();
@@ -286,24 +286,34 @@ async fn controllers(
             })
     };
     let (secrets, secrets_writer) = reflector::store::<Secret>();
-    let secret_watch =
-        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx);
+    // Without `--remote-kubeconfig-secrets` no Secret is read (the store stays empty), so the
+    // default RBAC grants none.
+    let secret_watch = if remotes.reads_kubeconfig_secrets() {
+        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx).boxed()
+    } else {
+        futures::future::pending().boxed()
+    };
 
     let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
-    let offloading_watch = watch::watch::<NamespaceOffloading>(
-        client.clone(),
-        listed_in_pages(OFFLOADINGS_PER_PAGE),
-        decoder.clone(),
-    )
-    .modify(keep_what_offloadings_are_read_for)
-    .reflect(offloading_writer)
-    .inspect({
-        let faults = cluster.faults().clone();
-        move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
-    })
-    .applied_objects();
+    // Fed to the Controller as requests rather than as its own watch, so that a relist's objects
+    // wait for the relist's end (see `watch::triggers`); backed off here, as the other watches.
+    let offloading_watch = watch::triggers(
+        watch::watch::<NamespaceOffloading>(
+            client.clone(),
+            listed_in_pages(OFFLOADINGS_PER_PAGE),
+            decoder.clone(),
+        )
+        .default_backoff()
+        .modify(keep_what_offloadings_are_read_for)
+        .reflect(offloading_writer)
+        .inspect({
+            let faults = cluster.faults().clone();
+            move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
+        }),
+    );
     // The debounce folds the burst of triggers that our own writes cause into one reconcile.
-    let controller = Controller::for_stream(offloading_watch, offloadings.clone())
+    let no_watch_of_its_own = futures::stream::pending::<Result<NamespaceOffloading, watcher::Error>>();
+    let controller = Controller::for_stream(no_watch_of_its_own, offloadings.clone())
         .with_config(controller::Config::default().debounce(Duration::from_millis(300)).concurrency(16));
     let recorder = Recorder::new(
         client.clone(),
@@ -335,6 +345,7 @@ async fn controllers(
         // A virtual node that appears, goes or changes labels can change every selection (the
         // first item is now: the initial list triggers every object anyway).
         .reconcile_all_on(cluster.node_changes().skip(1))
+        .reconcile_on(offloading_watch)
         // Only the namespaces whose entries (desired or current) changed.
         .reconcile_on(channel_stream(offloading_rx))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
@@ -416,7 +427,7 @@ fn keep_what_namespaces_are_read_for(ns: &mut PartialObjectMeta<Namespace>) {
     let labels = m
         .labels
         .map(|mut l| {
-            l.retain(|k, _| k == offloading::NAMESPACE_LABEL);
+            l.retain(|k, _| k == crate::liqo::SCHEDULING_ENABLED);
             l
         })
         .filter(|l| !l.is_empty());
@@ -435,7 +446,7 @@ fn keep_what_namespaces_are_read_for(ns: &mut PartialObjectMeta<Namespace>) {
 fn keep_what_offloadings_are_read_for(o: &mut NamespaceOffloading) {
     o.metadata.labels = None;
     if let Some(a) = o.metadata.annotations.as_mut() {
-        a.retain(|k, _| k == crate::crd::SCHEDULING_ENABLED);
+        a.retain(|k, _| k == crate::liqo::SCHEDULING_ENABLED);
     }
     if o.metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
         o.metadata.annotations = None;
@@ -443,7 +454,7 @@ fn keep_what_offloadings_are_read_for(o: &mut NamespaceOffloading) {
     o.metadata.managed_fields = None;
 }
 
-/// Objects per page of a (re)list. Each page is read whole (as text, see [`watch::RawObject`])
+/// Objects per page of a (re)list. Each page is read whole (as text, see [`crate::raw_object::RawObject`])
 /// before its objects become typed: at scale a NamespaceOffloading carries a condition per cluster
 /// (25 KB with a hundred clusters) and a NamespaceMap an entry per namespace (300 KB with 5 000),
 /// so kube's default of 500 per page made a restart's peak memory twice the steady state's.

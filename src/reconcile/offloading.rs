@@ -1,5 +1,5 @@
 //! NamespaceOffloading -> NamespaceMap desiredMapping entries, annotation, Namespace label, Events
-//! and status (SPEC §4). The plan is pure (`offloading::status::plan`); this applies only its
+//! and status (docs/behaviour.md, "Per NamespaceOffloading"). The plan is pure (`offloading::status::plan`); this applies only its
 //! differences, each write touching only this namespace's keys.
 
 use std::collections::BTreeMap;
@@ -19,15 +19,11 @@ use tracing::{debug, info, warn};
 use super::backoff;
 use super::in_flight::Digest;
 use super::{Context, Error};
-use crate::crd::{
-    MappingPhase, NamespaceOffloading, NamespaceOffloadingStatus, OFFLOADING_NAME, SCHEDULING_ENABLED,
-};
+use crate::crd::{MappingPhase, NamespaceOffloading, NamespaceOffloadingStatus};
+use crate::liqo::v0_3::OFFLOADING_FINALIZER as FINALIZER;
+use crate::liqo::{OFFLOADING_NAME, SCHEDULING_ENABLED};
 use crate::metrics::ReconcileLabels;
 use crate::offloading::status::{Blocked, Plan, plan};
-
-pub const FINALIZER: &str = "namespaceoffloading-controller.liqo.io/finalizer";
-/// The Namespace label that lets pods of an offloaded namespace be scheduled on virtual nodes.
-pub const NAMESPACE_LABEL: &str = "liqo.io/scheduling-enabled";
 
 /// The fault part and name this loop's refusals are reported under.
 const PART: &str = "offloading-loop";
@@ -259,14 +255,14 @@ async fn write_namespace_label(namespace: &str, want: bool, ctx: &Context) -> Re
             None => return Ok(()),
         },
     };
-    let has = labels.get(NAMESPACE_LABEL).map(String::as_str) == Some("true");
+    let has = labels.get(SCHEDULING_ENABLED).map(String::as_str) == Some("true");
     let rv = rv.unwrap_or_default();
     ctx.label_sent.settle(namespace, &rv);
     if has == want || ctx.label_sent.already(namespace, &rv, Digest::of(&want)) {
         return Ok(());
     }
     let value = if want { json!("true") } else { Value::Null };
-    let patch = json!({ "metadata": { "labels": { NAMESPACE_LABEL: value } } });
+    let patch = json!({ "metadata": { "labels": { SCHEDULING_ENABLED: value } } });
     ctx.metrics.wrote("namespaces");
     api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     ctx.label_sent.wrote(namespace, &[&rv], Digest::of(&want));

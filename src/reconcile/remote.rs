@@ -1,175 +1,30 @@
-//! The remote side (SPEC §5), as Liqo v0.3's NamespaceMap controller: for every remote cluster it
+//! The remote side (docs/behaviour.md, "The remote side"), as Liqo v0.3's NamespaceMap controller: for every remote cluster it
 //! can reach, creates the namespaces listed in desiredMapping (annotated with the local cluster
 //! id), records `Accepted` or `CreationLoopBackOff` in currentMapping, and deletes the remote
 //! namespaces it owns once their entry leaves desiredMapping. A namespace it does not own is never
 //! deleted. Each cluster is reached with short timeouts, so one that is down delays no other.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
-};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::Store;
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::Error;
 use super::backoff::{self, Backoff};
 use crate::cluster::ClusterView;
-use crate::crd::{MappingPhase, NamespaceMap, REMOTE_CLUSTER_ID_LABEL, RemoteNamespaceStatus};
+use crate::crd::{MappingPhase, NamespaceMap, RemoteNamespaceStatus};
+use crate::liqo::REMOTE_CLUSTER_ID_LABEL;
+use crate::liqo::v0_3::{MAP_FINALIZER as FINALIZER, REMOTE_NAMESPACE_ANNOTATION};
 use crate::metrics::Metrics;
-use crate::rate_limit::ApiRateLimit;
-
-pub const FINALIZER: &str = "namespacemap-controller.liqo.io/finalizer";
-/// Annotation on a remote namespace: the local cluster id that created it.
-pub const REMOTE_NAMESPACE_ANNOTATION: &str = "liqo.io/remote-namespace";
-/// Key of the kubeconfig in a remote cluster's Secret.
-pub const KUBECONFIG_KEY: &str = "kubeconfig";
-
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("--remote-kubeconfig must be CLUSTER_ID=PATH, got {0:?}")]
-    Syntax(String),
-    #[error("the kubeconfig of remote cluster {cluster_id} ({source_name}) cannot be used: {detail}")]
-    Kubeconfig { cluster_id: String, source_name: String, detail: String },
-}
-
-/// Parses `--remote-kubeconfig CLUSTER_ID=PATH`.
-pub fn parse_remote_kubeconfig(s: &str) -> Result<(String, PathBuf), RemoteError> {
-    match s.split_once('=') {
-        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok((id.to_owned(), PathBuf::from(path))),
-        _ => Err(RemoteError::Syntax(s.to_owned())),
-    }
-}
-
-/// Builds a client with short timeouts from kubeconfig text, its requests limited by `limit`.
-pub async fn client_from_kubeconfig(
-    cluster_id: &str,
-    source_name: &str,
-    yaml: &str,
-    limit: ApiRateLimit,
-) -> Result<Client, RemoteError> {
-    let err = |detail: String| RemoteError::Kubeconfig {
-        cluster_id: cluster_id.to_owned(),
-        source_name: source_name.to_owned(),
-        detail,
-    };
-    let kc = Kubeconfig::from_yaml(yaml).map_err(|e| err(e.to_string()))?;
-    let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    cfg.connect_timeout = Some(Duration::from_secs(3));
-    cfg.read_timeout = Some(Duration::from_secs(10));
-    cfg.write_timeout = Some(Duration::from_secs(10));
-    crate::rate_limit::client(cfg, limit).map_err(|e| err(e.to_string()))
-}
-
-/// How remote clusters are reached: kubeconfig files given on the command line, and Secrets with a
-/// `kubeconfig` key labelled `liqo.io/remote-cluster-id` in the tenant namespace.
-#[derive(Clone, Default)]
-pub struct RemoteClients {
-    files: Arc<BTreeMap<String, PathBuf>>,
-    /// Built clients, keyed by cluster id, with the text they were built from.
-    cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
-    /// The limit on each remote cluster's requests (each client its own bucket).
-    limit: ApiRateLimit,
-}
-
-impl RemoteClients {
-    pub fn new(files: BTreeMap<String, PathBuf>) -> Self {
-        Self { files: Arc::new(files), cache: Arc::default(), limit: ApiRateLimit::default() }
-    }
-
-    /// The same, each remote client's requests limited by `limit`.
-    pub fn with_rate_limit(mut self, limit: ApiRateLimit) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// The client of a remote cluster, `None` when nothing says how to reach it. Lists the
-    /// tenant namespace's Secrets (for one-off use: the reconcile loop reads them from its cache,
-    /// through [`RemoteClients::get_cached`]).
-    pub async fn get(
-        &self,
-        local: &Client,
-        cluster_id: &str,
-        tenant_namespace: &str,
-    ) -> Result<Option<Client>, RemoteError> {
-        if self.files.contains_key(cluster_id) {
-            return self.client_for(cluster_id, None).await;
-        }
-        let secrets: Api<Secret> = Api::namespaced(local.clone(), tenant_namespace);
-        let lp = ListParams::default().labels(&format!("{REMOTE_CLUSTER_ID_LABEL}={cluster_id}"));
-        let Ok(list) = secrets.list(&lp).await else { return Ok(None) };
-        let found = list.items.iter().find_map(|s| kubeconfig_in(s, tenant_namespace));
-        self.client_for(cluster_id, found).await
-    }
-
-    /// As [`RemoteClients::get`], with the Secrets read from a cache of those labelled with a
-    /// remote cluster id.
-    pub async fn get_cached(
-        &self,
-        secrets: &Store<Secret>,
-        cluster_id: &str,
-        tenant_namespace: &str,
-    ) -> Result<Option<Client>, RemoteError> {
-        if self.files.contains_key(cluster_id) {
-            return self.client_for(cluster_id, None).await;
-        }
-        let found = secrets.state().iter().find_map(|s| {
-            let ours = s.metadata.namespace.as_deref() == Some(tenant_namespace)
-                && s.labels().get(REMOTE_CLUSTER_ID_LABEL).map(String::as_str) == Some(cluster_id);
-            if ours { kubeconfig_in(s, tenant_namespace) } else { None }
-        });
-        self.client_for(cluster_id, found).await
-    }
-
-    /// The client from the file given for `cluster_id`, else from `secret` (source name, text).
-    async fn client_for(
-        &self,
-        cluster_id: &str,
-        secret: Option<(String, String)>,
-    ) -> Result<Option<Client>, RemoteError> {
-        let (source, text) = if let Some(path) = self.files.get(cluster_id) {
-            let text = std::fs::read_to_string(path).map_err(|e| RemoteError::Kubeconfig {
-                cluster_id: cluster_id.to_owned(),
-                source_name: path.display().to_string(),
-                detail: e.to_string(),
-            })?;
-            (path.display().to_string(), text)
-        } else {
-            match secret {
-                Some(f) => f,
-                None => return Ok(None),
-            }
-        };
-        if let Ok(cache) = self.cache.lock()
-            && let Some((t, c)) = cache.get(cluster_id)
-            && *t == text
-        {
-            return Ok(Some(c.clone()));
-        }
-        let client = client_from_kubeconfig(cluster_id, &source, &text, self.limit).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(cluster_id.to_owned(), (text, client.clone()));
-        }
-        Ok(Some(client))
-    }
-}
-
-/// The kubeconfig a Secret holds: (where it comes from, its text).
-fn kubeconfig_in(s: &Secret, tenant_namespace: &str) -> Option<(String, String)> {
-    let data = s.data.as_ref()?.get(KUBECONFIG_KEY)?;
-    Some((format!("secret {tenant_namespace}/{}", s.name_any()), String::from_utf8(data.0.clone()).ok()?))
-}
+use crate::remote_clients::RemoteClients;
 
 /// What the remote side shares.
 pub struct RemoteContext {
@@ -451,13 +306,6 @@ pub fn error_policy(map: Arc<NamespaceMap>, err: &Error, ctx: Arc<RemoteContext>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_remote_kubeconfig_flags() {
-        assert_eq!(parse_remote_kubeconfig("c1=/k/c1").unwrap(), ("c1".into(), PathBuf::from("/k/c1")));
-        assert!(parse_remote_kubeconfig("c1").unwrap_err().to_string().contains("CLUSTER_ID=PATH"));
-        assert!(parse_remote_kubeconfig("=x").is_err());
-    }
 
     #[test]
     fn ownership_by_annotation() {

@@ -13,20 +13,10 @@ use kube::{Client, ResourceExt};
 use tracing::info;
 
 use super::Error;
-use crate::crd::{NamespaceMap, REMOTE_CLUSTER_ID_LABEL};
+use crate::crd::NamespaceMap;
+use crate::liqo::v0_3::{TENANT_CLUSTER_ID_LABEL, TENANT_NAMESPACE_LABEL, namespace_map_name};
+use crate::liqo::{REMOTE_CLUSTER_ID_LABEL, tenant_namespace};
 use crate::metrics::Metrics;
-
-pub const TENANT_CLUSTER_ID_LABEL: &str = "discovery.liqo.io/cluster-id";
-pub const TENANT_NAMESPACE_LABEL: &str = "discovery.liqo.io/tenant-namespace";
-
-pub fn tenant_namespace(cluster_id: &str) -> String {
-    format!("liqo-tenant-{cluster_id}")
-}
-
-/// The name given to a NamespaceMap this loop creates (Liqo's begin with `<id>-` too).
-pub fn namespace_map_name(cluster_id: &str) -> String {
-    format!("{cluster_id}-local")
-}
 
 /// Makes sure the tenant namespace and NamespaceMap of the node's cluster exist.
 pub async fn reconcile(node: Arc<Node>, client: Client, metrics: Arc<Metrics>) -> Result<Action, Error> {

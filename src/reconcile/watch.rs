@@ -12,101 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt, future};
 use kube::core::{ApiResource, ObjectMeta};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::metrics::{KindLabels, Metrics};
-
-/// Why a stored object could not be read as its Rust type: the field and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct DecodeError {
-    pub path: String,
-    pub message: String,
-}
-
-/// Decodes one object from its JSON text into `K`, naming the field that does not fit.
-/// managedFields are dropped: nobody here reads them, and at scale they are as big as the object
-/// (a field per entry).
-pub fn decode_text<K: Resource + DeserializeOwned>(text: &str) -> Result<K, DecodeError> {
-    match serde_json::from_str::<K>(text) {
-        Ok(mut k) => {
-            k.meta_mut().managed_fields = None;
-            Ok(k)
-        }
-        // Path tracking allocates per key: it runs only to explain a failure.
-        Err(plain) => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            match serde_path_to_error::deserialize::<_, K>(&mut de) {
-                Err(e) => {
-                    Err(DecodeError { path: e.path().to_string(), message: e.into_inner().to_string() })
-                }
-                Ok(_) => Err(DecodeError { path: ".".into(), message: plain.to_string() }),
-            }
-        }
-    }
-}
-
-/// An object as the API server sent it: its JSON text, and its metadata read from that text.
-/// Unlike [`kube::core::DynamicObject`] (a JSON tree, several times the size of the text), a page of a list
-/// waits as text while its objects are decoded one at a time: at 1 000 NamespaceOffloadings with a
-/// hundred clusters, a restart's peak memory was the trees of one page.
-#[derive(Clone, Debug)]
-pub struct RawObject {
-    pub metadata: ObjectMeta,
-    text: Box<serde_json::value::RawValue>,
-}
-
-impl RawObject {
-    /// The object's JSON text, as the API server sent it.
-    pub fn text(&self) -> &str {
-        self.text.get()
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for RawObject {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        struct Metadata {
-            #[serde(default)]
-            metadata: ObjectMeta,
-        }
-        let text = Box::<serde_json::value::RawValue>::deserialize(d)?;
-        let Metadata { mut metadata } =
-            serde_json::from_str(text.get()).map_err(<D::Error as serde::de::Error>::custom)?;
-        metadata.managed_fields = None;
-        Ok(Self { metadata, text })
-    }
-}
-
-impl Resource for RawObject {
-    type DynamicType = ApiResource;
-    type Scope = kube::core::DynamicResourceScope;
-
-    fn group(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
-        dt.group.as_str().into()
-    }
-    fn version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
-        dt.version.as_str().into()
-    }
-    fn kind(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
-        dt.kind.as_str().into()
-    }
-    fn api_version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
-        dt.api_version.as_str().into()
-    }
-    fn plural(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
-        dt.plural.as_str().into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+use crate::raw_object::{RawObject, decode_text};
 
 /// Reports each object version that fails to decode once, however many watches read it.
 pub struct Decoder {
@@ -125,14 +38,14 @@ impl Decoder {
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
-        let RawObject { metadata, text } = obj;
-        let e = match decode_text::<K>(text.get()) {
+        let e = match decode_text::<K>(obj.text()) {
             Ok(k) => {
-                self.forget::<K>(&metadata);
+                self.forget::<K>(&obj.metadata);
                 return Ok(k);
             }
             Err(e) => e,
         };
+        let metadata = obj.metadata;
         let version = metadata.resource_version.clone().unwrap_or_default();
         let new = self
             .reported
@@ -203,8 +116,8 @@ fn stub<K: Resource + Default>(metadata: ObjectMeta) -> K {
 }
 
 /// A watch of every `K` in the cluster, decoding each object on its own. Without a backoff, like
-/// kube-runtime's own watches: a Controller backs off its triggers itself; a plain reflector should
-/// add `.default_backoff()`.
+/// kube-runtime's own watches: the caller adds `.default_backoff()` (a Controller fed by
+/// `reconcile_on` does not back off what it is fed).
 pub fn watch<K>(
     client: Client,
     config: watcher::Config,
@@ -222,65 +135,52 @@ where
     })
 }
 
+/// What a watch's events ask a Controller to reconcile (through `reconcile_on`, after the
+/// watch's `reflect`): a changed object at once, the objects of a (re)list only at its end.
+///
+/// kube-runtime's Controller looks each request up in its store and silently drops one the store
+/// does not hold (`ObjectNotFound`, no retry). A relist after the store was first filled (an API
+/// server restart, an expired resourceVersion) is buffered by the reflector until its end, so an
+/// object created while the watch was down, triggered as soon as its page arrives, was never
+/// reconciled at all, and one that changed meanwhile was reconciled with its old version. Held
+/// here until the relist is in the store, both are read as listed.
+pub fn triggers<K>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + 'static,
+{
+    events
+        .scan(None::<Vec<ObjectRef<K>>>, |held, ev| {
+            let out = match ev {
+                Ok(watcher::Event::Apply(k)) => vec![ObjectRef::from_obj(&k)],
+                Ok(watcher::Event::Init) => {
+                    *held = Some(Vec::new());
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitApply(k)) => {
+                    held.get_or_insert_with(Vec::new).push(ObjectRef::from_obj(&k));
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitDone) => held.take().unwrap_or_default(),
+                // A deletion is the finalizer's business (seen as an update), and a watch error
+                // is reported and backed off upstream.
+                Ok(watcher::Event::Delete(_)) | Err(_) => Vec::new(),
+            };
+            future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::crd::{MappingPhase, NamespaceMap, NamespaceOffloading};
-
-    #[test]
-    fn a_good_object_decodes() {
-        let o = raw(json!({
-            "apiVersion": "virtualkubelet.liqo.io/v1alpha1", "kind": "NamespaceMap",
-            "metadata": {"name": "m", "namespace": "t", "resourceVersion": "7"},
-            "spec": {"desiredMapping": {"a": "a-x"}},
-            "status": {"currentMapping": {"a": {"remoteNamespace": "a-x", "phase": "SomethingNew"}}}
-        }));
-        let m: NamespaceMap = decode_text(o.text()).unwrap();
-        assert_eq!(m.spec.desired_mapping["a"], "a-x");
-        assert_eq!(m.metadata.resource_version.as_deref(), Some("7"));
-        // A phase from another Liqo version does not make the map unreadable.
-        let phase = &m.status.unwrap().current_mapping["a"].phase;
-        assert_eq!(phase, &MappingPhase::Unsupported("SomethingNew".into()));
-    }
-
-    #[test]
-    fn a_bad_object_names_the_field() {
-        let o = raw(json!({
-            "apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
-            "metadata": {"name": "offloading", "namespace": "n"},
-            "spec": {"clusterSelector": {"nodeSelectorTerms": "all"}}
-        }));
-        let e = decode_text::<NamespaceOffloading>(o.text()).unwrap_err();
-        assert_eq!(e.path, "spec.clusterSelector.nodeSelectorTerms");
-        assert!(e.message.contains("expected a sequence"), "{e}");
-    }
+    use crate::crd::NamespaceOffloading;
 
     fn raw(v: serde_json::Value) -> RawObject {
         serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn a_raw_object_decodes_as_its_value_does() {
-        let v = json!({
-            "apiVersion": "virtualkubelet.liqo.io/v1alpha1", "kind": "NamespaceMap",
-            "metadata": {"name": "m", "namespace": "t", "resourceVersion": "7",
-                         "managedFields": [{"manager": "x", "operation": "Update"}]},
-            "spec": {"desiredMapping": {"a": "a-x"}}
-        });
-        let o = raw(v.clone());
-        assert_eq!(o.metadata.name.as_deref(), Some("m"));
-        assert_eq!(o.metadata.managed_fields, None);
-        let m: NamespaceMap = decode_text(o.text()).unwrap();
-        let mut from_value: NamespaceMap = serde_json::from_value(v).unwrap();
-        from_value.metadata.managed_fields = None;
-        assert_eq!(m, from_value);
-        let e = decode_text::<NamespaceOffloading>(
-            r#"{"metadata": {"name": "offloading"}, "spec": {"clusterSelector": {"nodeSelectorTerms": "all"}}}"#,
-        )
-        .unwrap_err();
-        assert_eq!(e.path, "spec.clusterSelector.nodeSelectorTerms");
     }
 
     fn events(decoder: &Decoder, evs: Vec<watcher::Event<RawObject>>) -> Vec<String> {
@@ -324,5 +224,41 @@ mod tests {
             text.contains(r#"offloading_webhook_decode_failures_total{kind="NamespaceOffloading"} 2"#),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_relists_objects_are_triggered_at_its_end_and_a_change_at_once() {
+        let obj = |ns: &str| -> NamespaceOffloading {
+            serde_json::from_value(json!({
+                "apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
+                "metadata": {"name": "offloading", "namespace": ns}, "spec": {}
+            }))
+            .unwrap()
+        };
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut out = Box::pin(triggers(rx));
+        let send = |ev| tx.unbounded_send(Ok(ev)).unwrap();
+        let next = |out: &mut std::pin::Pin<Box<_>>| {
+            futures::FutureExt::now_or_never(StreamExt::next(out)).flatten()
+        };
+        let name = |r: Option<ObjectRef<NamespaceOffloading>>| r.and_then(|r| r.namespace);
+        send(watcher::Event::Apply(obj("a")));
+        assert_eq!(name(next(&mut out)).as_deref(), Some("a"));
+        send(watcher::Event::Init);
+        send(watcher::Event::InitApply(obj("b")));
+        send(watcher::Event::InitApply(obj("c")));
+        assert!(next(&mut out).is_none(), "a relist's object triggered before its end");
+        send(watcher::Event::InitDone);
+        assert_eq!(name(next(&mut out)).as_deref(), Some("b"));
+        assert_eq!(name(next(&mut out)).as_deref(), Some("c"));
+        // A relist cut short by an error is listed again whole: what it held goes with it.
+        send(watcher::Event::Init);
+        send(watcher::Event::InitApply(obj("d")));
+        tx.unbounded_send(Err(watcher::Error::NoResourceVersion)).unwrap();
+        send(watcher::Event::Init);
+        send(watcher::Event::InitApply(obj("e")));
+        send(watcher::Event::InitDone);
+        assert_eq!(name(next(&mut out)).as_deref(), Some("e"));
+        assert!(next(&mut out).is_none());
     }
 }

@@ -7,7 +7,8 @@
 //! not come near. So each accepted connection is handed to one of a few threads ("lanes"), each
 //! running a single-threaded runtime: a review is read, judged and answered on the thread that woke
 //! for it. An h2 connection's streams run on its lane too: handing each to another thread would
-//! bring the wake-ups back.
+//! bring the wake-ups back. Each lane answers `/livez`'s pings ([`super::liveness`]), so that a
+//! handler blocking its thread makes the container restart rather than silently stall that lane.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,10 +20,20 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::liveness::{Asked, Liveness, Ping};
+
 type Serve = Box<dyn FnOnce(TcpStream) -> BoxFuture<'static, ()> + Send>;
 
+/// What a lane is handed.
+enum Job {
+    Serve(std::net::TcpStream, Serve),
+    /// Answered by the lane's own loop: only a thread that runs answers.
+    Ping(Ping),
+}
+
 struct Lane {
-    tx: mpsc::UnboundedSender<(std::net::TcpStream, Serve)>,
+    name: String,
+    tx: mpsc::UnboundedSender<Job>,
     /// Connections handed over and not yet closed.
     open: Arc<AtomicUsize>,
     thread: JoinHandle<()>,
@@ -83,13 +94,28 @@ impl Lanes {
         };
         lane.open.fetch_add(1, Ordering::Relaxed);
         let serve: Serve = Box::new(move |tcp| Box::pin(serve(tcp)));
-        if let Err(mpsc::error::SendError((std, serve))) = lane.tx.send((std, serve)) {
+        if let Err(mpsc::error::SendError(Job::Serve(std, serve))) = lane.tx.send(Job::Serve(std, serve)) {
             // The lane's thread is gone (it cannot end while we hold its sender, short of a
-            // panic): serve here rather than drop the client.
+            // panic; /livez then fails): serve here rather than drop the client.
             lane.open.fetch_sub(1, Ordering::Relaxed);
             if let Ok(tcp) = TcpStream::from_std(std) {
                 tokio::spawn(serve(tcp));
             }
+        }
+    }
+
+    /// Has `liveness` ping every lane. It holds no lane open: once the lanes are stopped, they
+    /// owe no answer.
+    pub fn watch(&self, liveness: &Liveness) {
+        for lane in &self.lanes {
+            let tx = lane.tx.downgrade();
+            liveness.watch(format!("the webhook thread {}", lane.name), move |ping| match tx.upgrade() {
+                None => Asked::Stopped,
+                Some(tx) => match tx.send(Job::Ping(ping)) {
+                    Ok(()) => Asked::Sent,
+                    Err(_) => Asked::Gone,
+                },
+            });
         }
     }
 
@@ -113,12 +139,20 @@ impl Lanes {
 impl Lane {
     fn start(i: usize) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<(std::net::TcpStream, Serve)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         let open = Arc::new(AtomicUsize::new(0));
         let count = open.clone();
-        let thread = std::thread::Builder::new().name(format!("webhook-{i}")).spawn(move || {
+        let name = format!("webhook-{i}");
+        let thread = std::thread::Builder::new().name(name.clone()).spawn(move || {
             rt.block_on(async move {
-                while let Some((std, serve)) = rx.recv().await {
+                while let Some(job) = rx.recv().await {
+                    let (std, serve) = match job {
+                        Job::Serve(std, serve) => (std, serve),
+                        Job::Ping(ping) => {
+                            let _ = ping.send(());
+                            continue;
+                        }
+                    };
                     let open = Open(count.clone());
                     match TcpStream::from_std(std) {
                         Ok(tcp) => {
@@ -133,7 +167,7 @@ impl Lane {
             });
             // The runtime drops here, and with it every connection still open on this lane.
         })?;
-        Ok(Self { tx, open, thread })
+        Ok(Self { name, tx, open, thread })
     }
 }
 
@@ -200,5 +234,44 @@ mod tests {
         let mut buf = [0u8; 1];
         let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf)).await;
         assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    }
+
+    /// A handler that blocks its lane's thread fails liveness, naming that lane, within the
+    /// bound; once it lets go, liveness passes again; stopped lanes owe no answer.
+    #[tokio::test]
+    async fn a_blocked_lane_fails_liveness_by_name_and_recovers() {
+        let lanes = Lanes::start(2);
+        let live = Liveness::default();
+        lanes.watch(&live);
+        assert_eq!(live.check().await, Ok(()));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let (entered, is_blocked) = tokio::sync::oneshot::channel();
+        lanes.hand_over(server, move |_tcp| async move {
+            let _ = entered.send(());
+            // Blocks the thread, as a handler doing blocking work on a lane would.
+            let _ = blocked.recv();
+        });
+        is_blocked.await.unwrap();
+        let started = std::time::Instant::now();
+        let e = live.check().await.unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(e, "the webhook thread webhook-0 did not answer within 500 ms (something blocks it)");
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+
+        release.send(()).unwrap();
+        let mut live_again = Err(String::new());
+        for _ in 0..50 {
+            live_again = live.check().await;
+            if live_again.is_ok() {
+                break;
+            }
+        }
+        assert_eq!(live_again, Ok(()));
+        lanes.stop().await;
+        assert_eq!(live.check().await, Ok(()));
     }
 }

@@ -5,6 +5,7 @@
 //! a whole `serve` process from a [`ServeConfig`](crate::cli::ServeConfig).
 
 pub mod lanes;
+pub mod liveness;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -35,11 +36,18 @@ use crate::cli::ServeConfig;
 use crate::cluster::ClusterView;
 use crate::metrics::Metrics;
 use lanes::Lanes;
+use liveness::Liveness;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An HTTP/1.1 client that has not sent its request headers by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// What an h2 client may send before its request bodies are read (per stream, per connection):
+/// bodies are read only once the budget of bytes in flight has room for them
+/// ([`crate::admission::Budget`]), and hyper's 1 MiB windows would let each connection park a
+/// MiB beside it. A review is a few KiB; a 3 MiB one still streams in at loopback speed.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 128 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -49,8 +57,8 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error("could not connect to the Kubernetes API: {0}")]
     Kube(kube::Error),
-    #[error("could not read the kubeconfig: {0}")]
-    Kubeconfig(String),
+    #[error(transparent)]
+    KubeClient(#[from] crate::kube_client::KubeClientError),
     #[error(transparent)]
     LiqoApi(#[from] crate::liqo_api::LiqoApiError),
     #[error(transparent)]
@@ -59,7 +67,7 @@ pub enum ServeError {
     Registration(&'static str),
 }
 
-/// How a stopping server hands its clients over (SPEC §3, Shutdown).
+/// How a stopping server hands its clients over (docs/behaviour.md, "Shutdown").
 #[derive(Debug, Clone, Copy)]
 pub struct Drain {
     /// After `stop`, keep accepting and answering this long (with /readyz failing and HTTP/1.1
@@ -81,7 +89,8 @@ impl From<kube::Error> for ServeError {
 /// answers go on for `drain.delay`, each HTTP/1.1 connection closed after its next answer; then
 /// the listener closes, h2 clients get GOAWAY, idle connections are closed and in-flight requests
 /// finish (at most `drain.timeout`). Each connection is its own task, on one of `lanes`: a bad or
-/// slow handshake touches nothing else.
+/// slow handshake touches nothing else. `liveness` asks the lanes and the accept loop.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -90,13 +99,19 @@ pub async fn serve_tls(
     stop: CancellationToken,
     drain: Drain,
     lanes: Lanes,
+    liveness: Liveness,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     // h2 streams are spawned where their connection runs: on its lane.
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW);
     let app = CloseWhileDraining { inner: app, stop: stop.clone() };
     // Cancelled when the listener closes, `drain.delay` after `stop`.
     let closing = CancellationToken::new();
@@ -114,9 +129,25 @@ pub async fn serve_tls(
             closing.cancel();
         }
     });
+    lanes.watch(&liveness);
+    // The accept loop answers pings between accepts; the sender is held here, so that once the
+    // loop ends (a drain) it owes no answer.
+    let (pinger, mut pings) = tokio::sync::mpsc::unbounded_channel::<liveness::Ping>();
+    let ask = pinger.downgrade();
+    liveness.watch("the accept loop of the webhook port", move |ping| match ask.upgrade() {
+        None => liveness::Asked::Stopped,
+        Some(tx) => match tx.send(ping) {
+            Ok(()) => liveness::Asked::Sent,
+            Err(_) => liveness::Asked::Gone,
+        },
+    });
     loop {
         let (tcp, peer) = tokio::select! {
             _ = closing.cancelled() => break,
+            Some(ping) = pings.recv() => {
+                let _ = ping.send(());
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -163,7 +194,7 @@ pub async fn serve_tls(
             }
         });
     }
-    drop(listener);
+    drop((listener, pinger, pings));
     info!("stopped accepting; closing idle connections, GOAWAY to h2 clients, finishing in-flight requests");
     tokio::select! {
         _ = graceful.shutdown() => info!("all connections closed"),
@@ -221,15 +252,26 @@ pub struct Health {
     pub draining: Arc<AtomicBool>,
     /// The serving certificate: with a managed one, a replica may start before the Secret holds it.
     pub certificate: Arc<tls::CertStore>,
+    /// The loops serving the HTTPS port, which `/livez` asks.
+    pub liveness: Liveness,
 }
 
 /// `/healthz`, `/livez`, `/readyz` for the plain-HTTP probe port.
 pub fn probe_router(health: Health) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/livez", get(|| async { "ok" }))
+        .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(health)
+}
+
+/// 503 with the reason when a thread serving the HTTPS port (or its accept loop) does not answer:
+/// the kubelet then restarts the container.
+async fn livez(State(h): State<Health>) -> (StatusCode, String) {
+    match h.liveness.check().await {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not live: {why}\n")),
+    }
 }
 
 /// Ready = this replica answers reviews correctly: its serving certificate is loaded (from files,
@@ -424,12 +466,46 @@ async fn serve_plain(listener: TcpListener, app: Router, stop: CancellationToken
     }
 }
 
+/// The clients of the local cluster, `None` when none is configured (`--no-cluster`, or nothing
+/// to infer a configuration from: the webhook then serves alone).
+async fn local_clients(cfg: &ServeConfig) -> Result<Option<crate::kube_client::KubeClients>, ServeError> {
+    use crate::kube_client::{self, KubeClientError};
+    if cfg.no_cluster {
+        return Ok(None);
+    }
+    let config = match kube_client::config(cfg.kubeconfig.as_deref()).await {
+        Ok(config) => config,
+        Err(KubeClientError::NotConfigured(e)) => {
+            debug!(error = %e, "no cluster configuration found");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(kube_client::KubeClients::new(config, cfg.api_rate_limit())?))
+}
+
+/// The Lease settings: renew deadline and retry period in client-go's proportions; the identity
+/// is the pod's name, else this host's name and PID.
+fn lease_config(cfg: &ServeConfig) -> crate::reconcile::lease::LeaseConfig {
+    let duration = Duration::from_secs(cfg.lease_seconds.max(3));
+    let identity = cfg.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    crate::reconcile::lease::LeaseConfig::new(
+        "offloading-webhook-reconciler".into(),
+        cfg.lease_namespace.clone(),
+        identity,
+        duration,
+    )
+}
+
 /// The `serve` command: webhooks, probes, metrics, caches. Returns once `stop` is cancelled and
 /// in-flight reviews are answered.
 pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let target = registration_target(&cfg)?;
-    let clients = crate::cli::kube_client(&cfg).await?;
+    let clients = local_clients(&cfg).await?;
     let client = clients.as_ref().map(|c| c.limited.clone());
     let lease_client = clients.map(|c| c.lease);
     let managed = cfg.certificate.source == crate::cli::CertificateSource::Managed;
@@ -459,11 +535,13 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
                 tokio::spawn(t);
             }
             if reconcile {
-                let remotes = crate::reconcile::remote::RemoteClients::new(
+                let remotes = crate::remote_clients::RemoteClients::new(
                     cfg.remote_kubeconfigs.iter().cloned().collect(),
                 )
-                .with_rate_limit(cfg.api_rate_limit());
-                let rc = crate::reconcile::ReconcileConfig { lease: cfg.lease(), lease_client, remotes };
+                .with_rate_limit(cfg.api_rate_limit())
+                .with_kubeconfig_secrets(cfg.remote_kubeconfig_secrets);
+                let rc =
+                    crate::reconcile::ReconcileConfig { lease: lease_config(&cfg), lease_client, remotes };
                 let task = crate::reconcile::run(client, view.clone(), metrics.clone(), rc, stop.clone());
                 reconciler = Some(tokio::spawn(task));
             }
@@ -480,7 +558,13 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
     };
 
     let draining = Arc::new(AtomicBool::new(false));
-    let health = Health { cluster: cluster.clone(), draining: draining.clone(), certificate: store.clone() };
+    let liveness = Liveness::default();
+    let health = Health {
+        cluster: cluster.clone(),
+        draining: draining.clone(),
+        certificate: store.clone(),
+        liveness: liveness.clone(),
+    };
     // The certificate's keeper and the registration, checked before anything listens.
     let (changed, _) = tokio::sync::watch::channel(0u64);
     let changed = Arc::new(changed);
@@ -502,9 +586,10 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
         enforcement = ?cfg.enforcement, cluster_id = cluster.cluster_id().as_deref().unwrap_or("<from ConfigMap>"), "serving");
 
     // The probes answer on the TLS port too, for checks that only reach the Service.
-    let app =
-        admission::router(AdmissionState { enforcement: cfg.enforcement, cluster, metrics: metrics.clone() })
-            .merge(probe_router(health.clone()));
+    let budget =
+        admission::Budget::new(cfg.max_review_bytes_in_flight, metrics.review_bytes_in_flight.clone());
+    let state = AdmissionState { enforcement: cfg.enforcement, cluster, metrics: metrics.clone() };
+    let app = admission::router_with(state, budget).merge(probe_router(health.clone()));
     let plain_stop = CancellationToken::new();
     let probe_task = tokio::spawn(serve_plain(probes, probe_router(health.clone()), plain_stop.clone()));
     let metrics_task =
@@ -541,7 +626,7 @@ pub async fn run(cfg: ServeConfig, stop: CancellationToken) -> Result<(), ServeE
         0 => Lanes::per_core(),
         n => Lanes::start(n),
     };
-    serve_tls(webhook, tls, app, metrics, webhook_stop, drain, lanes).await;
+    serve_tls(webhook, tls, app, metrics, webhook_stop, drain, lanes, liveness).await;
     if let Some(r) = reconciler {
         let _ = r.await;
     }

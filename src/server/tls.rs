@@ -219,6 +219,17 @@ impl CertStore {
     }
 }
 
+/// The managed certificate's keeper serves through the store.
+impl crate::certs::managed::Serving for CertStore {
+    fn serves_a_pair(&self) -> bool {
+        self.is_loaded()
+    }
+
+    fn serve(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<bool, String> {
+        self.set(cert_pem, key_pem).map_err(|e| e.to_string())
+    }
+}
+
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.current.read().ok().and_then(|k| k.clone())

@@ -1,4 +1,4 @@
-//! What every answer must be, whatever came in (issue 10): a valid AdmissionReview that echoes the
+//! What every answer must be, whatever came in: a valid AdmissionReview that echoes the
 //! request's uid and apiVersion, or a JSON 4xx error; bounded in size; a patch, when there is one,
 //! that decodes and applies, and leaves a short annotation.
 

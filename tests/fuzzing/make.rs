@@ -128,7 +128,7 @@ pub fn string(u: &mut Unstructured<'_>, dict: &[&str]) -> Result<String> {
 /// How many copies a blown-up list gets: from the largest list judged item by item to more than
 /// a 3 MiB review holds.
 fn huge_len(u: &mut Unstructured<'_>) -> Result<usize> {
-    // 32 and 256 sit at SPEC §3.3's `Too many` limits (terms, requirements; values): the largest
+    // 32 and 256 sit at the `Too many` limits (terms, requirements; values): the largest
     // lists that are judged value by value.
     Ok(*u.choose(&[32usize, 256, 300, 1_000, 5_000, 20_000, 100_000, 300_000])?)
 }
@@ -172,7 +172,7 @@ pub fn selector(u: &mut Unstructured<'_>, max_terms: usize) -> Result<Value> {
     Ok(json!({ "nodeSelectorTerms": terms }))
 }
 
-/// Makes one list of the selector huge: the hostile review of issue 10.
+/// Makes one list of the selector huge: the hostile review: one list of thousands of values.
 fn blow_up(u: &mut Unstructured<'_>, selector: &mut Value) -> Result<()> {
     let n = huge_len(u)?;
     let value = Value::from(*u.choose(&["a b", "eu-west", "-x", ""])?);

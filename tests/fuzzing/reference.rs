@@ -1,6 +1,6 @@
 //! The selector and name rules against an independent statement of them: Kubernetes' regular
-//! expressions (k8s.io/apimachinery `pkg/util/validation`) for names, SPEC §2 for remote names,
-//! SPEC §3.3 for which field of a selector is wrong, and NodeSelector semantics for matching.
+//! expressions (k8s.io/apimachinery `pkg/util/validation`) for names, docs/behaviour.md "Derived remote names",
+//! "Malformed clusterSelector" there for which field of a selector is wrong, and NodeSelector semantics for matching.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -93,7 +93,7 @@ fn remote_name(u: &mut Unstructured<'_>, failures: &mut Vec<Failure>) -> Result<
     let namespace = make::string(u, make::NAMES)?;
     let selected = if u.ratio(3u8, 4)? { Some(make::string(u, make::NAMES)?) } else { None };
     let cluster_id = if u.ratio(3u8, 4)? { Some(make::string(u, make::CLUSTER_IDS)?) } else { None };
-    // SPEC §2: the name each strategy derives, which must be an RFC 1123 label.
+    // The name each strategy derives, which must be an RFC 1123 label.
     let expected = match &strategy {
         NamespaceMappingStrategy::EnforceSameName => Some(namespace.clone()),
         NamespaceMappingStrategy::SelectedName => selected.clone().filter(|s| !s.is_empty()),
@@ -105,20 +105,20 @@ fn remote_name(u: &mut Unstructured<'_>, failures: &mut Vec<Failure>) -> Result<
     match (&got, &expected) {
         (Ok(name), Some(want)) if name == want && is_label(name) => {}
         (Err(e), Some(want)) if !is_label(want) && !e.to_string().is_empty() => {}
-        // SPEC §3.4: a name every cluster has is never Liqo's, so it is refused too.
+        // A name every cluster has is never Liqo's, so it is refused too.
         (Err(e), Some(want))
             if ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&want.as_str())
                 && !e.to_string().is_empty() => {}
         (Err(e), None) if !e.to_string().is_empty() => {}
         _ => failures.push(Failure::new(
             "remote-name-disagrees",
-            format!("{case}: got {got:?}, SPEC §2 gives {expected:?}"),
+            format!("{case}: got {got:?}, the derivation gives {expected:?}"),
         )),
     }
     Ok(())
 }
 
-/// The field paths SPEC §3.3 says are wrong, one per problem.
+/// The field paths the contract says are wrong, one per problem.
 fn expected_error_paths(sel: &NodeSelector) -> Vec<String> {
     let mut paths = Vec::new();
     for (i, term) in sel.node_selector_terms.iter().enumerate() {
@@ -207,7 +207,7 @@ fn selector(u: &mut Unstructured<'_>, failures: &mut Vec<Failure>) -> Result<()>
     if got != want {
         failures.push(Failure::new(
             "selector-errors-disagree",
-            format!("{}: ours {got:?}, SPEC §3.3 gives {want:?}", super::check::short(&value)),
+            format!("{}: ours {got:?}, the contract gives {want:?}", super::check::short(&value)),
         ));
     }
     for e in &errors {

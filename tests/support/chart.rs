@@ -203,3 +203,41 @@ pub fn deployment_args(rendered: &str) -> Vec<String> {
         .filter(|a| a != "serve")
         .collect()
 }
+
+/// The Deployment's arguments as a test runs a replica: without the listener addresses
+/// (`--webhook-addr`, `--probe-addr`, `--metrics-addr`), which each replica here gets on ports of
+/// its own, as each pod has a network of its own (the chart's `[::]:9443` would collide).
+pub fn replica_args(rendered: &str) -> Vec<String> {
+    const LISTENERS: [&str; 3] = ["--webhook-addr=", "--probe-addr=", "--metrics-addr="];
+    deployment_args(rendered).into_iter().filter(|a| !LISTENERS.iter().any(|l| a.starts_with(l))).collect()
+}
+
+/// The webhook configurations a replica of the rendered chart registers (Validating, then
+/// Mutating), as `webhook-config` builds them from the Deployment's registration arguments: the
+/// same code a replica runs, without a cluster.
+pub fn registered_configurations(rendered: &str) -> Vec<serde_yaml::Value> {
+    const SHARED: [&str; 8] = [
+        "--validating-webhook-name=",
+        "--mutating-webhook-name=",
+        "--failure-policy=",
+        "--webhook-timeout-seconds=",
+        "--match-conditions=",
+        "--excluded-namespace=",
+        "--namespace-selector-expressions=",
+        "--object-selector-expressions=",
+    ];
+    let args = deployment_args(rendered);
+    let service = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--webhook-service="))
+        .expect("the Deployment's --webhook-service")
+        .to_owned();
+    let hooks = args.iter().filter(|a| SHARED.iter().any(|p| a.starts_with(p)));
+    let out = Command::new(crate::support::webhook_bin())
+        .args(["webhook-config", "--service", &service])
+        .args(hooks)
+        .output()
+        .expect("could not run webhook-config");
+    assert!(out.status.success(), "webhook-config: {}", String::from_utf8_lossy(&out.stderr));
+    documents(&String::from_utf8_lossy(&out.stdout))
+}

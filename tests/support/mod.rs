@@ -7,8 +7,10 @@
 //! declared here only, and reached as `support::chart`, `support::liqo`, `support::serving`.
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod chart;
 pub mod liqo;
+pub mod readme;
 pub mod serving;
 
 use std::collections::BTreeMap;
@@ -235,7 +237,8 @@ pub struct Webhook {
 impl Webhook {
     pub fn start(cp: &ControlPlane, certs: &Path, extra: &[&str]) -> Self {
         let (port, probe_port, metrics_port) = (free_port(), free_port(), free_port());
-        let log = std::fs::File::create(cp.dir.path().join(format!("webhook-{port}.log"))).unwrap();
+        let log_path = cp.dir.path().join(format!("webhook-{port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(webhook_bin())
             .args(["serve", "--kubeconfig"])
             .arg(&cp.kubeconfig)
@@ -257,8 +260,13 @@ impl Webhook {
             .stderr(log)
             .spawn()
             .unwrap();
-        let w = Self { child, port, probe_port, metrics_port };
+        let mut w = Self { child, port, probe_port, metrics_port };
         eventually(Duration::from_secs(30), "the webhook's /readyz to answer 200", || {
+            // A replica that refused its arguments is not worth waiting for: say why it stopped.
+            if let Ok(Some(status)) = w.child.try_wait() {
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("the webhook exited ({status}) before it was ready; its log:\n{said}");
+            }
             (http_get(w.probe_port, "/readyz").as_deref() == Some("200")).then_some(())
         });
         w

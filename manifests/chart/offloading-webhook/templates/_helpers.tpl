@@ -92,3 +92,9 @@ job="{{ include "ow.fullname" . }}",namespace="{{ .Release.Namespace }}"
 {{- fail (printf "ports.webhook (%v), ports.probes (%v) and ports.metrics (%v) must be three different ports" $p.webhook $p.probes $p.metrics) }}
 {{- end }}
 {{- end }}
+
+{{/* The webhooks' failurePolicy: Ignore where the policy refuses (validation.mode policy), so
+that no write waits on the replicas. */}}
+{{- define "ow.failurePolicy" -}}
+{{- if eq .Values.validation.mode "policy" }}Ignore{{ else }}{{ .Values.webhooks.failurePolicy }}{{ end }}
+{{- end }}
