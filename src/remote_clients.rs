@@ -103,12 +103,28 @@ impl RemoteClients {
         if self.files.contains_key(cluster_id) {
             return self.client_for(cluster_id, None).await;
         }
-        let found = secrets.state().iter().find_map(|s| {
-            let ours = s.metadata.namespace.as_deref() == Some(tenant_namespace)
-                && s.labels().get(REMOTE_CLUSTER_ID_LABEL).map(String::as_str) == Some(cluster_id);
-            if ours { kubeconfig_in(s, tenant_namespace) } else { None }
-        });
+        let state = secrets.state();
+        let found = find_kubeconfig(state.iter().map(|s| &**s), cluster_id, tenant_namespace);
         self.client_for(cluster_id, found).await
+    }
+
+    /// As [`RemoteClients::get`], with the Secrets already listed: every Secret labelled with a
+    /// remote cluster id, in one list for all the remote clusters.
+    pub async fn get_listed(
+        &self,
+        secrets: &[Secret],
+        cluster_id: &str,
+        tenant_namespace: &str,
+    ) -> Result<Option<Client>, RemoteError> {
+        if self.files.contains_key(cluster_id) {
+            return self.client_for(cluster_id, None).await;
+        }
+        self.client_for(cluster_id, find_kubeconfig(secrets.iter(), cluster_id, tenant_namespace)).await
+    }
+
+    /// Whether reaching `cluster_id` takes its kubeconfig Secret (no file was given for it).
+    pub fn needs_secret(&self, cluster_id: &str) -> bool {
+        !self.files.contains_key(cluster_id)
     }
 
     /// The client from the file given for `cluster_id`, else from `secret` (source name, text).
@@ -142,6 +158,21 @@ impl RemoteClients {
         }
         Ok(Some(client))
     }
+}
+
+/// The kubeconfig of `cluster_id` among `secrets`: the first Secret of its tenant namespace
+/// labelled with its id that holds one.
+fn find_kubeconfig<'a>(
+    secrets: impl Iterator<Item = &'a Secret>,
+    cluster_id: &str,
+    tenant_namespace: &str,
+) -> Option<(String, String)> {
+    secrets
+        .filter(|s| {
+            s.metadata.namespace.as_deref() == Some(tenant_namespace)
+                && s.labels().get(REMOTE_CLUSTER_ID_LABEL).map(String::as_str) == Some(cluster_id)
+        })
+        .find_map(|s| kubeconfig_in(s, tenant_namespace))
 }
 
 /// The kubeconfig a Secret holds: (where it comes from, its text).

@@ -39,6 +39,9 @@ pub struct ClusterFacts {
     /// The reconcile Leases of every install that could be read, and when.
     pub leases: Vec<LeaseFact>,
     pub looked_at: Option<Timestamp>,
+    /// What could not be read in one list for every namespace, and how it was read instead (one
+    /// sentence each): `diagnose -A` says so beside its verdict.
+    pub read_notes: Vec<String>,
 }
 
 /// What one namespace holds, and what the remote clusters say of it.

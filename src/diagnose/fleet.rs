@@ -23,6 +23,8 @@ pub struct FleetReport {
     /// The problems, grouped by the check that found them (and the remote cluster they are about),
     /// in the order the checks run.
     pub groups: Vec<ProblemGroup>,
+    /// How facts were read when one list for the whole cluster was refused (one sentence each).
+    pub notes: Vec<String>,
 }
 
 /// One namespace in one line.
@@ -81,6 +83,7 @@ pub fn judge_all(cluster: &ClusterFacts, namespaces: &[NamespaceFacts]) -> Fleet
     let mut r = FleetReport {
         liqo_api: cluster.generation.as_str().to_owned(),
         local_cluster_id: cluster.local_cluster_id.clone(),
+        notes: cluster.read_notes.clone(),
         ..Default::default()
     };
     for ns in namespaces {

@@ -3,10 +3,11 @@
 //! (`crate::liqo::Names`): where its objects live and how its controllers find them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
@@ -17,7 +18,9 @@ use super::facts::{
 use crate::cluster::{LiqoVirtualNode, v1_virtual_nodes, virtual_node};
 use crate::crd::{NamespaceMap, NamespaceOffloading};
 use crate::kube_client::{self, KubeClientError};
-use crate::liqo::{CLUSTER_ID_KEY, ConfigMapLookup, Generation, Names, OFFLOADING_NAME, v1};
+use crate::liqo::{
+    CLUSTER_ID_KEY, ConfigMapLookup, Generation, Names, OFFLOADING_NAME, REMOTE_CLUSTER_ID_LABEL, v1,
+};
 use crate::offloading::VirtualNode;
 use crate::raw_object::{RawObject, decode_text};
 use crate::reconcile::installs::{self, Seniority};
@@ -252,7 +255,9 @@ pub async fn gather(
 
 /// Every fact about every namespace that holds a NamespaceOffloading, for `diagnose -A`: each kind
 /// is listed once for the whole cluster (in pages), never once per namespace, and the remote
-/// clusters are asked once each for their namespaces. Namespaces come sorted by name.
+/// clusters are asked once each for their namespaces. Events and kubeconfig Secrets, which a user
+/// may be allowed to list only namespace by namespace, are then read that way, and
+/// [`ClusterFacts::read_notes`] says so. Namespaces come sorted by name.
 pub async fn gather_all(
     client: &Client,
     adapter: &Adapter,
@@ -288,48 +293,129 @@ pub async fn gather_all(
         return Ok((cf, Vec::new()));
     }
     cluster(client, adapter, cluster_id, &mut cf).await?;
-    let mut events = events_everywhere(client).await;
+    let names: Vec<String> = by_ns.keys().cloned().collect();
+    let mut events = events_everywhere(client, &names, &mut cf.read_notes).await;
     for f in by_ns.values_mut() {
         f.events = events.remove(&f.name).unwrap_or_default();
     }
-    remotes_everywhere(client, adapter, &cf, &mut by_ns, remotes).await;
+    let mut notes = Vec::new();
+    remotes_everywhere(client, adapter, &cf, &mut by_ns, remotes, &mut notes).await;
+    cf.read_notes.append(&mut notes);
     Ok((cf, by_ns.into_values().collect()))
 }
 
-/// The Events about every namespace's NamespaceOffloading, by namespace, in one list (the API
-/// server filters them by the object's name).
-async fn events_everywhere(client: &Client) -> BTreeMap<String, Vec<EventFact>> {
+/// Whether the API server said this user may not do it.
+fn forbidden(e: &DiagnoseError) -> bool {
+    matches!(e, DiagnoseError::Read { source: kube::Error::Api(s), .. } if s.code == 403)
+}
+
+/// The Events about every namespace's NamespaceOffloading, by namespace: in one list for the
+/// whole cluster (the API server filters them by the object's name); when this user may not list
+/// Events in every namespace, one list per namespace of `namespaces`, and a note says so.
+async fn events_everywhere(
+    client: &Client,
+    namespaces: &[String],
+    notes: &mut Vec<String>,
+) -> BTreeMap<String, Vec<EventFact>> {
     use k8s_openapi::api::core::v1::Event as CoreEvent;
-    let api: Api<CoreEvent> = Api::all(client.clone());
     let lp = ListParams::default().fields(&format!("involvedObject.name={OFFLOADING_NAME}"));
     let mut out: BTreeMap<String, Vec<EventFact>> = BTreeMap::new();
-    let Ok(list) = list_pages(&api, &lp, "Events").await else { return out };
-    for e in list {
-        out.entry(e.namespace().unwrap_or_default()).or_default().push(EventFact {
-            type_: e.type_.unwrap_or_default(),
-            reason: e.reason.unwrap_or_default(),
-            note: e.message.unwrap_or_default(),
-        });
+    let mut add = |list: Vec<CoreEvent>| {
+        for e in list {
+            out.entry(e.namespace().unwrap_or_default()).or_default().push(EventFact {
+                type_: e.type_.unwrap_or_default(),
+                reason: e.reason.unwrap_or_default(),
+                note: e.message.unwrap_or_default(),
+            });
+        }
+    };
+    match list_pages(&Api::<CoreEvent>::all(client.clone()), &lp, "Events").await {
+        Ok(list) => add(list),
+        Err(e) if forbidden(&e) => {
+            let mut unread = 0;
+            for ns in namespaces {
+                let api: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
+                match list_pages(&api, &lp, "Events").await {
+                    Ok(list) => add(list),
+                    Err(_) => unread += 1,
+                }
+            }
+            let mut note = format!(
+                "Events: this user may not list them in every namespace, so they were read one namespace at a time ({})",
+                lists(namespaces.len())
+            );
+            if unread > 0 {
+                let _ = write!(note, "; {unread} of those could not be read, and are judged without Events");
+            }
+            notes.push(note);
+        }
+        Err(e) => {
+            notes.push(format!("Events could not be read ({e}): every namespace is judged without them"))
+        }
     }
     out
 }
 
-/// What each reachable remote cluster says of every namespace's remote namespace: one client and
-/// one list of its namespaces per remote cluster, whatever the number of namespaces.
+fn lists(n: usize) -> String {
+    format!("{n} list{}", if n == 1 { "" } else { "s" })
+}
+
+/// Every Secret labelled with a remote cluster id, in one list for every tenant namespace; `None`
+/// when that list fails (a user who may read Secrets only in the tenant namespaces): then each
+/// remote cluster's is looked for in its own tenant namespace, and a note says so.
+async fn kubeconfig_secrets(
+    client: &Client,
+    clusters: usize,
+    notes: &mut Vec<String>,
+) -> Option<Vec<Secret>> {
+    let api: Api<Secret> = Api::all(client.clone());
+    let lp = ListParams::default().labels(REMOTE_CLUSTER_ID_LABEL);
+    match list_pages(&api, &lp, "Secrets").await {
+        Ok(list) => Some(list),
+        Err(e) => {
+            let why = if forbidden(&e) {
+                "this user may not list them in every namespace".to_owned()
+            } else {
+                format!("listing them in every namespace failed ({e})")
+            };
+            notes.push(format!(
+                "remote kubeconfig Secrets: {why}, so each remote cluster's was read from its tenant namespace ({})",
+                lists(clusters)
+            ));
+            None
+        }
+    }
+}
+
+/// What each reachable remote cluster says of every namespace's remote namespace: the kubeconfig
+/// Secrets in one list, then one client and one list of its namespaces per remote cluster,
+/// whatever the number of namespaces.
 async fn remotes_everywhere(
     client: &Client,
     adapter: &Adapter,
     cluster: &ClusterFacts,
     by_ns: &mut BTreeMap<String, NamespaceFacts>,
     remotes: &RemoteClients,
+    notes: &mut Vec<String>,
 ) {
     let offloaded = || by_ns.values().filter_map(|f| f.offloading.as_ref());
     let conditions: Vec<crate::crd::Shared> = offloaded()
         .filter_map(|o| o.status.as_ref())
         .flat_map(|s| s.remote_namespaces_conditions.keys().cloned())
         .collect();
-    for id in cluster.cluster_ids(conditions.iter()) {
-        let remote = match remotes.get(client, &id, &cluster.tenant_of(&id)).await {
+    let ids = cluster.cluster_ids(conditions.iter());
+    let by_secret = ids.iter().filter(|id| remotes.needs_secret(id)).count();
+    let secrets = match by_secret {
+        0 => None,
+        n => kubeconfig_secrets(client, n, notes).await,
+    };
+    for id in ids {
+        let tenant = cluster.tenant_of(&id);
+        let got = match &secrets {
+            Some(listed) => remotes.get_listed(listed, &id, &tenant).await,
+            None => remotes.get(client, &id, &tenant).await,
+        };
+        let remote = match got {
             Ok(Some(remote)) => remote,
             Ok(None) => continue,
             Err(e) => {
@@ -489,4 +575,212 @@ pub async fn leases(client: &Client) -> Vec<LeaseFact> {
         .collect();
     leases.sort_by(|a, b| a.seniority.cmp(&b.seniority));
     leases
+}
+
+#[cfg(test)]
+mod tests {
+    //! `gather_all` against a fake API server that answers lists and records every request: the
+    //! number of requests does not grow with the namespaces, and what a user may not list across the
+    //! cluster is read namespace by namespace, with a note.
+
+    use std::sync::Mutex;
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const CLUSTER: &str = "cluster-a";
+    const TENANT: &str = "liqo-tenant-cluster-a";
+
+    /// A fake API server of Liqo v0.3's objects: `namespaces` each with a Ready NamespaceOffloading,
+    /// one virtual node and tenant namespace, an Event in the first namespace, and a kubeconfig
+    /// Secret that does not parse; the cluster-wide lists of `forbidden` resources answer 403.
+    struct Fake {
+        namespaces: usize,
+        forbidden: &'static [&'static str],
+        requests: Mutex<Vec<String>>,
+    }
+
+    fn list(items: Vec<Value>) -> Value {
+        json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items})
+    }
+
+    impl Fake {
+        fn answer(&self, req: &Request<Body>) -> Response<Body> {
+            let path = req.uri().path().to_owned();
+            self.requests.lock().unwrap().push(path.clone());
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let (status, body) = match segments.as_slice() {
+                ["api", "v1", resource] if self.forbidden.contains(resource) => (
+                    403,
+                    json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                        "reason": "Forbidden", "code": 403,
+                        "message": format!("{resource} is forbidden: cannot list resource \"{resource}\" at the cluster scope")}),
+                ),
+                ["apis", "offloading.liqo.io", "v1alpha1", "namespaceoffloadings"] => (
+                    200,
+                    list(
+                        (0..self.namespaces)
+                            .map(|i| {
+                                json!({
+                            "apiVersion": "offloading.liqo.io/v1alpha1", "kind": "NamespaceOffloading",
+                            "metadata": {"name": "offloading", "namespace": format!("ns-{i}")},
+                            "spec": {"clusterSelector": {"nodeSelectorTerms": []}},
+                            "status": {"offloadingPhase": "Ready", "remoteNamespacesConditions": {CLUSTER: [
+                                {"type": "Ready", "status": "True"}]}}})
+                            })
+                            .collect(),
+                    ),
+                ),
+                ["api", "v1", "nodes"] => (
+                    200,
+                    list(vec![json!({"metadata": {"name": "liqo-cluster-a",
+                    "labels": {"liqo.io/type": "virtual-node", "liqo.io/remote-cluster-id": CLUSTER}}})]),
+                ),
+                ["api", "v1", "namespaces"] => (
+                    200,
+                    list(vec![json!({"metadata": {"name": TENANT,
+                    "labels": {"discovery.liqo.io/tenant-namespace": "true", "discovery.liqo.io/cluster-id": CLUSTER}}})]),
+                ),
+                ["api", "v1", "events"] | ["api", "v1", "namespaces", "ns-0", "events"] => (
+                    200,
+                    list(vec![json!({
+                    "metadata": {"name": "e", "namespace": "ns-0"}, "involvedObject": {"name": "offloading"},
+                    "type": "Warning", "reason": "Boom", "message": "it broke"})]),
+                ),
+                ["api", "v1", "secrets"] | ["api", "v1", "namespaces", TENANT, "secrets"] => (
+                    200,
+                    list(vec![json!({
+                    "metadata": {"name": "kc", "namespace": TENANT, "labels": {"liqo.io/remote-cluster-id": CLUSTER}},
+                    "data": {"kubeconfig": "bm90OiBbYSBrdWJlY29uZmln"}})]),
+                ),
+                [.., "events" | "namespacemaps"] => (200, list(vec![])),
+                _ => (
+                    404,
+                    json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                    "reason": "NotFound", "code": 404, "message": "not found"}),
+                ),
+            };
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string().into_bytes()))
+                .unwrap()
+        }
+    }
+
+    /// Runs `gather_all` against a [`Fake`]; the facts and the paths it asked for, in order.
+    async fn gather_with(
+        namespaces: usize,
+        forbidden: &'static [&'static str],
+    ) -> (ClusterFacts, Vec<NamespaceFacts>, Vec<String>) {
+        let fake = Arc::new(Fake { namespaces, forbidden, requests: Mutex::default() });
+        let server = fake.clone();
+        let svc = tower::service_fn(move |req: Request<Body>| {
+            let res = server.answer(&req);
+            async move { Ok::<_, std::convert::Infallible>(res) }
+        });
+        let client = Client::new(svc, "default");
+        let adapter = Adapter::new(Generation::V0_3);
+        let (cf, nss) =
+            gather_all(&client, &adapter, Some("local".into()), "liqo", &RemoteClients::default())
+                .await
+                .unwrap();
+        let requests = fake.requests.lock().unwrap().clone();
+        (cf, nss, requests)
+    }
+
+    /// What every namespace's facts must say, however they were read.
+    fn assert_facts(nss: &[NamespaceFacts], namespaces: usize) {
+        assert_eq!(nss.len(), namespaces);
+        assert_eq!(
+            nss[0].events,
+            [EventFact { type_: "Warning".into(), reason: "Boom".into(), note: "it broke".into() }]
+        );
+        assert!(nss[1..].iter().all(|f| f.events.is_empty()));
+        for f in nss {
+            assert_eq!(f.unusable_kubeconfigs.len(), 1, "{}", f.name);
+            assert!(
+                f.unusable_kubeconfigs[0].starts_with(&format!(
+                    "the kubeconfig of remote cluster {CLUSTER} (secret {TENANT}/kc) cannot be used: "
+                )),
+                "{}",
+                f.unusable_kubeconfigs[0]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_kind_is_listed_once_whatever_the_number_of_namespaces() {
+        let (cf, nss, few) = gather_with(3, &[]).await;
+        assert_facts(&nss, 3);
+        assert!(cf.read_notes.is_empty(), "{:?}", cf.read_notes);
+        let (_, nss, many) = gather_with(40, &[]).await;
+        assert_facts(&nss, 40);
+        assert_eq!(few, many, "the same requests for 3 namespaces as for 40");
+        assert_eq!(
+            many,
+            [
+                "/apis/offloading.liqo.io/v1alpha1/namespaceoffloadings",
+                "/api/v1/namespaces",
+                "/api/v1/nodes",
+                "/apis/virtualkubelet.liqo.io/v1alpha1/namespacemaps",
+                "/api/v1/events",
+                "/api/v1/secrets",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn what_may_not_be_listed_across_the_cluster_is_read_per_namespace_and_said() {
+        let (cf, nss, requests) = gather_with(5, &["events", "secrets"]).await;
+        assert_facts(&nss, 5);
+        let per_namespace: Vec<&String> =
+            requests.iter().filter(|p| p.starts_with("/api/v1/namespaces/")).collect();
+        assert_eq!(
+            per_namespace,
+            [
+                "/api/v1/namespaces/ns-0/events",
+                "/api/v1/namespaces/ns-1/events",
+                "/api/v1/namespaces/ns-2/events",
+                "/api/v1/namespaces/ns-3/events",
+                "/api/v1/namespaces/ns-4/events",
+                "/api/v1/namespaces/liqo-tenant-cluster-a/secrets",
+            ]
+        );
+        assert_eq!(
+            cf.read_notes,
+            [
+                "Events: this user may not list them in every namespace, so they were read one namespace at a time (5 lists)",
+                "remote kubeconfig Secrets: this user may not list them in every namespace, so each remote cluster's was read from its tenant namespace (1 list)",
+            ]
+        );
+        let report = crate::diagnose::fleet::judge_all(&cf, &nss);
+        assert_eq!(report.notes, cf.read_notes);
+        let text = crate::diagnose::render::fleet_text(&report);
+        assert!(text.contains("\nnote: Events: this user may not list them in every namespace"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn no_secret_is_listed_when_every_remote_cluster_has_a_kubeconfig_file() {
+        let fake = Arc::new(Fake { namespaces: 2, forbidden: &[], requests: Mutex::default() });
+        let server = fake.clone();
+        let svc = tower::service_fn(move |req: Request<Body>| {
+            let res = server.answer(&req);
+            async move { Ok::<_, std::convert::Infallible>(res) }
+        });
+        let client = Client::new(svc, "default");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.kubeconfig");
+        std::fs::write(&file, "not: [a kubeconfig").unwrap();
+        let remotes = RemoteClients::new(BTreeMap::from([(CLUSTER.to_owned(), file)]));
+        let (_, nss) =
+            gather_all(&client, &Adapter::new(Generation::V0_3), Some("local".into()), "liqo", &remotes)
+                .await
+                .unwrap();
+        assert!(nss[0].unusable_kubeconfigs[0].contains("a.kubeconfig"), "{:?}", nss[0].unusable_kubeconfigs);
+        assert!(!fake.requests.lock().unwrap().iter().any(|p| p.contains("secrets")));
+    }
 }

@@ -153,6 +153,9 @@ pub fn fleet_text(r: &FleetReport) -> String {
         let _ = writeln!(o, "     e.g. {}: {}", g.namespaces[0], g.cause);
         let _ = writeln!(o, "     fix: {}", g.fix);
     }
+    for n in &r.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
     let broken = r.namespaces.iter().filter(|l| !l.healthy).count();
     let total = r.namespaces.len();
     let _ = writeln!(
