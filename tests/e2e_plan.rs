@@ -11,6 +11,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -23,7 +24,13 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// Runs `offloading-webhook ARGS` with `stdin`; returns the exit code and what it printed.
 fn run(args: &[&str], stdin: &str) -> (i32, Printed) {
+    run_in(Path::new("."), args, stdin)
+}
+
+/// The same, in directory `dir` (so that a file is named as a reader names it).
+fn run_in(dir: &Path, args: &[&str], stdin: &str) -> (i32, Printed) {
     let mut child = Command::new(support::webhook_bin())
+        .current_dir(dir)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -319,21 +326,23 @@ fn plan_agrees_with_apply_and_the_loop_and_diagnose_all_names_every_broken_names
         get(&env.remote, &["get", "namespace", &format!("moving-{CLUSTER_ID}"), "-o", "name"])
     });
 
-    // Text, from a file with a Namespace before the object (as kubectl apply takes it).
-    let file = local.dir.path().join("fresh.yaml");
+    // Text, from a file with a Namespace before its object (as kubectl apply takes it), and an
+    // object the webhook refuses: the README shows this plan.
     std::fs::write(
-        &file,
+        local.dir.path().join("offloadings.yaml"),
         format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fresh\n---\n{}",
-            nsof("fresh", "offloading", &selector("eu-west"))
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fresh\n---\n{}---\n{}",
+            nsof("fresh", "offloading", &selector("eu-west")),
+            nsof(long_ns, "offloading", &selector("eu-west"))
         ),
     )
     .unwrap();
-    let (code, p) = run(
+    let (code, p) = run_in(
+        local.dir.path(),
         &[
             "plan",
             "-f",
-            file.to_str().unwrap(),
+            "offloadings.yaml",
             "--kubeconfig",
             local.kubeconfig.to_str().unwrap(),
             "--cluster-id",
@@ -343,14 +352,16 @@ fn plan_agrees_with_apply_and_the_loop_and_diagnose_all_names_every_broken_names
         ],
         "",
     );
-    println!("plan -f fresh.yaml:\n{}", p.stdout);
-    assert_eq!(code, 0, "{}{}", p.stdout, p.stderr);
+    println!("plan -f offloadings.yaml:\n{}", p.stdout);
+    assert_eq!(code, 1, "{}{}", p.stdout, p.stderr);
     assert!(p.stdout.contains("  outcome: would offload to cluster-r as namespace fresh-"), "{}", p.stdout);
     assert!(
         p.stdout.contains("    cluster-r     selected; remote namespace free: no namespace fresh-"),
         "{}",
         p.stdout
     );
+    assert!(p.stdout.contains("over the limit of 63"), "{}", p.stdout);
+    support::readme::assert_block("plan", &p.stdout);
 
     // Every other kind of broken namespace, let in past the webhook by its escape hatch.
     let skip = "  labels:\n    liqo.io/webhook-skip: \"true\"\n";
@@ -406,6 +417,7 @@ fn plan_agrees_with_apply_and_the_loop_and_diagnose_all_names_every_broken_names
     let (code, p) = diagnose_all("text");
     println!("diagnose -A:\n{}", p.stdout);
     assert_eq!(code, 1, "{}{}", p.stdout, p.stderr);
+    support::readme::assert_block("diagnose-all", &p.stdout);
     let (code, p) = diagnose_all("json");
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&p.stdout).unwrap();
@@ -441,8 +453,8 @@ fn plan_agrees_with_apply_and_the_loop_and_diagnose_all_names_every_broken_names
     assert!(wh.terminate().success());
 }
 
-/// As a kubectl plugin, on an ordinary setup: `KUBECONFIG` a list of two files merged (the context,
-/// with its namespace, in one; the cluster and the user in the other), `--context`, the context's
+/// As a kubectl plugin, on an ordinary setup: `KUBECONFIG` a list of two files merged (the contexts,
+/// one with its namespace, and the user in one; the cluster in the other), `-n`, `--context`, the context's
 /// namespace when `-n` is absent, a shell whose own CLUSTER_ID and LIQO_API must not leak in, usage
 /// errors with their own exit code, and shell completions.
 #[test]
@@ -463,10 +475,27 @@ fn kubectl_offloading_as_kubectl_loads_its_kubeconfig() {
     let obj = nsof("web", "offloading", &selector("eu-west"));
     assert!(apply(&cp, &obj, &[]).ok);
 
-    // The context in a file of its own, first in the list: its current-context wins.
+    // The control plane's kubeconfig split in two, as kubectl merges a list: the contexts (the
+    // current one first) and the user in one file, the cluster in the other.
+    let text = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let section = |from: &str, to: &str| {
+        let start = text.find(from).unwrap_or_else(|| panic!("no {from} in:\n{text}"));
+        let end = start + text[start..].find(to).unwrap_or_else(|| panic!("no {to} in:\n{text}"));
+        text[start..end].to_owned()
+    };
+    let (clusters, users) = (section("clusters:\n", "users:\n"), section("users:\n", "contexts:\n"));
+    let header = "apiVersion: v1\nkind: Config\n";
     let contexts = cp.dir.path().join("contexts.kubeconfig");
-    std::fs::write(&contexts, "apiVersion: v1\nkind: Config\ncurrent-context: team\ncontexts:\n- name: team\n  context:\n    cluster: test\n    user: admin\n    namespace: web\n").unwrap();
-    let list = std::env::join_paths([&contexts, &cp.kubeconfig]).unwrap();
+    std::fs::write(
+        &contexts,
+        format!(
+            "{header}current-context: team\ncontexts:\n- name: team\n  context:\n    cluster: test\n    user: admin\n    namespace: web\n- name: test\n  context:\n    cluster: test\n    user: admin\n{users}"
+        ),
+    )
+    .unwrap();
+    let cluster_file = cp.dir.path().join("cluster.kubeconfig");
+    std::fs::write(&cluster_file, format!("{header}{clusters}")).unwrap();
+    let list = std::env::join_paths([&contexts, &cluster_file]).unwrap();
     let plugins = cp.dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     std::os::unix::fs::symlink(support::webhook_bin(), plugins.join("kubectl-offloading")).unwrap();
@@ -498,6 +527,14 @@ fn kubectl_offloading_as_kubectl_loads_its_kubeconfig() {
         p.stderr
     );
     assert!(p.stdout.contains(&format!("local cluster id {CLUSTER_ID}")), "{}", p.stdout);
+    // -n, as kubectl takes it.
+    let (code, p) = kubectl(&["diagnose", "-n", "web"], "");
+    assert!(
+        p.stdout.starts_with("NamespaceOffloading web/offloading\n"),
+        "exit {code}\n{}{}",
+        p.stdout,
+        p.stderr
+    );
     // --context: the other context, whose namespace is default.
     let (code, p) = kubectl(&["diagnose", "--context", "test"], "");
     assert_eq!(code, 1, "{}{}", p.stdout, p.stderr);
