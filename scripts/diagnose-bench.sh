@@ -7,9 +7,11 @@
 # namespace in a hundred is broken, in turn: AllFailed (CreationLoopBackOff in one cluster),
 # NoClusterSelected (a selector that matches no cluster), or a NamespaceOffloading named `offload`.
 # diagnose runs as its own user, so the API server's audit log counts its requests alone.
-# Prints: the time to write the objects; per `diagnose -A` run (three), wall time, peak RSS and the
-# API requests by verb and resource; `diagnose -n` of one namespace for comparison; and whether
-# -A named exactly the broken namespaces (the script fails otherwise).
+# Prints: the time to write the objects; per run, wall time, peak RSS and the API requests by verb
+# and resource, for the baseline (`kubectl get namespaceoffloadings -A -o json` as the same user,
+# three runs), `diagnose -A` (three runs) and `diagnose -n` of one namespace; whether -A named
+# exactly the broken namespaces (the script fails otherwise, after the summary); and a summary
+# line: requests per namespace, and -A's time and requests as ratios of the baseline's.
 # Usage: scripts/diagnose-bench.sh [NAMESPACES] [CLUSTERS]
 # Env: CONTROLPLANE_BIN (as tests/go/controlplane/build.sh), BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
@@ -114,7 +116,8 @@ with open(f"{work}/broken", "w") as f:
 PY
 t0=$(now)
 k apply --server-side --field-manager=bench -f "$work/spec.json" >/dev/null
-k apply --server-side --field-manager=bench --subresource=status -f "$work/status.json" >/dev/null
+# Without spec (only the status is written), which client-side validation would refuse.
+k apply --server-side --field-manager=bench --subresource=status --validate=false -f "$work/status.json" >/dev/null
 echo "objects written in $(since "$t0") s ($(grep -c . "$work/broken") broken namespaces)"
 
 calls() { grep -c '"stage":"ResponseComplete"' "$work/audit.log" 2>/dev/null || echo 0; }
@@ -131,17 +134,22 @@ for line in sys.stdin:
     c[(e["verb"], r.get("resource", e.get("requestURI", "")).split("?")[0])] += 1
 print(", ".join(f"{v} {r} {k}" for (v, r), k in sorted(c.items())))'
 }
-run() { # label, args...
+measure() { # label, command... (run as diagnose's user); one line, and its figures in $work/figures
   local label=$1 before lines; shift
   settle; before=$(wc -l < "$work/audit.log" 2>/dev/null || echo 0)
-  /usr/bin/time -f "%e %M" -o "$work/time" target/release/offloading-webhook "$@" \
-    --kubeconfig "$work/user.kubeconfig" --cluster-id "$cluster_id" > "$work/out" 2>/dev/null || true
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$work/out" 2>/dev/null || true
   settle; lines=$(tail -n +"$((before + 1))" "$work/audit.log" | grep -c '"stage":"ResponseComplete"' || true)
-  read -r secs kib < "$work/time"
-  printf '%-14s %6.2f s  peak RSS %4d MiB  %3d API requests (%s)\n' "$label" "$secs" "$((kib / 1024))" "$lines" "$(breakdown "$before")"
+  # time(1) puts "Command exited with non-zero status N" first when diagnose finds a problem.
+  read -r secs kib < <(tail -n 1 "$work/time")
+  printf '%-22s %6.2f s  peak RSS %4d MiB  %4d API requests (%s)\n' "$label" "$secs" "$((kib / 1024))" "$lines" "$(breakdown "$before")"
+  echo "$label $secs $lines" >> "$work/figures"
 }
-for i in 1 2 3; do run "diagnose -A #$i" diagnose -A -o json; done
-python3 - "$work/out" "$work/broken" <<'PY'
+as_user=(--kubeconfig "$work/user.kubeconfig" --cluster-id "$cluster_id")
+# The baseline: kubectl reading the same NamespaceOffloadings, as the same user, in the same run.
+for i in 1 2 3; do measure "kubectl get nsof -A #$i" "$bin/kubectl" --kubeconfig "$work/user.kubeconfig" get namespaceoffloadings -A -o json; done
+for i in 1 2 3; do measure "diagnose -A #$i" target/release/offloading-webhook diagnose -A -o json "${as_user[@]}"; done
+found=0
+python3 - "$work/out" "$work/broken" <<'PY' || found=$?
 import json, sys
 r = json.load(open(sys.argv[1]))
 named = sorted(l["namespace"] for l in r["namespaces"] if not l["healthy"])
@@ -149,6 +157,22 @@ broken = sorted(open(sys.argv[2]).read().split())
 total = len(r["namespaces"])
 print(f"diagnose -A judged {total} namespaces, named {len(named)} broken; planted {len(broken)}: "
       + ("exactly those" if named == broken else f"DIFFERENT: extra {sorted(set(named) - set(broken))[:5]}, missed {sorted(set(broken) - set(named))[:5]}"))
+for note in r.get("notes", []):
+    print(f"note: {note}")
 sys.exit(0 if named == broken else 1)
 PY
-run "diagnose -n" diagnose -n ns-00000
+measure "diagnose -n" target/release/offloading-webhook diagnose -n ns-00000 "${as_user[@]}"
+python3 - "$work/figures" "$n" <<'PY'
+import sys
+rows = [l.rsplit(" ", 2) for l in open(sys.argv[1]).read().splitlines()]
+n = int(sys.argv[2])
+def best(prefix):
+    runs = [(float(s), int(r)) for label, s, r in rows if label.startswith(prefix)]
+    return min(s for s, _ in runs), min(r for _, r in runs)
+ks, kr = best("kubectl get nsof -A")
+ds, dr = best("diagnose -A")
+print(f"summary ({n} namespaces, best of three): diagnose -A {ds:.2f} s, {dr} API requests "
+      f"({dr / n:.3f} per namespace); kubectl get nsof -A {ks:.2f} s, {kr} request{'s' if kr != 1 else ''}; "
+      f"diagnose -A / kubectl: {ds / ks:.1f}x the time, {dr / kr:.1f}x the requests")
+PY
+exit "$found"
