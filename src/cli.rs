@@ -30,6 +30,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether text logs are coloured: only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org). A log file or a pipe gets plain text, which
+/// `grep` and log collectors read as written.
+pub fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 // Built once per process: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
@@ -625,6 +632,16 @@ pub struct WebhookConfigArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))));
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new(""))));
+    }
 
     #[test]
     fn parses_remote_kubeconfig_flags() {

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store};
@@ -19,7 +20,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{error, info, warn};
 
-use crate::health::{Access, CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults, watch_event};
+use crate::failure_policy::{WatchHealth, watched};
+use crate::health::{CLUSTER_ID_ROLE, CLUSTER_ROLE, Faults};
 use crate::liqo::v1::{self, virtual_node_resource};
 use crate::liqo::{
     CLUSTER_ID_CONFIGMAP, CLUSTER_ID_CONFIGMAP_SELECTOR, CLUSTER_ID_KEY, NODE_TYPE_LABEL,
@@ -217,130 +219,118 @@ impl ClusterView {
     }
 
     /// Starts the caches against a cluster of that Liqo generation: virtual nodes always, and the
-    /// cluster id ConfigMap unless the id was given. The returned futures run until the process
-    /// stops.
+    /// cluster id ConfigMap unless the id was given. The returned futures (one per watched kind)
+    /// run until the process stops.
     pub fn with_cluster(
         client: Client,
         fixed_id: Option<String>,
         liqo_namespace: &str,
         generation: Generation,
-    ) -> (Self, Vec<futures::future::BoxFuture<'static, ()>>) {
+    ) -> (Self, Vec<BoxFuture<'static, ()>>) {
         let mut view = Self::fixed(fixed_id.clone()).with_generation(generation);
-        let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-
-        let (store, mut writer) = reflector::store::<Node>();
-        view.nodes = Some(store.clone());
-        let nodes: Api<Node> = Api::all(client.clone());
-        // Liqo v1.x finds a VirtualNode's Node by its cluster id label alone.
-        let cfg = watcher::Config::default().labels(generation.names().virtual_node_selector);
+        let (nodes, node_writer) = reflector::store::<Node>();
+        view.nodes = Some(nodes);
         let vn_writer = (generation == Generation::V1)
             .then(|| reflector::store::Writer::<DynamicObject>::new(virtual_node_resource()));
         view.liqo_virtual_nodes = vn_writer.as_ref().map(|w| w.as_reader());
-        let vn_store = view.liqo_virtual_nodes.clone();
-        if let Some(vn_writer) = vn_writer {
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &virtual_node_resource());
-            let faults = view.faults.clone();
-            let v = view.clone();
-            let resource = v1::VIRTUAL_NODES.qualified();
-            tasks.push(Box::pin(async move {
-                watcher(api, watcher::Config::default())
-                    .default_backoff()
-                    .reflect(vn_writer)
-                    .for_each(|ev| {
-                        let access = Access {
-                            verb: "list and watch",
-                            resource: &resource,
-                            namespace: None,
-                            role: CLUSTER_ROLE,
-                        };
-                        watch_event(&faults, "virtualnodes", access, "Liqo v1.x VirtualNodes", &ev);
-                        if let Ok(ev) = ev
-                            && !matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_))
-                        {
-                            v.rebuild();
-                        }
-                        futures::future::ready(())
-                    })
-                    .await;
-            }));
-        }
-        let v = view.clone();
-        tasks.push(Box::pin(async move {
-            let access =
-                Access { verb: "list and watch", resource: "nodes", namespace: None, role: CLUSTER_ROLE };
-            let stream = watcher(nodes, cfg).default_backoff();
-            futures::pin_mut!(stream);
-            loop {
-                let next = stream.try_next().await;
-                watch_event(&v.faults, "nodes", access, "virtual nodes", &next);
-                match next {
-                    Ok(Some(mut ev)) => {
-                        // Only names and labels are used: the status (heartbeats, images) and the
-                        // managed fields would only take memory.
-                        if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = &mut ev {
-                            n.status = None;
-                            n.metadata.managed_fields = None;
-                        }
-                        writer.apply_watcher_event(&ev);
-                        match ev {
-                            watcher::Event::Apply(_) | watcher::Event::Delete(_) => v.rebuild(),
-                            watcher::Event::InitDone => {
-                                if !v.nodes_synced.load(Ordering::Acquire) {
-                                    // On v1.x the VirtualNodes are half of the picture.
-                                    if let Some(vns) = &vn_store {
-                                        let _ = vns.wait_until_ready().await;
-                                    }
-                                    v.rebuild();
-                                    v.nodes_synced.store(true, Ordering::Release);
-                                    info!(nodes = store.state().len(), "virtual node cache synced");
-                                } else {
-                                    v.rebuild();
-                                }
-                            }
-                            watcher::Event::Init | watcher::Event::InitApply(_) => {}
-                        }
-                    }
-                    Ok(None) => break,
-                    // Reported above; the cache keeps the last known nodes meanwhile.
-                    Err(_) => {}
-                }
-            }
-        }));
-
         if fixed_id.is_none() {
             view.id_synced.store(false, Ordering::Release);
-            let cms: Api<ConfigMap> = Api::namespaced(client, liqo_namespace);
-            // Liqo v1.x finds its ConfigMap by label, v0.3 by name.
-            let cfg = match generation {
-                Generation::V0_3 => {
-                    watcher::Config::default().fields(&format!("metadata.name={CLUSTER_ID_CONFIGMAP}"))
-                }
-                Generation::V1 => watcher::Config::default().labels(CLUSTER_ID_CONFIGMAP_SELECTOR),
-            };
-            let v = view.clone();
-            let ns = liqo_namespace.to_owned();
-            tasks.push(Box::pin(async move {
-                let stream = watcher(cms, cfg).default_backoff();
-                futures::pin_mut!(stream);
-                loop {
-                    let next = stream.try_next().await;
-                    let access = Access {
-                        verb: "list and watch",
-                        resource: "configmaps",
-                        namespace: Some(&ns),
-                        role: CLUSTER_ID_ROLE,
-                    };
-                    watch_event(&v.faults, "cluster-id", access, "cluster id ConfigMap", &next);
-                    match next {
-                        Ok(Some(ev)) => v.apply_configmap_event(ev, &ns),
-                        Ok(None) => break,
-                        // Reported above; the last known id stays meanwhile.
-                        Err(_) => {}
-                    }
-                }
-            }));
+        }
+        // Every task gets the view complete: each reads the others' stores.
+        let mut tasks = Vec::new();
+        if let Some(vn_writer) = vn_writer {
+            tasks.push(view.clone().watch_virtual_nodes(client.clone(), vn_writer).boxed());
+        }
+        tasks.push(view.clone().watch_nodes(client.clone(), node_writer).boxed());
+        if fixed_id.is_none() {
+            tasks.push(view.clone().watch_cluster_id(client, liqo_namespace.to_owned()).boxed());
         }
         (view, tasks)
+    }
+
+    /// Liqo v1.x's VirtualNodes: the snapshot is rebuilt on each change once they are listed.
+    async fn watch_virtual_nodes(self, client: Client, writer: reflector::store::Writer<DynamicObject>) {
+        let api: Api<DynamicObject> = Api::all_with(client, &virtual_node_resource());
+        let resource = v1::VIRTUAL_NODES.qualified();
+        let health = WatchHealth::new(
+            self.faults.clone(),
+            "virtualnodes",
+            "Liqo v1.x VirtualNodes",
+            &resource,
+            None,
+            CLUSTER_ROLE,
+        );
+        watched(watcher(api, watcher::Config::default()).reflect(writer), health)
+            .for_each(|ev| {
+                if !matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                    self.rebuild();
+                }
+                futures::future::ready(())
+            })
+            .await;
+    }
+
+    /// The Nodes (on v1.x, those labelled with a cluster id): names and labels only.
+    async fn watch_nodes(self, client: Client, mut writer: reflector::store::Writer<Node>) {
+        // Liqo v1.x finds a VirtualNode's Node by its cluster id label alone.
+        let cfg = watcher::Config::default().labels(self.generation.names().virtual_node_selector);
+        let health =
+            WatchHealth::new(self.faults.clone(), "nodes", "virtual nodes", "nodes", None, CLUSTER_ROLE);
+        let events = watched(watcher(Api::<Node>::all(client), cfg), health);
+        futures::pin_mut!(events);
+        while let Some(mut ev) = events.next().await {
+            // Only names and labels are used: the status (heartbeats, images) and the managed
+            // fields would only take memory.
+            if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = &mut ev {
+                n.status = None;
+                n.metadata.managed_fields = None;
+            }
+            writer.apply_watcher_event(&ev);
+            match ev {
+                watcher::Event::Apply(_) | watcher::Event::Delete(_) => self.rebuild(),
+                watcher::Event::InitDone => self.nodes_listed().await,
+                watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            }
+        }
+    }
+
+    /// The end of a (re)list of Nodes: the first one syncs the cache.
+    async fn nodes_listed(&self) {
+        if self.nodes_synced.load(Ordering::Acquire) {
+            self.rebuild();
+            return;
+        }
+        // On v1.x the VirtualNodes are half of the picture.
+        if let Some(vns) = &self.liqo_virtual_nodes {
+            let _ = vns.wait_until_ready().await;
+        }
+        self.rebuild();
+        self.nodes_synced.store(true, Ordering::Release);
+        info!(nodes = self.nodes.as_ref().map_or(0, |s| s.state().len()), "virtual node cache synced");
+    }
+
+    /// Liqo's cluster id ConfigMap in `namespace`, found by name (v0.3) or by label (v1.x).
+    async fn watch_cluster_id(self, client: Client, namespace: String) {
+        let cms: Api<ConfigMap> = Api::namespaced(client, &namespace);
+        let cfg = match self.generation {
+            Generation::V0_3 => {
+                watcher::Config::default().fields(&format!("metadata.name={CLUSTER_ID_CONFIGMAP}"))
+            }
+            Generation::V1 => watcher::Config::default().labels(CLUSTER_ID_CONFIGMAP_SELECTOR),
+        };
+        let health = WatchHealth::new(
+            self.faults.clone(),
+            "cluster-id",
+            "cluster id ConfigMap",
+            "configmaps",
+            Some(&namespace),
+            CLUSTER_ID_ROLE,
+        );
+        let events = watched(watcher(cms, cfg), health);
+        futures::pin_mut!(events);
+        while let Some(ev) = events.next().await {
+            self.apply_configmap_event(ev, &namespace);
+        }
     }
 
     fn apply_configmap_event(&self, ev: watcher::Event<ConfigMap>, ns: &str) {

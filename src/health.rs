@@ -1,7 +1,8 @@
 //! What keeps `serve` from part of its job, said so that the operator can fix it: API errors turned
 //! into the verb, the resource and the fix (RBAC, CRDs, a missing namespace), and the faults the
-//! process reports — each said once in the log (and once when it clears), and exported as
-//! `offloading_webhook_problem{part}` and `offloading_webhook_reconcile_up`. A fault never fails
+//! process reports — each said once in the log (and once when it clears: when is
+//! [`crate::failure_policy`]'s call), and exported as `offloading_webhook_problem{part}` and
+//! `offloading_webhook_reconcile_up`. A fault never fails
 //! `/readyz`: a replica is ready as soon as it can answer reviews correctly (see
 //! [`crate::cluster::ClusterView::synced`]), whatever the reconcile loop, the Lease or a remote
 //! cluster is going through.
@@ -13,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use kube::runtime::watcher;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use tracing::{info, warn};
 
 use crate::metrics::{Metrics, ProblemLabels};
 
@@ -138,41 +138,6 @@ impl Faults {
     }
 }
 
-/// One event of a watch, for the record of its health under `part`: an error that only a fix of
-/// the setup ends (RBAC, a missing CRD or namespace, credentials) is a fault, said once; any other
-/// (an API server restarting) is logged each time (the watch backs off between them); an event
-/// clears the fault. The watch keeps what it knew meanwhile: nothing of this fails `/readyz`.
-pub fn watch_event<T>(
-    faults: &Faults,
-    part: &'static str,
-    access: Access<'_>,
-    what: &str,
-    event: &Result<T, watcher::Error>,
-) {
-    match event {
-        Ok(_) => {
-            if faults.clear(part) {
-                info!(part, "{what} watch works again");
-            }
-        }
-        Err(e) => {
-            let problem = explain_watch(e, access);
-            if !is_misconfiguration(e) {
-                warn!(part, %problem, "{what} watch failed; retrying");
-            } else if faults.set(part, format!("{what}: {problem}")) {
-                warn!(part, %problem, "{what} watch failed; retrying");
-            }
-        }
-    }
-}
-
-/// [`watch_event`] for a cluster-wide watch of the reconcile loop, whose rights are in
-/// [`CLUSTER_ROLE`].
-pub fn loop_watch_event<T>(faults: &Faults, resource: &'static str, event: &Result<T, watcher::Error>) {
-    let access = Access { verb: "list and watch", resource, namespace: None, role: CLUSTER_ROLE };
-    watch_event(faults, resource, access, resource, event);
-}
-
 /// What was being done when the API answered with an error.
 #[derive(Debug, Clone, Copy)]
 pub struct Access<'a> {
@@ -193,23 +158,6 @@ impl Access<'_> {
             None => "cluster-wide".to_owned(),
         }
     }
-}
-
-/// An answer that no retry will change until someone fixes the setup (RBAC, a missing namespace or
-/// CRD, credentials): such a watch failure is a fault, reported once; any other (an API server
-/// restarting) is only logged.
-pub fn is_misconfiguration(err: &watcher::Error) -> bool {
-    let code = match err {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => match e {
-            kube::Error::Api(s) => s.code,
-            _ => return false,
-        },
-        watcher::Error::WatchError(s) => s.code,
-        _ => return false,
-    };
-    matches!(code, 401 | 403 | 404)
 }
 
 /// The sentence for an API error: what failed and what to do about it.
@@ -355,29 +303,6 @@ mod tests {
         );
         f.clear_loop();
         assert_eq!(gauges(&m)[0], "offloading_webhook_reconcile_up 1");
-        assert_eq!(f.summary(), None);
-    }
-
-    #[test]
-    fn a_watch_fault_is_recorded_until_an_event_arrives() {
-        let f = Faults::default();
-        let forbidden: Result<(), watcher::Error> = Err(watcher::Error::WatchFailed(api(
-            403,
-            "Forbidden",
-            r#"namespacemaps is forbidden: User "x" cannot watch resource "namespacemaps""#,
-        )));
-        loop_watch_event(&f, "namespacemaps", &forbidden);
-        let said = f.get("namespacemaps").unwrap_or_default();
-        assert!(
-            said.starts_with(r#"namespacemaps: forbidden to list and watch namespacemaps cluster-wide"#),
-            "{said}"
-        );
-        // A passing failure is not a fault.
-        let gone: Result<(), watcher::Error> =
-            Err(watcher::Error::WatchFailed(api(500, "InternalError", "etcd leader changed")));
-        loop_watch_event(&f, "secrets", &gone);
-        assert_eq!(f.get("secrets"), None);
-        loop_watch_event(&f, "namespacemaps", &Ok::<(), watcher::Error>(()));
         assert_eq!(f.summary(), None);
     }
 }

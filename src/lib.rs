@@ -16,6 +16,8 @@
 //! - [`webhook_config`]: the registrations as built; [`registration`]: the replicas filling them in
 //!   once ready.
 //! - [`metrics`]: the Prometheus registry; [`health`]: faults reported (never `/readyz`), API errors explained.
+//! - [`failure_policy`]: what a failed watch or API request means (a fault or a passing failure),
+//!   what is said of it and when, how a watch backs off; shared by the caches, the loop, the Lease.
 //! - [`rate_limit`]: the client-side QPS/burst limit on every request to an API server.
 //! - [`kube_client`]: the one way a client of an API server is built (kubeconfig or in-cluster).
 //! - [`policy`]: the static rules as a ValidatingAdmissionPolicy, generated from the rule table.
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod cluster;
 pub mod crd;
 pub mod diagnose;
+pub mod failure_policy;
 pub mod health;
 pub mod kube_client;
 pub mod liqo;

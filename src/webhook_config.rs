@@ -278,8 +278,8 @@ pub fn configurations(
 pub fn to_yaml(
     v: &ValidatingWebhookConfiguration,
     m: &MutatingWebhookConfiguration,
-) -> Result<String, serde_yaml::Error> {
-    Ok(format!("---\n{}---\n{}", serde_yaml::to_string(v)?, serde_yaml::to_string(m)?))
+) -> Result<String, serde_norway::Error> {
+    Ok(format!("---\n{}---\n{}", serde_norway::to_string(v)?, serde_norway::to_string(m)?))
 }
 
 #[cfg(test)]

@@ -119,12 +119,12 @@ fn the_chart_lints_strict_in_every_combination() {
 fn the_deployment_carries_the_drain_and_the_restricted_security_context() {
     let docs = documents(&template_ok(&[]));
     let d = find(&docs, "Deployment", RELEASE).expect("a Deployment");
-    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], serde_yaml::Value::from(0));
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], serde_norway::Value::from(0));
     let pod = &d["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     // preStop 5 + shutdown delay 5 + drain 20 + 5 of margin.
-    assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"], serde_yaml::Value::from(5));
-    assert_eq!(pod["terminationGracePeriodSeconds"], serde_yaml::Value::from(35));
+    assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"], serde_norway::Value::from(5));
+    assert_eq!(pod["terminationGracePeriodSeconds"], serde_norway::Value::from(35));
     let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().filter_map(|a| a.as_str()).collect();
     for want in [
         "serve",
@@ -138,10 +138,10 @@ fn the_deployment_carries_the_drain_and_the_restricted_security_context() {
     }
     // An explicit --reconcile=true is refused on Liqo v1.x (two writers): the default leaves it out.
     assert!(!args.iter().any(|a| a.starts_with("--reconcile")), "{args:?}");
-    assert_eq!(pod["securityContext"]["runAsNonRoot"], serde_yaml::Value::from(true));
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], serde_norway::Value::from(true));
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"].as_str(), Some("RuntimeDefault"));
-    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], serde_yaml::Value::from(true));
-    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], serde_yaml::Value::from(false));
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], serde_norway::Value::from(true));
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], serde_norway::Value::from(false));
     assert_eq!(pod["topologySpreadConstraints"][0]["topologyKey"].as_str(), Some("kubernetes.io/hostname"));
 
     // The grace period follows the values; mutual TLS adds the flag and the mount.
@@ -154,8 +154,8 @@ fn the_deployment_carries_the_drain_and_the_restricted_security_context() {
         "clientCA.configMap=apiserver-ca",
     ]));
     let pod = &find(&docs, "Deployment", RELEASE).unwrap()["spec"]["template"]["spec"];
-    assert_eq!(pod["terminationGracePeriodSeconds"], serde_yaml::Value::from(50));
-    let args = serde_yaml::to_string(&pod["containers"][0]["args"]).unwrap();
+    assert_eq!(pod["terminationGracePeriodSeconds"], serde_norway::Value::from(50));
+    let args = serde_norway::to_string(&pod["containers"][0]["args"]).unwrap();
     assert!(args.contains("--client-ca-file=/etc/offloading-webhook/client-ca/ca.crt"), "{args}");
 }
 
@@ -255,7 +255,7 @@ fn every_combination_passes_a_server_side_dry_run() {
 #[test]
 fn alerts_fire_on_written_series_and_stay_quiet_on_healthy_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = serde_yaml::to_string(&chart::alert_rules(&[])).unwrap();
+    let rules = serde_norway::to_string(&chart::alert_rules(&[])).unwrap();
     std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
     std::fs::copy(
         format!("{}/tests/alerts/alerts_test.yaml", support::ROOT),
@@ -355,12 +355,16 @@ fn the_dashboard_and_the_alerts_query_only_metrics_the_webhook_exports() {
 }
 
 /// The strings of a YAML sequence.
-fn strings(v: &serde_yaml::Value) -> Vec<String> {
+fn strings(v: &serde_norway::Value) -> Vec<String> {
     v.as_sequence().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
 }
 
 /// What the rendering of the Deployment, the Service and the NetworkPolicy says about the ports.
-fn assert_ports(docs: &[serde_yaml::Value], (webhook, probes, metrics): (u64, u64, u64), host_network: bool) {
+fn assert_ports(
+    docs: &[serde_norway::Value],
+    (webhook, probes, metrics): (u64, u64, u64),
+    host_network: bool,
+) {
     let pod = &find(docs, "Deployment", RELEASE).expect("a Deployment")["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     let args = strings(&c["args"]);
@@ -473,14 +477,14 @@ fn the_chart_is_usable_as_a_subchart_with_global_values() {
 
 #[test]
 fn chart_yaml_and_the_runbooks_point_at_this_project() {
-    let chart: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml")).unwrap())
+    let chart: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml")).unwrap())
             .unwrap();
     let home = chart["home"].as_str().expect("Chart.yaml has a home");
     assert!(!home.contains("liqotech"), "Chart.yaml's home is Liqo's repository: {home}");
     assert_eq!(chart["sources"][0].as_str(), Some(home));
-    let values: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart::chart_dir().join("values.yaml")).unwrap())
+    let values: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(chart::chart_dir().join("values.yaml")).unwrap())
             .unwrap();
     let runbooks = values["metrics"]["prometheusRule"]["runbookBaseUrl"].as_str().unwrap();
     assert!(runbooks.starts_with(home) && runbooks.ends_with("/docs/runbooks"), "{runbooks}");
@@ -492,7 +496,7 @@ fn deploy_yaml_carries_no_helm_ownership_labels() {
     let docs = documents(&text);
     assert!(docs.len() >= 8, "{}", chart::kinds(&docs).join(" "));
     for doc in &docs {
-        let labels = serde_yaml::to_string(&doc["metadata"]["labels"]).unwrap();
+        let labels = serde_norway::to_string(&doc["metadata"]["labels"]).unwrap();
         for helm_only in ["helm.sh/chart", "app.kubernetes.io/managed-by", "meta.helm.sh/"] {
             assert!(
                 !labels.contains(helm_only),
@@ -574,8 +578,8 @@ fn helm_adopts_what_deploy_yaml_created() {
 
 /// The base of every runbook_url, from values.yaml.
 fn runbook_base() -> String {
-    let values: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart::chart_dir().join("values.yaml")).unwrap())
+    let values: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(chart::chart_dir().join("values.yaml")).unwrap())
             .unwrap();
     values["metrics"]["prometheusRule"]["runbookBaseUrl"].as_str().unwrap().to_owned()
 }
@@ -586,7 +590,7 @@ fn alert_summaries(extra: &[&str]) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for group in spec["groups"].as_sequence().unwrap() {
         for rule in group["rules"].as_sequence().unwrap() {
-            let s = |v: &serde_yaml::Value| v.as_str().unwrap_or("").to_owned();
+            let s = |v: &serde_norway::Value| v.as_str().unwrap_or("").to_owned();
             out.push((
                 s(&rule["alert"]),
                 s(&rule["labels"]["severity"]),
@@ -713,7 +717,7 @@ fn the_alerts_and_the_dashboard_follow_the_webhook_names() {
     ];
     assert_keyed_to(&names, &names_regex("check.platform.example", "annotate.platform.example"));
     // Liqo's names are never selected: its webhook's calls are not ours.
-    let rules = serde_yaml::to_string(&chart::alert_rules(&[])).unwrap();
+    let rules = serde_norway::to_string(&chart::alert_rules(&[])).unwrap();
     assert!(!rules.contains("liqo[.]io"), "{rules}");
     let p = template(&["--set", "webhooks.validatingName=validate"]);
     assert!(!p.ok && p.stderr.contains("at '/webhooks/validatingName'"), "{}", p.stderr);
@@ -782,8 +786,8 @@ fn kubernetes_version(versions_env: &str) -> String {
 
 /// The oldest minor release Chart.yaml's kubeVersion admits, as a control-plane directory ("v1.30").
 fn oldest_claimed_release() -> String {
-    let chart: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml")).unwrap())
+    let chart: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml")).unwrap())
             .unwrap();
     let constraint = chart["kubeVersion"].as_str().unwrap();
     let version =
@@ -1208,13 +1212,13 @@ fn the_webhooks_always_skip_kube_system_their_own_namespace_and_labelled_objects
     let registered = chart::registered_configurations(&rendered);
     for (i, kind) in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"].iter().enumerate() {
         let hook = &registered[i]["webhooks"][0];
-        let ns = serde_yaml::to_string(&hook["namespaceSelector"]).unwrap();
+        let ns = serde_norway::to_string(&hook["namespaceSelector"]).unwrap();
         assert_eq!(
             ns,
             "matchExpressions:\n- key: kubernetes.io/metadata.name\n  operator: NotIn\n  values:\n  - kube-system\n  - webhooks\n  - liqo\n- key: team\n  operator: Exists\n",
             "{kind}"
         );
-        let obj = serde_yaml::to_string(&hook["objectSelector"]).unwrap();
+        let obj = serde_norway::to_string(&hook["objectSelector"]).unwrap();
         assert_eq!(
             obj,
             "matchExpressions:\n- key: liqo.io/webhook-skip\n  operator: NotIn\n  values:\n  - 'true'\n- key: audit-only\n  operator: DoesNotExist\n",

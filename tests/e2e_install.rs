@@ -80,11 +80,11 @@ fn spawn(cp: &ControlPlane, addr: SocketAddr, args: &[String]) -> Replica {
 /// replica has exactly the chart's RBAC.
 fn service_account_kubeconfig(cp: &ControlPlane, namespace: &str, account: &str) -> std::path::PathBuf {
     let token = cp.kubectl_ok(&["-n", namespace, "create", "token", account, "--duration=2h"]);
-    let mut kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&cp.kubeconfig).unwrap()).unwrap();
-    kc["users"][0]["user"] = serde_yaml::to_value(serde_json::json!({"token": token.trim()})).unwrap();
+    let mut kc: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&cp.kubeconfig).unwrap()).unwrap();
+    kc["users"][0]["user"] = serde_norway::to_value(serde_json::json!({"token": token.trim()})).unwrap();
     let path = cp.dir.path().join(format!("kubeconfig-{namespace}-{account}"));
-    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(&path, serde_norway::to_string(&kc).unwrap()).unwrap();
     path
 }
 

@@ -19,7 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use offloading_webhook::crd::{NamespaceMap, NamespaceOffloading};
-use support::serving::{Replica, openssl_client_cert, strip_ansi};
+use support::serving::{Replica, openssl_client_cert};
 use support::{
     CLUSTER_ID, ControlPlane, Webhook, certs_for_loopback, eventually, free_port, get, http_get_full,
     install_crds, virtual_node,
@@ -386,10 +386,7 @@ async fn a_second_install_stands_by_says_so_and_takes_over_once_the_first_is_gon
         Webhook::start(&cp, &certs, &args)
     };
     let log = |w: &Webhook| {
-        strip_ansi(
-            &std::fs::read_to_string(cp.dir.path().join(format!("webhook-{}.log", w.port)))
-                .unwrap_or_default(),
-        )
+        std::fs::read_to_string(cp.dir.path().join(format!("webhook-{}.log", w.port))).unwrap_or_default()
     };
     let leader = |w: &Webhook| metric(w.metrics_port, "offloading_webhook_leader");
     let others = |w: &Webhook| metric(w.metrics_port, "offloading_webhook_other_installs");

@@ -15,7 +15,7 @@ use support::chart;
 use std::time::Duration;
 
 use chart::{NAMESPACE, RELEASE, documents, find, helm_ok, template, template_ok};
-use serde_yaml::Value;
+use serde_norway::Value;
 use support::{CLUSTER_ID, ControlPlane, apply, eventually, install_crds, nsof};
 
 const BAD_OPERATOR: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: Equals\n        values: [eu]\n";
@@ -146,9 +146,9 @@ fn in_policy_mode_the_chart_renders_what_the_policy_command_prints_for_the_relea
         ]));
         let mut want = without_labels(command.clone());
         expressions(&mut want[0], "namespaceSelector")
-            .push(serde_yaml::from_str("{key: team, operator: Exists}").unwrap());
+            .push(serde_norway::from_str("{key: team, operator: Exists}").unwrap());
         expressions(&mut want[0], "objectSelector")
-            .push(serde_yaml::from_str("{key: audit-only, operator: DoesNotExist}").unwrap());
+            .push(serde_norway::from_str("{key: audit-only, operator: DoesNotExist}").unwrap());
         assert_eq!(policy_objects(&documents(&rendered), &command), want, "Liqo {api}, another release");
 
         // A fixed cluster id: the binding reads it from the release's ConfigMap, as it would read
@@ -170,7 +170,7 @@ fn in_policy_mode_the_chart_renders_what_the_policy_command_prints_for_the_relea
             NAMESPACE,
         ]));
         let mut want = without_labels(command.clone());
-        want[2]["spec"]["paramRef"] = serde_yaml::from_str(&format!(
+        want[2]["spec"]["paramRef"] = serde_norway::from_str(&format!(
             "{{name: {RELEASE}-cluster-id, namespace: {NAMESPACE}, parameterNotFoundAction: Allow}}"
         ))
         .unwrap();

@@ -132,9 +132,9 @@ fn the_image_runs_as_the_chart_runs_it() {
         "certificate.existingSecret.caBundle=unused",
     ]));
     let container = &docs[0]["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<String> = serde_yaml::from_value(container["args"].clone()).unwrap();
+    let args: Vec<String> = serde_norway::from_value(container["args"].clone()).unwrap();
     let args: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--webhook-configuration=")).collect();
-    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], serde_yaml::Value::from(true));
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], serde_norway::Value::from(true));
 
     let certs = dir.path().join("certs");
     support::certs_for_loopback(&certs);

@@ -238,7 +238,7 @@ fn the_block_format_matches_as_documented() {
     // Brackets of other shapes are literal text.
     assert!(matches(&lines("a <NAME> [x]"), &lines("a <NAME> [x]")));
     assert!(!matches(&lines("a <NAME>"), &lines("a b")));
-    assert_eq!(normalize("\x1b[32m INFO\x1b[0m x  \n\n"), vec![" INFO x"]);
+    assert_eq!(normalize(" INFO x  \n\n"), vec![" INFO x"]);
 
     let text = "x\n```bash\n$ not ours\n```\n```console e2e:demo\n$ run \\\n  --flag\nout\n```\n```console serve\n$ a\n$ b\nB\n```\n";
     let b = blocks(text);

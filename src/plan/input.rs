@@ -45,7 +45,7 @@ pub enum What {
 /// Reads every object in `text`, which came from `source_name`.
 pub fn read(text: &str, source_name: &str) -> Result<Vec<Item>, InputError> {
     let mut items = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
         let value = Value::deserialize(doc).map_err(|e| InputError::Syntax {
             source_name: source_name.to_owned(),

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::installs::{self, InstallLease, Installs, Seniority, Verdict};
+use crate::failure_policy::{self, Kind, Repeat, Said, Say};
 use crate::health::{Access, CLUSTER_ROLE, Faults, LEASE_ROLE, explain};
 use crate::metrics::Metrics;
 
@@ -277,9 +278,12 @@ impl LeaseError {
         }
     }
 
-    /// An answer that no retry will change until someone fixes the setup.
-    fn is_misconfiguration(&self) -> bool {
-        matches!(self, LeaseError::Api(_, Error::Api(s)) if matches!(s.code, 401 | 403 | 404))
+    /// How it counts: only an answer of the API server can be a misconfiguration.
+    fn kind(&self) -> Kind {
+        match self {
+            LeaseError::Api(_, e) => Kind::of(e),
+            LeaseError::Timeout(..) => Kind::Passing,
+        }
     }
 
     /// The sentence for the operator.
@@ -338,7 +342,8 @@ struct Election {
     installs: Installs,
     /// What was last said about the other installs, to say each change once.
     installs_said: Option<Verdict>,
-    list_refused: bool,
+    /// What was said of listing the other installs' Leases: a refusal, once.
+    list_said: Said,
     /// Since when this install has been the senior one of several (see [`installs`]).
     senior_since: Option<Instant>,
 }
@@ -418,25 +423,25 @@ impl Election {
                     })
                     .collect();
                 self.installs.listed(others, Instant::now());
-                if std::mem::take(&mut self.list_refused) {
+                if self.list_said.succeeded().say == Say::Recovered {
                     info!("Leases can be listed cluster-wide again: other installs are looked for");
                 }
             }
             Err(e) => {
-                if !self.list_refused && e.is_misconfiguration() {
-                    self.list_refused = true;
-                    let problem = match &e {
-                        LeaseError::Api(_, err) => explain(
-                            err,
-                            Access {
-                                verb: "list",
-                                resource: "leases.coordination.k8s.io",
-                                namespace: None,
-                                role: CLUSTER_ROLE,
-                            },
-                        ),
-                        LeaseError::Timeout(..) => e.to_string(),
-                    };
+                let problem = match &e {
+                    LeaseError::Api(_, err) => explain(
+                        err,
+                        Access {
+                            verb: "list",
+                            resource: "leases.coordination.k8s.io",
+                            namespace: None,
+                            role: CLUSTER_ROLE,
+                        },
+                    ),
+                    LeaseError::Timeout(..) => e.to_string(),
+                };
+                // Not a fault: this install goes on alone; only a refusal needs a fix.
+                if self.list_said.failed(e.kind(), problem.clone(), Repeat::Never).say == Say::Failed {
                     warn!(%problem, "cannot look for another install of offloading-webhook on this cluster: a second one would reconcile beside this one unnoticed");
                 }
             }
@@ -541,15 +546,16 @@ pub async fn run_while_leader<F, Fut>(
         mine: None,
         installs: Installs::default(),
         installs_said: None,
-        list_refused: false,
+        list_said: Said::default(),
         senior_since: None,
     };
     metrics_not_leading(&e.metrics);
     let grace = e.cfg.grace();
     let mut running: Option<Running> = None;
     let mut last_holder = String::new();
-    // The last failure since the last success, said when the renew deadline passes.
-    let mut last_error: Option<String> = None;
+    // What was said of the Lease's failures; the last one since the last success is said again
+    // when the renew deadline passes.
+    let mut said = Said::default();
     loop {
         let deadline = e.elector.deadline();
         let round = tokio::select! {
@@ -566,18 +572,14 @@ pub async fn run_while_leader<F, Fut>(
                 e.mine = None;
                 e.senior_since = None;
                 e.metrics.other_installs.set(0);
-                let error = last_error
-                    .clone()
-                    .unwrap_or_else(|| "a request to the API server is still unanswered".into());
+                let error =
+                    said.last().unwrap_or("a request to the API server is still unanswered").to_owned();
                 warn!(lease = %e.cfg.name, namespace = %e.cfg.namespace, renew_deadline = ?e.cfg.renew_deadline,
                     reconcile_loop_stopped = was_running, %error,
                     "renew deadline passed: no renew of the Lease succeeded in time, so this replica stopped reconciling before a standby can take over; it stands by and can lead again");
             }
             Some(Ok(Round::Held { acquired })) => {
-                last_error = None;
-                if faults.clear("lease") {
-                    info!(lease = %e.cfg.name, namespace = %e.cfg.namespace, "the Lease can be used again");
-                }
+                lease_works(&mut said, &faults, &e.cfg);
                 if acquired {
                     info!(lease = %e.cfg.name, namespace = %e.cfg.namespace, identity = %e.cfg.identity, "acquired the Lease");
                     last_holder.clear();
@@ -607,10 +609,7 @@ pub async fn run_while_leader<F, Fut>(
                 }
             }
             Some(Ok(Round::Standby(holder))) => {
-                last_error = None;
-                if faults.clear("lease") {
-                    info!(lease = %e.cfg.name, namespace = %e.cfg.namespace, "the Lease can be used again");
-                }
+                lease_works(&mut said, &faults, &e.cfg);
                 e.senior_since = None;
                 e.metrics.other_installs.set(0);
                 if running.is_some() {
@@ -630,17 +629,14 @@ pub async fn run_while_leader<F, Fut>(
                     e.cfg.namespace, e.cfg.name,
                 );
                 // A misconfiguration (RBAC, a missing namespace) is said once, as a fault; a
-                // passing failure (an API server restart) once per change of what it says.
-                let new = if err.is_misconfiguration() {
-                    faults.set("lease", problem.clone())
-                } else {
-                    last_error.as_ref() != Some(&problem)
-                };
-                if new {
+                // passing failure (an API server restart) once per change of what it says: the
+                // Lease is retried every retry period.
+                let step = said.failed(err.kind(), problem.clone(), Repeat::OnChange);
+                failure_policy::record(&faults, "lease", &step);
+                if step.say == Say::Failed {
                     warn!(lease = %e.cfg.name, namespace = %e.cfg.namespace, %problem, holding = e.elector.holds(Instant::now()),
                         "could not acquire or renew the lease; retrying");
                 }
-                last_error = Some(problem);
             }
         }
         let deadline = e.elector.deadline();
@@ -654,6 +650,15 @@ pub async fn run_while_leader<F, Fut>(
     stop_work(&mut running, grace, &e.metrics).await;
     e.release().await;
     metrics_not_leading(&e.metrics);
+}
+
+/// A round of the Lease went through: a fault of it is over, and said to be.
+fn lease_works(said: &mut Said, faults: &Faults, cfg: &LeaseConfig) {
+    let step = said.succeeded();
+    failure_policy::record(faults, "lease", &step);
+    if step.say == Say::Recovered {
+        info!(lease = %cfg.name, namespace = %cfg.namespace, "the Lease can be used again");
+    }
 }
 
 fn metrics_not_leading(metrics: &Metrics) {

@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
@@ -39,6 +41,7 @@ use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
 use crate::crd::{NamespaceMap, NamespaceOffloading, OffloadingPhase};
+use crate::failure_policy::{WatchHealth, retried, watched};
 use crate::liqo::{OFFLOADING_NAME, REMOTE_CLUSTER_ID_LABEL};
 use crate::metrics::{Metrics, PhaseLabels};
 
@@ -80,6 +83,37 @@ pub struct Context {
 }
 
 impl Context {
+    fn new(
+        client: Client,
+        cluster: ClusterView,
+        metrics: Arc<Metrics>,
+        map_writer: Arc<map_writer::MapWriter>,
+        caches: &Caches,
+        identity: String,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: "offloading-webhook".into(), instance: Some(identity) },
+        );
+        Self {
+            client,
+            map_writer,
+            namespaces: caches.namespaces.clone(),
+            cluster,
+            maps: caches.maps.clone(),
+            maps_synced: caches.maps_synced.clone(),
+            ns_synced: caches.ns_synced.clone(),
+            offloadings: caches.offloadings.clone(),
+            recorder,
+            metrics,
+            phases_dirty: AtomicBool::new(false),
+            status_sent: Default::default(),
+            metadata_sent: Default::default(),
+            label_sent: Default::default(),
+            backoff: Default::default(),
+        }
+    }
+
     fn maps_synced(&self) -> bool {
         self.maps_synced.load(Ordering::Acquire) && self.ns_synced.load(Ordering::Acquire)
     }
@@ -236,6 +270,9 @@ pub async fn run(
     .await;
 }
 
+/// The loops' work while this replica leads, step by step: the shared watches, the batching
+/// NamespaceMap writer, the context, the three loops. Returns once `stop` is cancelled and the loops
+/// have wound down (or a watch ended), with the loop's faults cleared.
 async fn controllers(
     client: Client,
     cluster: ClusterView,
@@ -244,179 +281,260 @@ async fn controllers(
     remotes: crate::remote_clients::RemoteClients,
     stop: CancellationToken,
 ) {
-    // One watch per kind, shared by the loops: NamespaceMaps (store + triggers of both loops),
-    // Namespaces (metadata), kubeconfig Secrets (when asked for), NamespaceOffloadings (the
-    // offloading loop's own),
-    // and the virtual nodes of `cluster`, which the webhook watches anyway.
-    let decoder = watch::Decoder::new(metrics.clone());
     let map_writer = map_writer::MapWriter::new();
-    let (offloading_tx, offloading_rx) = mpsc::unbounded_channel::<ObjectRef<NamespaceOffloading>>();
-    let (remote_tx, remote_rx) = mpsc::unbounded_channel::<ObjectRef<NamespaceMap>>();
-
-    let (maps, maps_writer) = reflector::store::<NamespaceMap>();
-    let maps_synced = Arc::new(AtomicBool::new(false));
-    let map_watch = map_hub(
-        client.clone(),
-        cluster.faults().clone(),
-        decoder.clone(),
-        maps_writer,
-        maps_synced.clone(),
-        map_writer.clone(),
-        offloading_tx,
-        remote_tx.clone(),
-    );
-
-    let (namespaces, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-    let ns_synced = Arc::new(AtomicBool::new(false));
-    let ns_watch = {
-        let synced = ns_synced.clone();
-        let faults = cluster.faults().clone();
-        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(keep_what_namespaces_are_read_for)
-            .reflect(ns_writer)
-            .for_each(move |ev| {
-                crate::health::loop_watch_event(&faults, "namespaces", &ev);
-                if let Ok(watcher::Event::InitDone) = ev
-                    && !synced.swap(true, Ordering::AcqRel)
-                {
-                    info!("Namespace cache synced");
-                }
-                futures::future::ready(())
-            })
-    };
-    let (secrets, secrets_writer) = reflector::store::<Secret>();
-    // Without `--remote-kubeconfig-secrets` no Secret is read (the store stays empty), so the
-    // default RBAC grants none.
-    let secret_watch = if remotes.reads_kubeconfig_secrets() {
-        secret_hub(client.clone(), cluster.faults().clone(), secrets_writer, maps.clone(), remote_tx).boxed()
-    } else {
-        futures::future::pending().boxed()
-    };
-
-    let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
-    // Fed to the Controller as requests rather than as its own watch, so that a relist's objects
-    // wait for the relist's end (see `watch::triggers`); backed off here, as the other watches.
-    let offloading_watch = watch::triggers(
-        watch::watch::<NamespaceOffloading>(
-            client.clone(),
-            listed_in_pages(OFFLOADINGS_PER_PAGE),
-            decoder.clone(),
-        )
-        .default_backoff()
-        .modify(keep_what_offloadings_are_read_for)
-        .reflect(offloading_writer)
-        .inspect({
-            let faults = cluster.faults().clone();
-            move |ev| crate::health::loop_watch_event(&faults, "namespaceoffloadings", ev)
-        }),
-    );
-    // The debounce folds the burst of triggers that our own writes cause into one reconcile.
-    let no_watch_of_its_own = futures::stream::pending::<Result<NamespaceOffloading, watcher::Error>>();
-    let controller = Controller::for_stream(no_watch_of_its_own, offloadings.clone())
-        .with_config(controller::Config::default().debounce(Duration::from_millis(300)).concurrency(16));
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter { controller: "offloading-webhook".into(), instance: Some(identity) },
-    );
+    let SharedWatches { caches, offloading_triggers, entry_triggers, map_triggers, running } =
+        SharedWatches::start(&client, &cluster, &metrics, remotes.reads_kubeconfig_secrets(), &map_writer);
     let mut writer_task =
         AbortOnDrop(tokio::spawn(map_writer.clone().run(client.clone(), metrics.clone(), stop.clone())));
-    let ctx = Arc::new(Context {
-        client: client.clone(),
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        cluster.clone(),
+        metrics.clone(),
         map_writer,
-        namespaces,
-        cluster: cluster.clone(),
-        maps: maps.clone(),
-        maps_synced,
-        ns_synced,
-        offloadings: offloadings.clone(),
-        recorder,
-        metrics: metrics.clone(),
-        phases_dirty: AtomicBool::new(false),
-        status_sent: Default::default(),
-        metadata_sent: Default::default(),
-        label_sent: Default::default(),
-        backoff: Default::default(),
-    });
+        &caches,
+        identity,
+    ));
     let mut phases_task =
         AbortOnDrop(tokio::spawn(count_phases_every(ctx.clone(), Duration::from_secs(1), stop.clone())));
-
-    let offloading_loop = controller
-        // A virtual node that appears, goes or changes labels can change every selection (the
-        // first item is now: the initial list triggers every object anyway).
-        .reconcile_all_on(cluster.node_changes().skip(1))
-        .reconcile_on(offloading_watch)
-        // Only the namespaces whose entries (desired or current) changed.
-        .reconcile_on(channel_stream(offloading_rx))
-        .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(offloading::reconcile, offloading::error_policy, ctx)
-        // Reconcile errors go through error_policy, the watch's through the inspection above.
-        .for_each(|_| async {});
-
-    let (tenant_metrics, remote_metrics) = (metrics.clone(), metrics.clone());
-    let tenant_loop = async {
-        let Some(node_store) = cluster.node_store() else {
-            warn!("no virtual node cache: tenant namespaces and NamespaceMaps are not created");
-            return;
-        };
-        let tenant_client = client.clone();
-        let (faults, err_faults) = (cluster.faults().clone(), cluster.faults().clone());
-        Controller::for_stream(futures::stream::pending(), node_store)
-            .reconcile_all_on(cluster.node_changes())
-            .graceful_shutdown_on(stop.clone().cancelled_owned())
-            .run(
-                move |node, failures: Arc<backoff::Backoff<String>>| {
-                    let (client, metrics, faults) = (tenant_client.clone(), tenant_metrics.clone(), faults.clone());
-                    async move {
-                        let name = node.name_any();
-                        let result = tenant::reconcile(node, client, metrics).await;
-                        if result.is_ok() {
-                            failures.succeeded(&name);
-                            backoff::report_success(&faults, "tenant-loop", "tenant");
-                        }
-                        result
-                    }
-                },
-                move |node, err, failures| {
-                    let wait = failures.failed(&node.name_any());
-                    if !backoff::report_failure(&err_faults, "tenant-loop", "tenant", err) {
-                        warn!(node = %node.name_any(), error = %err, retry_in = ?wait, "tenant reconcile failed; retrying");
-                    }
-                    controller::Action::requeue(wait)
-                },
-                Arc::new(backoff::Backoff::<String>::default()),
-            )
-            .for_each(|_| async {})
-            .await
-    };
-
     let remote_ctx = Arc::new(remote::RemoteContext {
         client: client.clone(),
         cluster: cluster.clone(),
         remotes,
-        secrets,
-        metrics: remote_metrics,
+        secrets: caches.secrets.clone(),
+        metrics: metrics.clone(),
         failures: Default::default(),
         checked: Default::default(),
     });
-    let remote_loop = Controller::for_stream(futures::stream::pending(), maps)
-        .reconcile_on(channel_stream(remote_rx))
-        .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(remote::reconcile, remote::error_policy, remote_ctx)
-        .for_each(|_| async {});
 
     info!("reconcile loops started");
     tokio::select! {
-        _ = async { tokio::join!(offloading_loop, tenant_loop, remote_loop) } => {}
-        _ = map_watch => {}
-        _ = ns_watch => {}
-        _ = secret_watch => {}
+        _ = async {
+            tokio::join!(
+                offloading_loop(ctx, offloading_triggers, entry_triggers, stop.clone()),
+                tenant_loop(client, cluster.clone(), metrics, stop.clone()),
+                remote_loop(remote_ctx, caches.maps.clone(), map_triggers, stop.clone()),
+            )
+        } => {}
+        _ = running => {}
     }
     let _ = (&mut writer_task.0).await;
     let _ = (&mut phases_task.0).await;
     // Whatever the loop reported is over with it (the leadership reports its own).
     cluster.faults().clear_loop();
     info!("reconcile loops stopped");
+}
+
+/// What the shared watches fill, read by the loops.
+struct Caches {
+    maps: Store<NamespaceMap>,
+    maps_synced: Arc<AtomicBool>,
+    /// Namespace metadata (see [`keep_what_namespaces_are_read_for`]).
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    ns_synced: Arc<AtomicBool>,
+    /// Kubeconfig Secrets, when asked for (otherwise empty).
+    secrets: Store<Secret>,
+    offloadings: Store<NamespaceOffloading>,
+}
+
+/// One watch per kind, shared by the loops: NamespaceMaps (store + triggers of both loops),
+/// Namespaces (metadata), kubeconfig Secrets (when asked for), NamespaceOffloadings (the
+/// offloading loop's own). The virtual nodes are `cluster`'s, which the webhook watches anyway.
+struct SharedWatches {
+    caches: Caches,
+    /// NamespaceOffloadings that changed (a relist's at its end: see [`watch::triggers`]); the
+    /// watch runs as the offloading loop reads them.
+    offloading_triggers: BoxStream<'static, ObjectRef<NamespaceOffloading>>,
+    /// The NamespaceOffloadings of the namespaces whose NamespaceMap entries changed.
+    entry_triggers: mpsc::UnboundedReceiver<ObjectRef<NamespaceOffloading>>,
+    /// The NamespaceMaps the remote loop is to look at (a map or a kubeconfig Secret changed).
+    map_triggers: mpsc::UnboundedReceiver<ObjectRef<NamespaceMap>>,
+    /// The watches of NamespaceMaps, Namespaces and Secrets, until one of them ends.
+    running: BoxFuture<'static, ()>,
+}
+
+impl SharedWatches {
+    fn start(
+        client: &Client,
+        cluster: &ClusterView,
+        metrics: &Arc<Metrics>,
+        reads_kubeconfig_secrets: bool,
+        map_writer: &Arc<map_writer::MapWriter>,
+    ) -> Self {
+        let faults = cluster.faults();
+        let decoder = watch::Decoder::new(metrics.clone());
+        let (offloading_tx, entry_triggers) = mpsc::unbounded_channel();
+        let (remote_tx, map_triggers) = mpsc::unbounded_channel();
+
+        let (maps, maps_writer) = reflector::store::<NamespaceMap>();
+        let maps_synced = Arc::new(AtomicBool::new(false));
+        let map_watch = map_hub(
+            client.clone(),
+            WatchHealth::of_loop(faults.clone(), "namespacemaps"),
+            decoder.clone(),
+            maps_writer,
+            maps_synced.clone(),
+            map_writer.clone(),
+            offloading_tx,
+            remote_tx.clone(),
+        );
+
+        let (namespaces, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let ns_synced = Arc::new(AtomicBool::new(false));
+        let ns_watch = namespace_watch(
+            client.clone(),
+            WatchHealth::of_loop(faults.clone(), "namespaces"),
+            ns_writer,
+            ns_synced.clone(),
+        );
+
+        let (secrets, secrets_writer) = reflector::store::<Secret>();
+        // Without `--remote-kubeconfig-secrets` no Secret is read (the store stays empty), so the
+        // default RBAC grants none.
+        let secret_watch = if reads_kubeconfig_secrets {
+            let health = WatchHealth::of_loop(faults.clone(), "secrets");
+            secret_hub(client.clone(), health, secrets_writer, maps.clone(), remote_tx).boxed()
+        } else {
+            futures::future::pending().boxed()
+        };
+
+        let (offloadings, offloading_writer) = reflector::store::<NamespaceOffloading>();
+        let offloading_triggers = offloading_watch(
+            client.clone(),
+            WatchHealth::of_loop(faults.clone(), "namespaceoffloadings"),
+            decoder,
+            offloading_writer,
+        )
+        .boxed();
+
+        let running = async move {
+            tokio::select! {
+                _ = map_watch => {}
+                _ = ns_watch => {}
+                _ = secret_watch => {}
+            }
+        }
+        .boxed();
+        let caches = Caches { maps, maps_synced, namespaces, ns_synced, secrets, offloadings };
+        Self { caches, offloading_triggers, entry_triggers, map_triggers, running }
+    }
+}
+
+/// The offloading loop: each NamespaceOffloading on its own changes, on its namespace's
+/// NamespaceMap entries changing, and all of them when the virtual nodes change.
+async fn offloading_loop(
+    ctx: Arc<Context>,
+    triggers: BoxStream<'static, ObjectRef<NamespaceOffloading>>,
+    entry_triggers: mpsc::UnboundedReceiver<ObjectRef<NamespaceOffloading>>,
+    stop: CancellationToken,
+) {
+    let node_changes = ctx.cluster.node_changes();
+    // Fed as requests rather than by a watch of its own, so that a relist's objects wait for the
+    // relist's end (see `watch::triggers`). The debounce folds the burst of triggers that our own
+    // writes cause into one reconcile.
+    let no_watch_of_its_own = futures::stream::pending::<Result<NamespaceOffloading, watcher::Error>>();
+    Controller::for_stream(no_watch_of_its_own, ctx.offloadings.clone())
+        .with_config(controller::Config::default().debounce(Duration::from_millis(300)).concurrency(16))
+        // A virtual node that appears, goes or changes labels can change every selection (the
+        // first item is now: the initial list triggers every object anyway).
+        .reconcile_all_on(node_changes.skip(1))
+        .reconcile_on(triggers)
+        // Only the namespaces whose entries (desired or current) changed.
+        .reconcile_on(channel_stream(entry_triggers))
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(offloading::reconcile, offloading::error_policy, ctx)
+        // Reconcile errors go through error_policy, the watch's through its WatchHealth.
+        .for_each(|_| async {})
+        .await
+}
+
+/// The tenant loop: a tenant namespace and NamespaceMap per virtual node, all of them each time
+/// the virtual nodes change.
+async fn tenant_loop(client: Client, cluster: ClusterView, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let Some(node_store) = cluster.node_store() else {
+        warn!("no virtual node cache: tenant namespaces and NamespaceMaps are not created");
+        return;
+    };
+    let (faults, err_faults) = (cluster.faults().clone(), cluster.faults().clone());
+    Controller::for_stream(futures::stream::pending(), node_store)
+        .reconcile_all_on(cluster.node_changes())
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(
+            move |node, failures: Arc<backoff::Backoff<String>>| {
+                let (client, metrics, faults) = (client.clone(), metrics.clone(), faults.clone());
+                async move {
+                    let name = node.name_any();
+                    let result = tenant::reconcile(node, client, metrics).await;
+                    if result.is_ok() {
+                        failures.succeeded(&name);
+                        backoff::report_success(&faults, "tenant-loop", "tenant");
+                    }
+                    result
+                }
+            },
+            move |node, err, failures| {
+                let wait = failures.failed(&node.name_any());
+                if !backoff::report_failure(&err_faults, "tenant-loop", "tenant", err) {
+                    warn!(node = %node.name_any(), error = %err, retry_in = ?wait, "tenant reconcile failed; retrying");
+                }
+                controller::Action::requeue(wait)
+            },
+            Arc::new(backoff::Backoff::<String>::default()),
+        )
+        .for_each(|_| async {})
+        .await
+}
+
+/// The remote loop: each NamespaceMap the map and Secret watches name.
+async fn remote_loop(
+    ctx: Arc<remote::RemoteContext>,
+    maps: Store<NamespaceMap>,
+    triggers: mpsc::UnboundedReceiver<ObjectRef<NamespaceMap>>,
+    stop: CancellationToken,
+) {
+    Controller::for_stream(futures::stream::pending(), maps)
+        .reconcile_on(channel_stream(triggers))
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(remote::reconcile, remote::error_policy, ctx)
+        .for_each(|_| async {})
+        .await
+}
+
+/// The one watch of Namespaces: their metadata, kept lean, for the scheduling label.
+async fn namespace_watch(
+    client: Client,
+    health: WatchHealth,
+    writer: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    synced: Arc<AtomicBool>,
+) {
+    let api = Api::<PartialObjectMeta<Namespace>>::all(client);
+    let watch =
+        watcher(api, watcher::Config::default()).modify(keep_what_namespaces_are_read_for).reflect(writer);
+    watched(watch, health)
+        .for_each(|ev| {
+            if let watcher::Event::InitDone = ev
+                && !synced.swap(true, Ordering::AcqRel)
+            {
+                info!("Namespace cache synced");
+            }
+            futures::future::ready(())
+        })
+        .await
+}
+
+/// The one watch of NamespaceOffloadings: fills their store and names those to reconcile.
+fn offloading_watch(
+    client: Client,
+    mut health: WatchHealth,
+    decoder: Arc<watch::Decoder>,
+    writer: reflector::store::Writer<NamespaceOffloading>,
+) -> impl Stream<Item = ObjectRef<NamespaceOffloading>> + Send + 'static {
+    let watch = watch::watch::<NamespaceOffloading>(client, listed_in_pages(OFFLOADINGS_PER_PAGE), decoder);
+    watch::triggers(
+        retried(watch)
+            .modify(keep_what_offloadings_are_read_for)
+            .reflect(writer)
+            .inspect(move |ev| health.event(ev)),
+    )
 }
 
 /// A Namespace as the cache keeps it: its name, version and scheduling label, nothing else. Every
@@ -476,11 +594,11 @@ fn channel_stream<T: Send + 'static>(
 /// loop which namespaces' entries changed (and the batching writer what it sent has been seen), and
 /// the remote loop which maps changed. Triggers of a (re)list wait for its end, so that no
 /// reconcile reads the store before it holds the new list.
-// One watch feeding the store, two loops, the writer and the fault record: each is an argument.
+// One watch feeding the store, two loops, the writer and its health record: each is an argument.
 #[allow(clippy::too_many_arguments)]
 async fn map_hub(
     client: Client,
-    faults: crate::health::Faults,
+    health: WatchHealth,
     decoder: Arc<watch::Decoder>,
     mut writer: reflector::store::Writer<NamespaceMap>,
     synced: Arc<AtomicBool>,
@@ -491,12 +609,10 @@ async fn map_hub(
     let mut memory = MapMemory::default();
     let mut listed: BTreeSet<String> = BTreeSet::new();
     let mut held: Option<(Vec<String>, Vec<ObjectRef<NamespaceMap>>)> = None;
-    let stream =
-        watch::watch::<NamespaceMap>(client, listed_in_pages(MAPS_PER_PAGE), decoder).default_backoff();
-    futures::pin_mut!(stream);
-    while let Some(ev) = stream.next().await {
-        crate::health::loop_watch_event(&faults, "namespacemaps", &ev);
-        let Ok(ev) = ev else { continue };
+    let events =
+        watched(watch::watch::<NamespaceMap>(client, listed_in_pages(MAPS_PER_PAGE), decoder), health);
+    futures::pin_mut!(events);
+    while let Some(ev) = events.next().await {
         writer.apply_watcher_event(&ev);
         let (namespaces, maps): (Vec<String>, Vec<ObjectRef<NamespaceMap>>) = match &ev {
             watcher::Event::Apply(m) | watcher::Event::InitApply(m) => {
@@ -552,17 +668,15 @@ async fn map_hub(
 /// appearing, changing or going triggers the maps of its namespace; the end of a (re)list, all.
 async fn secret_hub(
     client: Client,
-    faults: crate::health::Faults,
+    health: WatchHealth,
     mut writer: reflector::store::Writer<Secret>,
     maps: Store<NamespaceMap>,
     remote_tx: mpsc::UnboundedSender<ObjectRef<NamespaceMap>>,
 ) {
     let api = Api::<Secret>::all(client);
-    let stream = watcher(api, watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL)).default_backoff();
-    futures::pin_mut!(stream);
-    while let Some(ev) = stream.next().await {
-        crate::health::loop_watch_event(&faults, "secrets", &ev);
-        let Ok(mut ev) = ev else { continue };
+    let events = watched(watcher(api, watcher::Config::default().labels(REMOTE_CLUSTER_ID_LABEL)), health);
+    futures::pin_mut!(events);
+    while let Some(mut ev) = events.next().await {
         if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = &mut ev {
             s.metadata.managed_fields = None;
         }

@@ -116,8 +116,8 @@ fn stub<K: Resource + Default>(metadata: ObjectMeta) -> K {
 }
 
 /// A watch of every `K` in the cluster, decoding each object on its own. Without a backoff, like
-/// kube-runtime's own watches: the caller adds `.default_backoff()` (a Controller fed by
-/// `reconcile_on` does not back off what it is fed).
+/// kube-runtime's own watches: the caller runs it under [`crate::failure_policy`] (`retried` or
+/// `watched`), since a Controller fed by `reconcile_on` does not back off what it is fed.
 pub fn watch<K>(
     client: Client,
     config: watcher::Config,

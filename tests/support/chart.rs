@@ -62,21 +62,21 @@ pub fn template_ok(extra: &[&str]) -> String {
 }
 
 /// The YAML documents of a multi-document stream (empty ones dropped).
-pub fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
+pub fn documents(yaml: &str) -> Vec<serde_norway::Value> {
     use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| serde_yaml::Value::deserialize(d).expect("helm printed YAML that does not parse"))
+    serde_norway::Deserializer::from_str(yaml)
+        .map(|d| serde_norway::Value::deserialize(d).expect("helm printed YAML that does not parse"))
         .filter(|v| !v.is_null())
         .collect()
 }
 
 /// The document of this kind (and name), if rendered.
-pub fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str, name: &str) -> Option<&'a serde_yaml::Value> {
+pub fn find<'a>(docs: &'a [serde_norway::Value], kind: &str, name: &str) -> Option<&'a serde_norway::Value> {
     docs.iter().find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
 }
 
 /// `KIND/NAME` of each document, as kubectl prints them (lowercase kind).
-pub fn kinds(docs: &[serde_yaml::Value]) -> Vec<String> {
+pub fn kinds(docs: &[serde_norway::Value]) -> Vec<String> {
     docs.iter()
         .map(|d| {
             format!("{}/{}", d["kind"].as_str().unwrap_or("?"), d["metadata"]["name"].as_str().unwrap_or("?"))
@@ -168,7 +168,7 @@ pub fn dashboard_queries() -> Vec<(String, String)> {
 }
 
 /// The alert expressions of the chart's PrometheusRule (rendered with default values).
-pub fn alert_rules(extra: &[&str]) -> serde_yaml::Value {
+pub fn alert_rules(extra: &[&str]) -> serde_norway::Value {
     let mut args =
         vec!["--set", "metrics.prometheusRule.enabled=true", "--show-only", "templates/prometheusrule.yaml"];
     args.extend_from_slice(extra);
@@ -215,7 +215,7 @@ pub fn replica_args(rendered: &str) -> Vec<String> {
 /// The webhook configurations a replica of the rendered chart registers (Validating, then
 /// Mutating), as `webhook-config` builds them from the Deployment's registration arguments: the
 /// same code a replica runs, without a cluster.
-pub fn registered_configurations(rendered: &str) -> Vec<serde_yaml::Value> {
+pub fn registered_configurations(rendered: &str) -> Vec<serde_norway::Value> {
     const SHARED: [&str; 8] = [
         "--validating-webhook-name=",
         "--mutating-webhook-name=",

@@ -139,9 +139,9 @@ impl Replica {
         }
     }
 
-    /// The log as a person reads it (without terminal colour codes).
+    /// The log as written: plain text, since `serve` colours only a terminal.
     pub fn log_text(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -165,25 +165,6 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `text` without ANSI escape sequences (`ESC [ ... letter`).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip to the sequence's final letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// `offloading-webhook certs --out dir` for these names (IP literals or DNS names); run again on the
@@ -463,7 +444,7 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<ExitStatus>, Pri
     let printed = Printed {
         ok: status.is_some_and(|s| s.success()),
         stdout: std::fs::read_to_string(out).unwrap_or_default(),
-        stderr: strip_ansi(&std::fs::read_to_string(err).unwrap_or_default()),
+        stderr: std::fs::read_to_string(err).unwrap_or_default(),
     };
     (status, printed)
 }
