@@ -20,6 +20,15 @@
 //! Usage: apiserver_load KUBECONFIG OURS_PID OURS_METRICS_PORT LIQO_PID APISERVER_PID
 //!        [ROUNDS] [CYCLES] [CONCURRENCY]   (default 3 rounds of 1000 cycles, 16 workers)
 //! Env: BENCH_OURS_VALIDATE, BENCH_OURS_MUTATE, BENCH_LIQO (the webhook names as registered).
+//!
+//! BENCH_MODES (some of none, policy, webhook, both; LIQO_PID unused): instead, our ways to admit a
+//! NamespaceOffloading against none at all, each round every mode in turn on the same cycles, the
+//! registrations applied and deleted from BENCH_WEBHOOKS_YAML (`webhook-config`) and
+//! BENCH_POLICY_YAML (`policy`). Per write: kube-apiserver's CPU and ours, the client's latency
+//! (creates, all writes), the API server's mean webhook call
+//! (`apiserver_admission_webhook_admission_duration_seconds`), policy check
+//! (`apiserver_validating_admission_policy_check_duration_seconds`) and admission steps
+//! (`apiserver_admission_step_admission_duration_seconds`); ratios to none in the same round.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -81,6 +90,15 @@ struct Hist {
 }
 
 impl Hist {
+    fn plus(mut self, other: &Hist) -> Hist {
+        self.count += other.count;
+        self.sum += other.sum;
+        for (le, c) in &other.buckets {
+            *self.buckets.entry(*le).or_default() += c;
+        }
+        self
+    }
+
     fn minus(&self, before: &Hist) -> Hist {
         Hist {
             count: self.count - before.count,
@@ -118,19 +136,29 @@ impl Hist {
     }
 }
 
-/// The API server's webhook admission histograms, by webhook name. Bounds are kept in µs.
+/// The API server's webhook admission histograms, by webhook name.
 fn apiserver_hists(text: &str) -> BTreeMap<String, Hist> {
+    histograms(text, HIST, "name", |_| true)
+}
+
+/// One of the API server's histograms by the value of the label `by` (summed over the other
+/// labels), of the series `keep` accepts (given their label sets). Bounds are kept in µs.
+fn histograms(text: &str, metric: &str, by: &str, keep: impl Fn(&str) -> bool) -> BTreeMap<String, Hist> {
     let mut out: BTreeMap<String, Hist> = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with(HIST)) {
+    for line in text.lines().filter(|l| l.starts_with(metric)) {
         let (Some(open), Some(close)) = (line.find('{'), line.rfind('}')) else { continue };
         let (series, labels) = (&line[..open], &line[open + 1..close]);
         let Some(value) = line[close + 1..].split_whitespace().next().and_then(|v| v.parse::<f64>().ok())
         else {
             continue;
         };
-        let Some(name) = label(labels, "name") else { continue };
+        // `by` empty: every series in one.
+        let Some(name) = (if by.is_empty() { Some("") } else { label(labels, by) }) else { continue };
+        if !keep(labels) {
+            continue;
+        }
         let h = out.entry(name.to_owned()).or_default();
-        match &series[HIST.len()..] {
+        match &series[metric.len()..] {
             "_count" => h.count += value,
             "_sum" => h.sum += value,
             "_bucket" => {
@@ -192,11 +220,18 @@ struct Load {
     denied: usize,
     failed: Vec<String>,
     latencies_us: Vec<u64>,
+    /// The creates' alone (each cycle's first write).
+    create_latencies_us: Vec<u64>,
 }
 
 fn region_term(op: &str, values: &[&str]) -> Value {
     json!({"nodeSelectorTerms": [{"matchExpressions": [
         {"key": "topology.liqo.io/region", "operator": op, "values": values}]}]})
+}
+
+/// BENCH_VALID_ONLY=1: each cycle's last patch is a valid one, so that nothing is denied.
+fn valid_only() -> bool {
+    std::env::var("BENCH_VALID_ONLY").is_ok_and(|v| v == "1")
 }
 
 /// One worker's cycles in its own namespace.
@@ -218,8 +253,8 @@ async fn worker(client: Client, ar: ApiResource, ns: String, cycles: usize, deni
         };
         obj.types = Some(kube::core::TypeMeta { api_version: ar.api_version.clone(), kind: ar.kind.clone() });
         // (what, expected to be denied by our webhook, the write)
-        let steps: [(&str, bool); 4] =
-            [("create", false), ("label", false), ("spec", false), ("bad spec", true)];
+        let last = if valid_only() { ("spec back", false) } else { ("bad spec", true) };
+        let steps: [(&str, bool); 4] = [("create", false), ("label", false), ("spec", false), last];
         for (what, deny) in steps {
             let t = Instant::now();
             let r = match what {
@@ -242,6 +277,14 @@ async fn worker(client: Client, ar: ApiResource, ns: String, cycles: usize, deni
                     )
                     .await
                     .map(drop),
+                "spec back" => api
+                    .patch(
+                        "offloading",
+                        &merge,
+                        &Patch::Merge(json!({"spec": {"clusterSelector": region_term("In", &["eu-west"])}})),
+                    )
+                    .await
+                    .map(drop),
                 _ => api
                     .patch(
                         "offloading",
@@ -253,11 +296,18 @@ async fn worker(client: Client, ar: ApiResource, ns: String, cycles: usize, deni
                     .await
                     .map(drop),
             };
-            load.latencies_us.push(t.elapsed().as_micros() as u64);
+            let took = t.elapsed().as_micros() as u64;
+            load.latencies_us.push(took);
+            if what == "create" {
+                load.create_latencies_us.push(took);
+            }
             load.writes += 1;
             match (r, deny && denies) {
                 (Ok(()), false) => {}
-                (Err(kube::Error::Api(s)), true) if s.message.contains("denied the request") => {
+                // A webhook "denied the request", a ValidatingAdmissionPolicy's binding "denied request".
+                (Err(kube::Error::Api(s)), true)
+                    if s.message.contains("denied the request") || s.message.contains("denied request") =>
+                {
                     load.denied += 1
                 }
                 (Ok(()), true) => load.failed.push(format!("{ns}: the {what} was not denied")),
@@ -275,7 +325,8 @@ async fn worker(client: Client, ar: ApiResource, ns: String, cycles: usize, deni
     load
 }
 
-/// `denies`: whether the webhook in our place denies the malformed selector (not the baseline).
+/// `denies`: whether what is registered denies the malformed selector (not the baseline, nor
+/// nothing at all).
 async fn run_load(
     client: &Client,
     ar: &ApiResource,
@@ -299,8 +350,10 @@ async fn run_load(
         all.denied += l.denied;
         all.failed.extend(l.failed);
         all.latencies_us.extend(l.latencies_us);
+        all.create_latencies_us.extend(l.create_latencies_us);
     }
     all.latencies_us.sort_unstable();
+    all.create_latencies_us.sort_unstable();
     (all, secs)
 }
 
@@ -367,6 +420,15 @@ async fn main() -> anyhow::Result<()> {
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": format!("bench-{w:02}")}}))?;
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
     }
+    if let Some(modes) = std::env::var("BENCH_MODES").ok().filter(|m| !m.trim().is_empty()) {
+        let modes = modes
+            .split([',', ' '])
+            .filter(|m| !m.is_empty())
+            .map(Mode::parse)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!modes.is_empty(), "BENCH_MODES names no mode");
+        return compare_modes(&client, &ar, &pids, &modes, rounds, cycles, workers).await;
+    }
 
     // Warm-up, until the API server calls all three webhooks (it picks up registrations a moment
     // after they are written).
@@ -422,12 +484,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             after.ours.values().sum::<f64>() - before.ours.values().sum::<f64>()
         };
-        let mut ours_hist = hv.clone();
-        ours_hist.count += hm.count;
-        ours_hist.sum += hm.sum;
-        for (le, c) in &hm.buckets {
-            *ours_hist.buckets.entry(*le).or_default() += c;
-        }
+        let ours_hist = hv.clone().plus(&hm);
         let cpu = |i: usize| after.cpu[i] - before.cpu[i];
         println!(
             "round {round}: {} writes ({} denied by ours as expected) in {secs:.1} s = {:.0} writes/s, write latency p50 {:.1} ms p99 {:.1} ms, {} failed",
@@ -533,4 +590,393 @@ async fn main() -> anyhow::Result<()> {
 /// An error, short enough to print a few of.
 fn truncate(s: &str) -> String {
     s.chars().take(300).collect()
+}
+
+// BENCH_MODES: the cost of each way to admit a NamespaceOffloading, against no admission at all, in
+// one run. Per round every mode in turn (the order rotated each round), each switched to by
+// applying or deleting the registrations, then measured on the same cycles as above.
+
+const POLICY_HIST: &str = "apiserver_validating_admission_policy_check_duration_seconds";
+const STEP_HIST: &str = "apiserver_admission_step_admission_duration_seconds";
+const PLUGIN_HIST: &str = "apiserver_admission_controller_admission_duration_seconds";
+
+/// What a NamespaceOffloading write goes through.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// Nothing of ours registered: the floor.
+    None,
+    /// The ValidatingAdmissionPolicy and its bindings alone (`offloading-webhook policy`).
+    Policy,
+    /// The validating and mutating webhooks, as deployed (`webhook-config`).
+    Webhook,
+    /// The policy and the webhooks.
+    Both,
+}
+
+impl Mode {
+    fn parse(s: &str) -> anyhow::Result<Mode> {
+        Ok(match s {
+            "none" => Mode::None,
+            "policy" => Mode::Policy,
+            "webhook" => Mode::Webhook,
+            "both" => Mode::Both,
+            _ => anyhow::bail!("BENCH_MODES: no mode {s:?} (none, policy, webhook, both)"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Policy => "policy",
+            Mode::Webhook => "webhook",
+            Mode::Both => "both",
+        }
+    }
+
+    fn webhooks(self) -> bool {
+        matches!(self, Mode::Webhook | Mode::Both)
+    }
+
+    fn policy(self) -> bool {
+        matches!(self, Mode::Policy | Mode::Both)
+    }
+}
+
+/// Registrations, as (resource, object), in the order they are applied.
+type Objects = Vec<(ApiResource, DynamicObject)>;
+
+/// The objects of a multi-document YAML file, their resources found by discovery.
+async fn objects(client: &Client, path: &str) -> anyhow::Result<Objects> {
+    use serde::Deserialize;
+    let yaml = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+        let v = Value::deserialize(doc)?;
+        if v.is_null() {
+            continue;
+        }
+        let obj: DynamicObject = serde_json::from_value(v)?;
+        let types = obj.types.clone().ok_or_else(|| anyhow::anyhow!("{path}: an object without kind"))?;
+        let (ar, _) = kube::discovery::pinned_kind(client, &GroupVersionKind::try_from(&types)?).await?;
+        out.push((ar, obj));
+    }
+    Ok(out)
+}
+
+/// Applies (server-side) or deletes the objects.
+async fn set(client: &Client, objects: &Objects, present: bool) -> anyhow::Result<()> {
+    let apply = PatchParams::apply("apiserver-bench").force();
+    // Deleted in reverse: the bindings before their policy.
+    let ordered: Vec<_> = if present { objects.iter().collect() } else { objects.iter().rev().collect() };
+    for (ar, obj) in ordered {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+        let name = obj.metadata.name.as_deref().unwrap_or_default();
+        if present {
+            api.patch(name, &apply, &Patch::Apply(obj)).await?;
+        } else {
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The API server's admission histograms.
+struct Admission {
+    webhooks: BTreeMap<String, Hist>,
+    /// Policy checks, all policies. The API server times a binding's check when it denies (or
+    /// fails to evaluate), not when it admits.
+    policy: Hist,
+    /// The ValidatingAdmissionPolicy plugin, every create and update (whether a policy matches).
+    policy_plugin: Hist,
+    /// The admission steps (mutating and validating, every plugin) of creates and updates.
+    steps: Hist,
+}
+
+async fn admission(client: &Client) -> anyhow::Result<Admission> {
+    let text = client.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
+    let write = |labels: &str| matches!(label(labels, "operation"), Some("CREATE" | "UPDATE"));
+    let sum = |m: BTreeMap<String, Hist>| m.values().fold(Hist::default(), |a, h| a.plus(h));
+    Ok(Admission {
+        webhooks: apiserver_hists(&text),
+        policy: sum(histograms(&text, POLICY_HIST, "", |_| true)),
+        steps: sum(histograms(&text, STEP_HIST, "", write)),
+        policy_plugin: sum(histograms(&text, PLUGIN_HIST, "", |l| {
+            write(l) && label(l, "name") == Some("ValidatingAdmissionPolicy")
+        })),
+    })
+}
+
+/// The calls the API server made between two readings: (validating webhook, mutating webhook,
+/// policy checks), each as a histogram.
+fn calls(before: &Admission, after: &Admission, names: &[String; 2]) -> [Hist; 3] {
+    let webhook = |n: &String| {
+        after
+            .webhooks
+            .get(n)
+            .cloned()
+            .unwrap_or_default()
+            .minus(&before.webhooks.get(n).cloned().unwrap_or_default())
+    };
+    [webhook(&names[0]), webhook(&names[1]), after.policy.minus(&before.policy)]
+}
+
+/// Writes until what the API server calls is what `mode` registers: it picks up a registration,
+/// or its removal, a moment after it is written.
+async fn settle(
+    client: &Client,
+    ar: &ApiResource,
+    mode: Mode,
+    names: &[String; 2],
+    workers: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let before = admission(client).await?;
+        let (load, _) = run_load(client, ar, workers, workers * 2, mode != Mode::None && !valid_only()).await;
+        let after = admission(client).await?;
+        // Every create reaches both webhooks when they are registered (the updates that change no
+        // spec skip them by their matchConditions); the policy, which runs before the validating
+        // webhook, denies every malformed selector when it is (and only its denials are timed).
+        // Without denials (BENCH_VALID_ONLY) nothing of the policy is timed: a dry run it would deny
+        // tells instead.
+        let creates = load.create_latencies_us.len() as f64;
+        let counts = calls(&before, &after, names).map(|h| h.count);
+        let least = [creates, creates, load.denied as f64];
+        let want = [mode.webhooks(), mode.webhooks(), mode.policy()];
+        let matches = (0..3).all(|i| if want[i] { counts[i] >= least[i] } else { counts[i] == 0.0 })
+            && policy_denies(client, ar).await? == mode.policy();
+        if load.failed.is_empty() && matches {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "after 90 s the API server's calls do not match mode {}: (validating webhook, mutating webhook, policy checks) {counts:?} for {creates} creates; failed: {:?}",
+            mode.name(),
+            &load.failed[..load.failed.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether a ValidatingAdmissionPolicy denies a malformed selector (a server-side dry run).
+async fn policy_denies(client: &Client, ar: &ApiResource) -> anyhow::Result<bool> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "bench-00", ar);
+    let mut obj: DynamicObject = serde_json::from_value(json!({
+        "metadata": {"name": "probe"},
+        "spec": {"clusterSelector": region_term("Equals", &["eu-west"])}
+    }))?;
+    obj.types = Some(kube::core::TypeMeta { api_version: ar.api_version.clone(), kind: ar.kind.clone() });
+    Ok(match api.create(&PostParams { dry_run: true, ..Default::default() }, &obj).await {
+        Err(kube::Error::Api(s)) => s.message.contains("ValidatingAdmissionPolicy"),
+        _ => false,
+    })
+}
+
+/// One mode's figures in one round.
+struct ModeRound {
+    writes: f64,
+    denied: usize,
+    secs: f64,
+    apiserver_cpu_s: f64,
+    ours_cpu_s: f64,
+    create_latencies_us: Vec<u64>,
+    latencies_us: Vec<u64>,
+    /// Validating webhook, mutating webhook, policy checks.
+    calls: [Hist; 3],
+    /// The admission steps' time, summed, and the creates and updates that took them.
+    steps: Hist,
+    /// The ValidatingAdmissionPolicy plugin's time, per create and update.
+    policy_plugin: Hist,
+}
+
+impl ModeRound {
+    fn apiserver_us(&self) -> f64 {
+        self.apiserver_cpu_s * 1e6 / self.writes
+    }
+
+    fn ours_us(&self) -> f64 {
+        self.ours_cpu_s * 1e6 / self.writes
+    }
+
+    /// Admission per write (all steps), in ms. Each write takes one mutating and one validating
+    /// step.
+    fn admission_ms(&self) -> f64 {
+        if self.steps.count > 0.0 { self.steps.sum / (self.steps.count / 2.0) * 1000.0 } else { f64::NAN }
+    }
+}
+
+/// A mean in ms with its call count, or "-" when nothing was called.
+fn mean_of(h: &Hist) -> String {
+    if h.count > 0.0 { format!("{:.2} ms x {:.0}", h.mean_ms(), h.count) } else { "-".to_owned() }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+async fn compare_modes(
+    client: &Client,
+    ar: &ApiResource,
+    pids: &Pids,
+    modes: &[Mode],
+    rounds: usize,
+    cycles: usize,
+    workers: usize,
+) -> anyhow::Result<()> {
+    let webhooks = objects(client, &env_or("BENCH_WEBHOOKS_YAML", "")).await?;
+    let policy = objects(client, &env_or("BENCH_POLICY_YAML", "")).await?;
+    let names = [
+        env_or("BENCH_OURS_VALIDATE", "validate.offloading-webhook.io"),
+        env_or("BENCH_OURS_MUTATE", "mutate.offloading-webhook.io"),
+    ];
+    // The floor every ratio is taken against: no admission, else the first mode named.
+    let base = modes.iter().position(|m| *m == Mode::None).unwrap_or(0);
+    println!(
+        "modes {:?}, {rounds} rounds of {cycles} cycles (create, label patch, spec patch, denied spec patch, delete), {workers} workers; ratios against {} in the same round",
+        modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        modes[base].name()
+    );
+    let mut results: Vec<Vec<ModeRound>> = modes.iter().map(|_| Vec::new()).collect();
+    let mut failed = 0;
+    for round in 0..rounds {
+        // Each round starts one mode later, so that no mode always follows the same one.
+        for i in (0..modes.len()).map(|i| (i + round) % modes.len()) {
+            let mode = modes[i];
+            set(client, &webhooks, mode.webhooks()).await?;
+            set(client, &policy, mode.policy()).await?;
+            settle(client, ar, mode, &names, workers).await?;
+            let (a0, cpu0) =
+                (admission(client).await?, [cpu_seconds(pids.apiserver)?, cpu_seconds(pids.ours)?]);
+            let (load, secs) =
+                run_load(client, ar, workers, cycles, mode != Mode::None && !valid_only()).await;
+            let (a1, cpu1) =
+                (admission(client).await?, [cpu_seconds(pids.apiserver)?, cpu_seconds(pids.ours)?]);
+            let r = ModeRound {
+                writes: load.writes as f64,
+                denied: load.denied,
+                secs,
+                apiserver_cpu_s: cpu1[0] - cpu0[0],
+                ours_cpu_s: cpu1[1] - cpu0[1],
+                calls: calls(&a0, &a1, &names),
+                steps: a1.steps.minus(&a0.steps),
+                policy_plugin: a1.policy_plugin.minus(&a0.policy_plugin),
+                create_latencies_us: load.create_latencies_us,
+                latencies_us: load.latencies_us,
+            };
+            println!(
+                "round {}, {:7}: {} writes ({} denied) in {:.1} s = {:.0}/s, {} failed; kube-apiserver CPU {:.0} µs/write, serve {:.0} µs/write; latency create p50 {:.1} p99 {:.1} ms, all writes p50 {:.1} p99 {:.1} ms; API server: validating webhook {}, mutating {}, policy denials {}, policy plugin {:.2} ms/write, admission {:.2} ms/write; load average {}",
+                round + 1,
+                mode.name(),
+                r.writes,
+                r.denied,
+                r.secs,
+                r.writes / r.secs,
+                load.failed.len(),
+                r.apiserver_us(),
+                r.ours_us(),
+                pct(&r.create_latencies_us, 0.5),
+                pct(&r.create_latencies_us, 0.99),
+                pct(&r.latencies_us, 0.5),
+                pct(&r.latencies_us, 0.99),
+                mean_of(&r.calls[0]),
+                mean_of(&r.calls[1]),
+                mean_of(&r.calls[2]),
+                r.policy_plugin.mean_ms(),
+                r.admission_ms(),
+                loadavg()
+            );
+            for f in load.failed.iter().take(5) {
+                println!("  failed: {f}");
+            }
+            failed += load.failed.len();
+            results[i].push(r);
+        }
+    }
+    // Leave what the script registered before: the webhooks alone.
+    set(client, &policy, false).await?;
+    set(client, &webhooks, true).await?;
+
+    let med = |i: usize, f: &dyn Fn(&ModeRound) -> f64| median(results[i].iter().map(f).collect());
+    // The median of the per-round ratios to the floor of the same round.
+    let ratio = |i: usize, f: &dyn Fn(&ModeRound) -> f64| {
+        median(results[i].iter().zip(&results[base]).map(|(r, b)| f(r) / f(b)).collect())
+    };
+    let both = |r: &ModeRound| r.apiserver_us() + r.ours_us();
+    let p = |q: f64, creates: bool| {
+        move |r: &ModeRound| pct(if creates { &r.create_latencies_us } else { &r.latencies_us }, q)
+    };
+    println!();
+    println!(
+        "medians of {rounds} rounds; ratios: the median of the same-round ratios to {}",
+        modes[base].name()
+    );
+    println!(
+        "{:8} {:>8} {:>20} {:>14} {:>22} {:>22} {:>22}",
+        "mode",
+        "writes/s",
+        "apiserver CPU/write",
+        "serve CPU/wr",
+        "apiserver+serve/write",
+        "create p50 / p99",
+        "all writes p50 / p99"
+    );
+    for (i, mode) in modes.iter().enumerate() {
+        println!(
+            "{:8} {:>8.0} {:>10.0} µs x{:<5.2} {:>11.0} µs {:>12.0} µs x{:<5.2} {:>22} {:>14} x{:<5.2}",
+            mode.name(),
+            med(i, &|r| r.writes / r.secs),
+            med(i, &ModeRound::apiserver_us),
+            ratio(i, &ModeRound::apiserver_us),
+            med(i, &ModeRound::ours_us),
+            med(i, &both),
+            ratio(i, &both),
+            format!("{:.1} / {:.1} ms", med(i, &p(0.5, true)), med(i, &p(0.99, true))),
+            format!("{:.1} / {:.1} ms", med(i, &p(0.5, false)), med(i, &p(0.99, false))),
+            ratio(i, &p(0.5, false))
+        );
+    }
+    println!();
+    println!("the API server's admission metrics, means (medians of {rounds} rounds):");
+    println!(
+        "{:8} {:>18} {:>18} {:>18} {:>22} {:>22}",
+        "mode",
+        "validating webhook",
+        "mutating webhook",
+        "policy denial",
+        "policy plugin/write",
+        "all admission/write"
+    );
+    for (i, mode) in modes.iter().enumerate() {
+        let call = |k: usize| {
+            let m = med(i, &|r| if r.calls[k].count > 0.0 { r.calls[k].mean_ms() } else { f64::NAN });
+            if m.is_nan() { "-".to_owned() } else { format!("{m:.2} ms") }
+        };
+        println!(
+            "{:8} {:>18} {:>18} {:>18} {:>19.2} ms {:>19.2} ms",
+            mode.name(),
+            call(0),
+            call(1),
+            call(2),
+            med(i, &|r| r.policy_plugin.mean_ms()),
+            med(i, &ModeRound::admission_ms)
+        );
+    }
+    // What the policy's checks ended in (an evaluation error would show here, in error_type).
+    let text = client.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
+    for l in text.lines().filter(|l| l.starts_with("apiserver_validating_admission_policy_check_total")) {
+        println!("{l}");
+    }
+    println!(
+        "kube-apiserver peak RSS: {:.0} MiB, serve {:.1} MiB",
+        peak_rss_mib(pids.apiserver)?,
+        peak_rss_mib(pids.ours)?
+    );
+    anyhow::ensure!(failed == 0, "{failed} writes failed");
+    Ok(())
 }

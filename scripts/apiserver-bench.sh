@@ -20,16 +20,32 @@
 #      BENCH_WRAP: a command our `serve` runs under (e.g. "heaptrack -o FILE"; its CPU figures are
 #      then the wrapper's, not `serve`'s); BENCH_OURS=baseline registers, in place of ours, the bare TLS server of scripts/bench.sh
 #      (same TLS and HTTP stack, a handler that only parses the JSON and echoes the uid): the floor.
+#      BENCH_MODES ("all", or some of "none policy webhook both"): instead of the comparison with Liqo's webhook,
+#      the cost of each way to admit a NamespaceOffloading, without Liqo's webhook: none (nothing
+#      of ours registered, the floor), policy (`offloading-webhook policy --liqo-api v1` applied
+#      alone), webhook (ours, validating and mutating, as deployed: with matchConditions), both.
+#      Each round runs every mode in turn, switching by applying and deleting the registrations;
+#      per mode, per write: kube-apiserver's CPU, the client's latency (creates, all writes), the
+#      API server's admission metrics; ratios against none in the same round. BENCH_VALID_ONLY=1
+#      makes each cycle's last patch a valid one: nothing denied. BENCH_POLICY_ARGS: more arguments
+#      to `policy` (e.g. "--cluster-id bench-consumer": one binding, no parameter); BENCH_POLICY_FILE:
+#      another policy and its bindings in its place (e.g. a trivial one: the floor of any policy).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds=${1:-3}; cycles=${2:-1000}; workers=${3:-16}; nodes=${4:-10}
 transport=${BENCH_TRANSPORT:-service}
 case $transport in service | url) ;; *) echo "BENCH_TRANSPORT is service or url" >&2; exit 2 ;; esac
+modes=${BENCH_MODES:-}
+[ "$modes" != all ] || modes="none policy webhook both"
+[ -z "$modes" ] || export BENCH_MODES="$modes"
+if [ -n "$modes" ] && [ "${BENCH_OURS:-serve}" = baseline ]; then
+  echo "BENCH_MODES measures our webhook and policy: not with BENCH_OURS=baseline" >&2; exit 2
+fi
 examples=(--example apiserver_load)
 [ "${BENCH_OURS:-serve}" != baseline ] || examples+=(--example bench_baseline_server)
 cargo build --quiet --release --bin offloading-webhook "${examples[@]}"
 bin=$(tests/go/controlplane/build.sh)
-liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/go/liqo/build.sh)
+[ -n "$modes" ] || liqo_bin=$(LIQO_SKIP_LIQOCTL=1 tests/go/liqo/build.sh)
 cluster_id=bench-consumer
 # Webhook names as the API server's metrics label them: ours as deployed (manifests/webhooks.yaml);
 # Liqo's chart calls its own nsoff.validate.liqo.io too, renamed here to be told apart.
@@ -132,15 +148,18 @@ else
     2>"$work/ours.log" &
 fi
 ours_pid=$!; pids+=("$ours_pid")
-env ${liqo_env[@]+"${liqo_env[@]}"} "$liqo_bin/liqo-webhook" --host 127.0.0.1 --webhook-port "$liqo_port" --cert-dir "$work/liqo" \
-  >"$work/liqo.log" 2>&1 &
-liqo_pid=$!; pids+=("$liqo_pid")
+liqo_pid=0
+if [ -z "$modes" ]; then
+  env ${liqo_env[@]+"${liqo_env[@]}"} "$liqo_bin/liqo-webhook" --host 127.0.0.1 --webhook-port "$liqo_port" --cert-dir "$work/liqo" \
+    >"$work/liqo.log" 2>&1 &
+  liqo_pid=$!; pids+=("$liqo_pid")
+fi
+liqo_up() { [ "$liqo_pid" = 0 ] || (exec 3<>"/dev/tcp/127.0.0.1/$liqo_port") 2>/dev/null; }
 for _ in $(seq 300); do
   { [ "$metrics" = 0 ] && (exec 3<>"/dev/tcp/127.0.0.1/$ours_port") 2>/dev/null || \
-    [ "$(curl -s "http://127.0.0.1:$probe/readyz" 2>/dev/null)" = ok ]; } && \
-    (exec 3<>"/dev/tcp/127.0.0.1/$liqo_port") 2>/dev/null && break
+    [ "$(curl -s "http://127.0.0.1:$probe/readyz" 2>/dev/null)" = ok ]; } && liqo_up && break
   kill -0 "$ours_pid" 2>/dev/null || { cat "$work/ours.log" >&2; echo "our webhook exited" >&2; exit 1; }
-  kill -0 "$liqo_pid" 2>/dev/null || { cat "$work/liqo.log" >&2; echo "Liqo's webhook exited" >&2; exit 1; }
+  [ "$liqo_pid" = 0 ] || kill -0 "$liqo_pid" 2>/dev/null || { cat "$work/liqo.log" >&2; echo "Liqo's webhook exited" >&2; exit 1; }
   sleep 0.1
 done
 grep -h "Liqo API\|cluster id" "$work/ours.log" | sed 's/^/ours: /' | head -3 || true
@@ -176,6 +195,24 @@ if [ "$transport" = service ]; then
 else
   ours_reg=(--url "https://127.0.0.1:$ours_port")
   liqo_client="url: https://127.0.0.1:$liqo_port/validate/namespace-offloading"
+fi
+if [ -n "$modes" ]; then
+  # apiserver_load applies and deletes these as each mode asks. Ours as deployed: with
+  # matchConditions, so that an update that changes no spec (the label patch) skips the webhooks.
+  target/release/offloading-webhook webhook-config "${ours_reg[@]}" --ca-file "$work/ours/ca.crt" >"$work/webhooks.yaml"
+  read -ra policy_args <<< "${BENCH_POLICY_ARGS:-}"
+  if [ -n "${BENCH_POLICY_FILE:-}" ]; then
+    cp "$BENCH_POLICY_FILE" "$work/policy.yaml"
+  else
+    target/release/offloading-webhook policy --liqo-api v1 ${policy_args[@]+"${policy_args[@]}"} >"$work/policy.yaml"
+  fi
+  echo "=== modes $modes: $rounds rounds of $cycles cycles each, $workers workers, $nodes remote clusters, registered by $transport ($(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)) ==="
+  BENCH_WEBHOOKS_YAML=$work/webhooks.yaml BENCH_POLICY_YAML=$work/policy.yaml \
+    target/release/examples/apiserver_load "$kubeconfig" "$ours_pid" "$metrics" 0 \
+    "$(cat "$work/cp/kube-apiserver.pid")" "$rounds" "$cycles" "$workers"
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "log lines: ours $(wc -l < "$work/ours.log") ($(grep -c ' WARN \| ERROR ' "$work/ours.log" || true) warn/error)"
+  exit 0
 fi
 # Without matchConditions: both webhooks are called for the same writes (the label patch included),
 # so that the figures compare the cost of a review, not which reviews are skipped.
