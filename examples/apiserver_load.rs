@@ -650,7 +650,7 @@ async fn objects(client: &Client, path: &str) -> anyhow::Result<Objects> {
     use serde::Deserialize;
     let yaml = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+    for doc in serde_norway::Deserializer::from_str(&yaml) {
         let v = Value::deserialize(doc)?;
         if v.is_null() {
             continue;
