@@ -15,10 +15,24 @@
 # as real-time tasks (chrt -f), so that other work on a shared machine does not take their cores
 # during the runs (the kernel still leaves it 5 % of each second). BENCH_COMPARE=PATH adds another
 # build of offloading-webhook (e.g. the previous commit's) to the same rounds, as "previous".
+# BENCH_PROTOS="h1" measures only some of the three ways (default "h2x1 h2x4 h1"); BENCH_HANDLER=0
+# skips the criterion micro-benchmark.
+# BENCH_PER_CORE=1: what one core answers over HTTP/1.1, the API server's way to a `service:`. The
+# servers on CPU 0, h2load on the others, both real-time; HTTP/1.1 only, no micro-benchmark
+# (each of these can still be set otherwise). The summary then gives, besides the medians, each
+# round's webhook/bare ratio: the two runs of a round are seconds apart, so a drift in machine speed
+# moves both alike.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=${1:-40000}
 rounds=${2:-3}
+if [ "${BENCH_PER_CORE:-0}" = 1 ]; then
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || { echo "bench.sh: BENCH_PER_CORE needs 2 cores or more" >&2; exit 1; }
+  : "${BENCH_SERVER_CPUS:=0}" "${BENCH_CLIENT_CPUS:=1-$((cpus - 1))}" "${BENCH_RT:=1}"
+  : "${BENCH_PROTOS:=h1}" "${BENCH_HANDLER:=0}"
+fi
+read -ra protos <<<"${BENCH_PROTOS:-h2x1 h2x4 h1}"
 if ! command -v h2load >/dev/null; then
   echo "bench.sh: installing h2load (Debian nghttp2-client)" >&2
   apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null
@@ -61,7 +75,7 @@ body=tests/fixtures/create-valid.json
 tck=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 
-run() { # label port pid proto -> appends "label proto rps p50_us p99_us cpu_us_per_review" to results
+run() { # label port pid proto round -> appends "label proto rps p50_us p99_us cpu_us_per_review round" to results
   local log="$work/$1-$4.log" args out rps c0 c1 p50 p99
   case "$4" in
     h2x1) args=(-c 1 -m 32) ;;
@@ -80,18 +94,18 @@ run() { # label port pid proto -> appends "label proto rps p50_us p99_us cpu_us_
   rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
   # Third column of the log is each request's time in microseconds.
   read -r p50 p99 < <(awk '{print $3}' "$log" | sort -n | awk '{a[NR]=$1} END {print a[int(NR*0.5)], a[int(NR*0.99)]}')
-  awk -v l="$1" -v p="$4" -v r="$rps" -v a="$p50" -v b="$p99" -v c0="$c0" -v c1="$c1" -v n="$n" \
-    'BEGIN {printf "%s %s %.0f %d %d %.1f\n", l, p, r, a, b, (c1 - c0) * 1e6 / n}' | tee -a "$work/results"
+  awk -v l="$1" -v p="$4" -v r="$rps" -v a="$p50" -v b="$p99" -v c0="$c0" -v c1="$c1" -v n="$n" -v k="$5" \
+    'BEGIN {printf "%s %s %.0f %d %d %.1f %d\n", l, p, r, a, b, (c1 - c0) * 1e6 / n, k}' | tee -a "$work/results"
 }
 
-echo "runs (server protocol req/s p50_µs p99_µs server_CPU_µs/review):"
+echo "runs (server protocol req/s p50_µs p99_µs server_CPU_µs/review round):"
 for round in $(seq "$rounds"); do
-  for proto in h2x1 h2x4 h1; do
+  for proto in "${protos[@]}"; do
     # Rotate which server goes first, so a drift in machine speed hits them alike.
     k=${#servers[@]}
     for i in $(seq 0 $((k - 1))); do
       s=${servers[$(((i + round) % k))]}
-      run "$s" "${server_port[$s]}" "${server_pid[$s]}" "$proto"
+      run "$s" "${server_port[$s]}" "${server_pid[$s]}" "$proto" "$round"
     done
   done
 done
@@ -100,7 +114,7 @@ echo
 echo "medians of $rounds rounds, $n reviews each:"
 printf '%-6s %-9s %9s %8s %8s %14s\n' proto server "req/s" "p50 µs" "p99 µs" "CPU µs/review"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
-for proto in h2x1 h2x4 h1; do
+for proto in "${protos[@]}"; do
   for server in "${servers[@]}"; do
     row=()
     for col in 3 4 5 6; do
@@ -113,11 +127,21 @@ for proto in h2x1 h2x4 h1; do
     'BEGIN {printf "%-6s webhook/baseline: throughput %.2f (target >= 0.9), CPU per review %.2f\n", p, w / b, wc / bc}'
   awk -v w="$webhook_rps" -v b="$bare_rps" -v wc="$webhook_cpu" -v bc="$bare_cpu" -v p="$proto" \
     'BEGIN {printf "%-6s webhook/bare:     throughput %.2f (target >= 0.9), CPU per review %.2f\n", p, w / b, wc / bc}'
+  # Each round's own ratio to the bare echo, then their median.
+  for x in webhook ${BENCH_COMPARE:+previous}; do
+    awk -v p="$proto" -v x="$x" '$2 == p && ($1 == x || $1 == "bare") {v[$7, $1] = $3; c[$7, $1] = $6; r[$7] = 1}
+      END {for (k in r) if (v[k, "bare"] > 0) printf "%d %.2f %.2f\n", k, v[k, x] / v[k, "bare"], c[k, x] / c[k, "bare"]}' \
+      "$work/results" | sort -n >"$work/ratios"
+    printf '%-6s %s/bare by round: throughput %s (median %s), CPU per review %s (median %s)\n' "$proto" "$x" \
+      "$(awk '{print $2}' "$work/ratios" | paste -sd' ')" "$(awk '{print $2}' "$work/ratios" | median)" \
+      "$(awk '{print $3}' "$work/ratios" | paste -sd' ')" "$(awk '{print $3}' "$work/ratios" | median)"
+  done
   [ -z "${BENCH_COMPARE:-}" ] || awk -v w="$previous_rps" -v b="$baseline_rps" -v wc="$previous_cpu" -v bc="$baseline_cpu" -v p="$proto" \
     'BEGIN {printf "%-6s previous/baseline: throughput %.2f, CPU per review %.2f\n", p, w / b, wc / bc}'
 done
 echo "webhook peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$whpid/status") (target < 30 MiB)"
 
+[ "${BENCH_HANDLER:-1}" = 0 ] && exit 0
 echo
 echo "handler micro-benchmark (criterion):"
 cargo bench --quiet --bench admission -- --noplot 2>/dev/null | grep -E "^review/|time:" | paste - - | awk '{print $1, $3, $4, $5, $6, $7, $8}'

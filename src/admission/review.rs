@@ -150,8 +150,11 @@ pub fn answer(
 /// its managedFields (a JSON tree per field manager, in object and oldObject alike) were most of
 /// the time a review took to decode. The status is not the user's to fix and the API server drops
 /// a change to it on this path.
+///
+/// Boxed: kube-core's request holds two of them (object, oldObject) inline, and the request is
+/// moved several times on its way from the decoder; a pointer each keeps those copies small.
 #[derive(Clone, Debug)]
-pub struct Reviewed(pub NamespaceOffloading);
+pub struct Reviewed(pub Box<NamespaceOffloading>);
 
 impl<'de> Deserialize<'de> for Reviewed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -180,7 +183,7 @@ impl<'de> Deserialize<'de> for Reviewed {
             annotations: m.annotations,
             ..ObjectMeta::default()
         };
-        Ok(Self(NamespaceOffloading { metadata, spec, status: None }))
+        Ok(Self(Box::new(NamespaceOffloading { metadata, spec, status: None })))
     }
 }
 

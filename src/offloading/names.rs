@@ -220,7 +220,7 @@ pub fn remote_namespace_name(
         // An unsupported strategy is reported on its own; name it as the default would.
         NamespaceMappingStrategy::DefaultName | NamespaceMappingStrategy::Unsupported(_) => {
             let id = cluster_id.ok_or(RemoteNameError::UnknownClusterId)?;
-            let name = format!("{namespace}-{id}");
+            let name = [namespace, id].join("-");
             if name.len() > MAX_LABEL_LEN && rfc1123_label_problem(namespace).is_none() {
                 return Err(RemoteNameError::DefaultNameTooLong {
                     max_namespace: max_namespace_len(id),

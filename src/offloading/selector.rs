@@ -71,6 +71,21 @@ pub(crate) fn requirement_path(term_path: &str, list: &str, j: impl Display) -> 
     format!("{term_path}.{list}[{j}]")
 }
 
+/// [`requirement_path`] of requirement `index` of term `term`, written out only when an error
+/// names it: a valid selector's review then formats no path at all.
+#[derive(Debug, Clone, Copy)]
+struct RequirementPath {
+    term: usize,
+    list: &'static str,
+    index: usize,
+}
+
+impl Display for RequirementPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{TERMS_PATH}[{}].{}[{}]", self.term, self.list, self.index)
+    }
+}
+
 pub(crate) fn too_many_terms(actual: usize) -> FieldError {
     FieldError::too_many(TERMS_PATH, actual, MAX_TERMS)
 }
@@ -94,19 +109,19 @@ pub fn validate(selector: &NodeSelector) -> Vec<FieldError> {
     if !errors.is_empty() {
         return errors;
     }
-    for (i, term) in selector.node_selector_terms.iter().enumerate() {
-        let term_path = term_path(i);
-        for (j, req) in term.match_expressions.iter().flatten().enumerate() {
-            validate_expression(req, &requirement_path(&term_path, "matchExpressions", j), &mut errors);
+    for (term, t) in selector.node_selector_terms.iter().enumerate() {
+        for (index, req) in t.match_expressions.iter().flatten().enumerate() {
+            let path = RequirementPath { term, list: "matchExpressions", index };
+            validate_expression(req, path, &mut errors);
         }
-        for (j, req) in term.match_fields.iter().flatten().enumerate() {
-            validate_field(req, &requirement_path(&term_path, "matchFields", j), &mut errors);
+        for (index, req) in t.match_fields.iter().flatten().enumerate() {
+            validate_field(req, RequirementPath { term, list: "matchFields", index }, &mut errors);
         }
     }
     errors
 }
 
-fn validate_expression(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<FieldError>) {
+fn validate_expression(req: &NodeSelectorRequirement, path: RequirementPath, errors: &mut Vec<FieldError>) {
     if let Some(problem) = qualified_name_problem(&req.key) {
         errors.push(key_error(path, &req.key, problem));
     }
@@ -142,11 +157,11 @@ fn validate_expression(req: &NodeSelectorRequirement, path: &str, errors: &mut V
 // which renders them with placeholders to build its messages: the words cannot drift apart.
 // `path` is the requirement's path, e.g. `spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[1]`.
 
-pub(crate) fn key_error(path: &str, key: &str, problem: impl Into<String>) -> FieldError {
+pub(crate) fn key_error(path: impl Display, key: &str, problem: impl Into<String>) -> FieldError {
     FieldError::invalid(RuleId::SelectorKey, format!("{path}.key"), key, problem)
 }
 
-pub(crate) fn values_required(path: &str, operator: &str) -> FieldError {
+pub(crate) fn values_required(path: impl Display, operator: &str) -> FieldError {
     FieldError::required(
         RuleId::SelectorValuesRequired,
         format!("{path}.values"),
@@ -154,7 +169,7 @@ pub(crate) fn values_required(path: &str, operator: &str) -> FieldError {
     )
 }
 
-pub(crate) fn values_forbidden(path: &str, operator: &str) -> FieldError {
+pub(crate) fn values_forbidden(path: impl Display, operator: &str) -> FieldError {
     FieldError::forbidden(
         RuleId::SelectorValuesForbidden,
         format!("{path}.values"),
@@ -162,7 +177,7 @@ pub(crate) fn values_forbidden(path: &str, operator: &str) -> FieldError {
     )
 }
 
-pub(crate) fn single_value(path: &str, operator: &str, got: impl Display) -> FieldError {
+pub(crate) fn single_value(path: impl Display, operator: &str, got: impl Display) -> FieldError {
     FieldError::required(
         RuleId::SelectorSingleValue,
         format!("{path}.values"),
@@ -170,7 +185,7 @@ pub(crate) fn single_value(path: &str, operator: &str, got: impl Display) -> Fie
     )
 }
 
-pub(crate) fn not_integer(path: &str, value: &str, operator: &str) -> FieldError {
+pub(crate) fn not_integer(path: impl Display, value: &str, operator: &str) -> FieldError {
     FieldError::invalid(
         RuleId::SelectorInteger,
         format!("{path}.values[0]"),
@@ -179,12 +194,12 @@ pub(crate) fn not_integer(path: &str, value: &str, operator: &str) -> FieldError
     )
 }
 
-pub(crate) fn unsupported_operator(path: &str, operator: &str) -> FieldError {
+pub(crate) fn unsupported_operator(path: impl Display, operator: &str) -> FieldError {
     FieldError::unsupported(RuleId::SelectorOperator, format!("{path}.operator"), operator, &OPERATORS)
 }
 
 pub(crate) fn label_value(
-    path: &str,
+    path: impl Display,
     index: impl Display,
     value: &str,
     problem: impl Into<String>,
@@ -192,15 +207,15 @@ pub(crate) fn label_value(
     FieldError::invalid(RuleId::SelectorLabelValue, format!("{path}.values[{index}]"), value, problem)
 }
 
-pub(crate) fn field_key(path: &str, key: &str) -> FieldError {
+pub(crate) fn field_key(path: impl Display, key: &str) -> FieldError {
     FieldError::unsupported(RuleId::FieldKey, format!("{path}.key"), key, &[NODE_NAME_FIELD])
 }
 
-pub(crate) fn field_operator(path: &str, operator: &str) -> FieldError {
+pub(crate) fn field_operator(path: impl Display, operator: &str) -> FieldError {
     FieldError::unsupported(RuleId::FieldOperator, format!("{path}.operator"), operator, &FIELD_OPERATORS)
 }
 
-pub(crate) fn field_single_value(path: &str, operator: &str, got: impl Display) -> FieldError {
+pub(crate) fn field_single_value(path: impl Display, operator: &str, got: impl Display) -> FieldError {
     FieldError::required(
         RuleId::FieldSingleValue,
         format!("{path}.values"),
@@ -210,13 +225,13 @@ pub(crate) fn field_single_value(path: &str, operator: &str, got: impl Display) 
     )
 }
 
-pub(crate) fn field_node_name(path: &str, value: &str, problem: impl Into<String>) -> FieldError {
+pub(crate) fn field_node_name(path: impl Display, value: &str, problem: impl Into<String>) -> FieldError {
     FieldError::invalid(RuleId::FieldNodeName, format!("{path}.values[0]"), value, problem)
 }
 
 /// The eager rule (Liqo v0.3, and this project's own reconcile loop): a matchFields requirement
 /// names `metadata.name`, with In or NotIn and one value that is a node name.
-fn validate_field(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<FieldError>) {
+fn validate_field(req: &NodeSelectorRequirement, path: RequirementPath, errors: &mut Vec<FieldError>) {
     if req.key != NODE_NAME_FIELD {
         errors.push(field_key(path, &req.key));
     }
@@ -234,7 +249,7 @@ fn validate_field(req: &NodeSelectorRequirement, path: &str, errors: &mut Vec<Fi
 /// What k8s.io/component-helpers' node field selector refuses (`nodeSelectorRequirementsAsFieldSelector`,
 /// the matcher of Liqo v1.x): an operator other than In and NotIn, or not exactly one value. It
 /// checks neither the key nor the value.
-fn field_parse_errors(req: &NodeSelectorRequirement, path: &str) -> Vec<FieldError> {
+fn field_parse_errors(req: &NodeSelectorRequirement, path: RequirementPath) -> Vec<FieldError> {
     let values = req.values.as_deref().unwrap_or_default();
     if !FIELD_OPERATORS.contains(&req.operator.as_str()) {
         return vec![field_operator(path, &req.operator)];
@@ -247,13 +262,13 @@ fn field_parse_errors(req: &NodeSelectorRequirement, path: &str) -> Vec<FieldErr
 
 /// Every parse error of one term as Liqo v1.x's matcher sees it (labels as `labels.NewRequirement`
 /// checks them, fields as [`field_parse_errors`]).
-fn term_parse_errors(term: &NodeSelectorTerm, term_path: &str) -> Vec<FieldError> {
+fn term_parse_errors(t: &NodeSelectorTerm, term: usize) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    for (j, req) in term.match_expressions.iter().flatten().enumerate() {
-        validate_expression(req, &requirement_path(term_path, "matchExpressions", j), &mut errors);
+    for (index, req) in t.match_expressions.iter().flatten().enumerate() {
+        validate_expression(req, RequirementPath { term, list: "matchExpressions", index }, &mut errors);
     }
-    for (j, req) in term.match_fields.iter().flatten().enumerate() {
-        errors.extend(field_parse_errors(req, &requirement_path(term_path, "matchFields", j)));
+    for (index, req) in t.match_fields.iter().flatten().enumerate() {
+        errors.extend(field_parse_errors(req, RequirementPath { term, list: "matchFields", index }));
     }
     errors
 }
@@ -291,12 +306,13 @@ pub fn read_lazily(selector: &NodeSelector) -> LazyReading {
         if is_empty_term(term) {
             continue;
         }
-        let term_path = term_path(i);
-        let errors = term_parse_errors(term, &term_path);
+        let errors = term_parse_errors(term, i);
         if errors.is_empty() {
             r.well_formed.push(i);
-            for (j, req) in term.match_fields.iter().flatten().enumerate() {
-                if let Some(w) = meaningless_field(req, &format!("{term_path}.matchFields[{j}]")) {
+            for (index, req) in term.match_fields.iter().flatten().enumerate() {
+                if let Some(w) =
+                    meaningless_field(req, RequirementPath { term: i, list: "matchFields", index })
+                {
                     r.meaningless.push(w);
                 }
             }
@@ -310,7 +326,7 @@ pub fn read_lazily(selector: &NodeSelector) -> LazyReading {
 /// A parsed matchFields requirement that compares something no node has. The node offers one
 /// field, `metadata.name`; any other key reads as "" (fields.Set.Get), and no node is named
 /// something that is not a node name.
-fn meaningless_field(req: &NodeSelectorRequirement, path: &str) -> Option<String> {
+fn meaningless_field(req: &NodeSelectorRequirement, path: RequirementPath) -> Option<String> {
     let value = req.values.as_deref().unwrap_or_default().first()?;
     let not_in = req.operator == "NotIn";
     if req.key != NODE_NAME_FIELD {
@@ -344,7 +360,7 @@ fn meaningless_field(req: &NodeSelectorRequirement, path: &str) -> Option<String
 
 /// Whether Liqo v1.x's matcher parses the term (an empty one does).
 pub(super) fn term_parses(term: &NodeSelectorTerm) -> bool {
-    term_parse_errors(term, "").is_empty()
+    term_parse_errors(term, 0).is_empty()
 }
 
 /// Whether one term, as Liqo reads it, selects the node (a broken or empty term never does).
@@ -498,6 +514,14 @@ mod tests {
 
     fn messages(s: &NodeSelector) -> Vec<String> {
         validate(s).iter().map(ToString::to_string).collect()
+    }
+
+    /// The path written only for an error reads as the one the policy generator writes.
+    #[test]
+    fn a_requirement_path_written_late_reads_as_written_early() {
+        let late = RequirementPath { term: 2, list: "matchFields", index: 11 };
+        assert_eq!(late.to_string(), requirement_path(&term_path(2), "matchFields", 11));
+        assert_eq!(late.to_string(), "spec.clusterSelector.nodeSelectorTerms[2].matchFields[11]");
     }
 
     #[test]
