@@ -13,6 +13,9 @@ use std::time::Duration;
 use chart::{NAMESPACE, RELEASE, documents, find, helm_ok, template, template_ok};
 use support::{CLUSTER_ID, ControlPlane, Webhook, apply, eventually, install_crds, nsof};
 
+/// Who manages the EndpointSlice that points the Service at a `serve` on the host.
+const MANAGER: &str = "e2e-helm.offloading-webhook";
+
 const DENIED: &str = "admission webhook \"validate.offloading-webhook.io\" denied the request: ";
 const BAD_OPERATOR: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: Equals\n        values: [eu]\n";
 const BAD_OPERATOR_SAYS: &str = "spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\", \"Gt\", \"Lt\"";
@@ -866,7 +869,7 @@ fn install_and_refuse_on(cp: &ControlPlane, kubernetes: &str) {
 
     // A replica as the chart's Deployment runs it (its managed certificate, its registration),
     // behind the chart's Service on the host's address.
-    let addr = std::net::SocketAddr::new(host_address(), support::free_port());
+    let addr = std::net::SocketAddr::new(chart::host_address(), support::free_port());
     let mut args = chart::replica_args(&template_ok(&[]));
     args.extend([
         format!("--namespace={NAMESPACE}"),
@@ -882,7 +885,7 @@ fn install_and_refuse_on(cp: &ControlPlane, kubernetes: &str) {
     eventually(Duration::from_secs(30), "the webhook's /readyz to answer 200", || {
         wh.readyz().filter(|r| r.starts_with("HTTP/1.1 200")).map(|_| ())
     });
-    endpoints_on_the_host(cp, addr);
+    chart::endpoints_on_the_host(cp, addr, MANAGER);
     let refused = refused_through_the_chart(cp, "team-a");
     let validating =
         stored("validatingwebhookconfiguration", None)["webhooks"][0]["name"].as_str().unwrap().to_owned();
@@ -938,34 +941,6 @@ fn install_and_refuse_on(cp: &ControlPlane, kubernetes: &str) {
         "name",
     ]);
     assert_eq!(left.trim(), "", "webhook configurations left behind");
-}
-
-/// The host's first global IPv4 address: an Endpoints object refuses loopback, and kube-apiserver
-/// before 1.33 resolves a Service-registered webhook through Endpoints (later, EndpointSlices).
-fn host_address() -> std::net::IpAddr {
-    let out = std::process::Command::new("ip").args(["-o", "-4", "addr", "show", "scope", "global"]).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    text.lines()
-        .find_map(|l| {
-            l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?.split('/').next()?.parse().ok()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs a non-loopback IPv4 address on the host (`ip -4 addr` shows none):\n{text}"
-            )
-        })
-}
-
-/// Points the selectorless Service at a `serve` on `addr`, as the endpoint controllers would for a
-/// pod: an Endpoints object (what kube-apiserver before 1.33 reads) and an EndpointSlice (what later
-/// releases read), the port found by the Service port's name, ready.
-fn endpoints_on_the_host(cp: &ControlPlane, addr: std::net::SocketAddr) {
-    let (ip, port) = (addr.ip(), addr.port());
-    let yaml = format!(
-        "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {RELEASE}\n  namespace: {NAMESPACE}\nsubsets:\n- addresses:\n  - ip: {ip}\n  ports:\n  - name: webhook\n    port: {port}\n    protocol: TCP\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {RELEASE}-host\n  namespace: {NAMESPACE}\n  labels:\n    kubernetes.io/service-name: {RELEASE}\n    endpointslice.kubernetes.io/managed-by: e2e-helm.offloading-webhook\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: webhook\n  port: {port}\n  protocol: TCP\n"
-    );
-    let p = apply(cp, &yaml, &[]);
-    assert!(p.ok, "{}", p.stderr);
 }
 
 /// With aggregator routing the API server reaches a Service-registered webhook through the

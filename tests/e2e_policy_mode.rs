@@ -18,6 +18,9 @@ use chart::{NAMESPACE, RELEASE, documents, find, helm_ok, template, template_ok}
 use serde_norway::Value;
 use support::{CLUSTER_ID, ControlPlane, apply, eventually, install_crds, nsof};
 
+/// Who manages the EndpointSlice that points the Service at a `serve` on the host.
+const MANAGER: &str = "e2e-policy-mode.offloading-webhook";
+
 const BAD_OPERATOR: &str = "  clusterSelector:\n    nodeSelectorTerms:\n    - matchExpressions:\n      - key: topology.liqo.io/region\n        operator: Equals\n        values: [eu]\n";
 const BAD_OPERATOR_SAYS: &str = "spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Equals\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\", \"Gt\", \"Lt\"";
 /// A well-formed selector that the one virtual node (eu-west) does not match: the webhook warns.
@@ -264,33 +267,6 @@ fn policy_mode_needs_a_liqo_generation_and_lints_strict() {
     }
 }
 
-/// The host's first global IPv4 address: an Endpoints object refuses loopback, and kube-apiserver
-/// before 1.33 resolves a Service-registered webhook through Endpoints (later, EndpointSlices).
-fn host_address() -> std::net::IpAddr {
-    let out = std::process::Command::new("ip").args(["-o", "-4", "addr", "show", "scope", "global"]).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    text.lines()
-        .find_map(|l| {
-            l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?.split('/').next()?.parse().ok()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs a non-loopback IPv4 address on the host (`ip -4 addr` shows none):\n{text}"
-            )
-        })
-}
-
-/// Points the selectorless Service at a `serve` on `addr`, as the endpoint controllers would for a
-/// pod: an Endpoints object (read before 1.33) and an EndpointSlice (read later), ready.
-fn endpoints_on_the_host(cp: &ControlPlane, addr: std::net::SocketAddr) {
-    let (ip, port) = (addr.ip(), addr.port());
-    let yaml = format!(
-        "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {RELEASE}\n  namespace: {NAMESPACE}\nsubsets:\n- addresses:\n  - ip: {ip}\n  ports:\n  - name: webhook\n    port: {port}\n    protocol: TCP\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {RELEASE}-host\n  namespace: {NAMESPACE}\n  labels:\n    kubernetes.io/service-name: {RELEASE}\n    endpointslice.kubernetes.io/managed-by: e2e-policy-mode.offloading-webhook\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: webhook\n  port: {port}\n  protocol: TCP\n"
-    );
-    let p = apply(cp, &yaml, &[]);
-    assert!(p.ok, "{}", p.stderr);
-}
-
 /// kubectl's refusal of `yaml`, once the policy has taken effect (dry runs until then).
 fn refused(cp: &ControlPlane, yaml: &str, says: &str) -> String {
     eventually(Duration::from_secs(60), "the policy to refuse the object", || {
@@ -380,7 +356,7 @@ fn policy_mode_keeps_the_cluster_writable_on(cp: &ControlPlane) {
         )
     );
     // A replica as the chart's Deployment runs it, behind the chart's Service on the host's address.
-    let addr = std::net::SocketAddr::new(host_address(), support::free_port());
+    let addr = std::net::SocketAddr::new(chart::host_address(), support::free_port());
     let mut args: Vec<String> = chart::deployment_args(&template_ok(&["-f", values]))
         .into_iter()
         .filter(|a| !["--webhook-addr=", "--probe-addr=", "--metrics-addr="].iter().any(|p| a.starts_with(p)))
@@ -395,7 +371,7 @@ fn policy_mode_keeps_the_cluster_writable_on(cp: &ControlPlane) {
     eventually(Duration::from_secs(30), "the replica's /readyz to answer 200", || {
         replica.readyz().filter(|r| r.starts_with("HTTP/1.1 200")).map(|_| ())
     });
-    endpoints_on_the_host(cp, addr);
+    chart::endpoints_on_the_host(cp, addr, MANAGER);
     support::wait_eq(
         Duration::from_secs(30),
         "the replica's registration, failing open",

@@ -241,3 +241,32 @@ pub fn registered_configurations(rendered: &str) -> Vec<serde_norway::Value> {
     assert!(out.status.success(), "webhook-config: {}", String::from_utf8_lossy(&out.stderr));
     documents(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// The host's first global IPv4 address: an Endpoints object refuses loopback, and kube-apiserver
+/// before 1.33 resolves a Service-registered webhook through Endpoints (later, EndpointSlices).
+pub fn host_address() -> std::net::IpAddr {
+    let out = Command::new("ip").args(["-o", "-4", "addr", "show", "scope", "global"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?.split('/').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs a non-loopback IPv4 address on the host (`ip -4 addr` shows none):\n{text}"
+            )
+        })
+}
+
+/// Points the release's selectorless Service at a `serve` on `addr`, as the endpoint controllers
+/// would for a pod: an Endpoints object (what kube-apiserver before 1.33 reads) and an
+/// EndpointSlice managed by `manager` (what later releases read), the port found by the Service
+/// port's name, ready.
+pub fn endpoints_on_the_host(cp: &super::ControlPlane, addr: std::net::SocketAddr, manager: &str) {
+    let (ip, port) = (addr.ip(), addr.port());
+    let yaml = format!(
+        "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {RELEASE}\n  namespace: {NAMESPACE}\nsubsets:\n- addresses:\n  - ip: {ip}\n  ports:\n  - name: webhook\n    port: {port}\n    protocol: TCP\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {RELEASE}-host\n  namespace: {NAMESPACE}\n  labels:\n    kubernetes.io/service-name: {RELEASE}\n    endpointslice.kubernetes.io/managed-by: {manager}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: webhook\n  port: {port}\n  protocol: TCP\n"
+    );
+    let p = super::apply(cp, &yaml, &[]);
+    assert!(p.ok, "{}", p.stderr);
+}
